@@ -1,0 +1,1 @@
+"""The built-in scenarios of sqldiag, one workload per file."""

@@ -1,0 +1,3 @@
+from sqldiag.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""From a record's measurements to key figures, categories with allocator_free, and a verdict.
+
+Reads only the measured parts of a record, so a saved record can be re-analysed.
+
+RSS figures come from the bare pass (no tracing). Traced categories come from the traced
+pass; when it ran on fewer rows they are scaled by rows / traced rows (all categories but
+statement_cache, whose size does not follow the row count). `allocator_free` at a moment is
+the bare pass's RSS growth above its "ready" phase that the (scaled) traced bytes do not
+account for: free memory kept by pymalloc and glibc, plus untraced C buffers (the
+drivers' own, libpq/libmysqlclient).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqldiag.attribution.categories import (
+    ALLOCATOR_FREE,
+    DRIVER_ROWS,
+    ORM_OBJECTS,
+    OTHER_PYTHON,
+    SQLALCHEMY_ROWS,
+    STATEMENT_CACHE,
+    TRACED,
+)
+from sqldiag.units import fmt_bytes
+
+READY, AFTER_GC, AFTER_TRIM = "ready", "after gc.collect()", "after malloc_trim(0)"
+
+
+def _phase(record: dict, name: str) -> dict | None:
+    return next((p for p in record.get("phases", []) if p.get("name") == name), None)
+
+
+def _net(entry: dict | None, overhead_key: str = "tracemalloc_overhead") -> int | None:
+    if not entry:
+        return None
+    return int(entry["rss"]) - int(entry.get(overhead_key) or 0)
+
+
+def _scaled(breakdown: dict | None, scale: float) -> dict[str, int]:
+    if not breakdown:
+        return {}
+    return {c: int(breakdown["categories"].get(c, 0) * (1 if c == STATEMENT_CACHE else scale))
+            for c in TRACED}
+
+
+def summarise(record: dict) -> dict[str, Any]:
+    timeline = record.get("timeline", {})
+    rss, overhead = timeline.get("rss", []), timeline.get("overhead", [])
+    net = [r - (o or 0) for r, o in zip(rss, overhead or [0] * len(rss))]
+    start = _net(_phase(record, READY))
+    end = _net(_phase(record, AFTER_GC))
+    trim = _net(_phase(record, AFTER_TRIM))
+    peak_net = max(net, default=None)
+    peak_at = timeline["t"][net.index(peak_net)] if net else None
+    scale = record.get("measurement", {}).get("scale") or 1.0
+    breakdowns = record.get("breakdowns", {})
+    peak_traced = sum(_scaled(breakdowns.get("peak"), scale).values()) or None
+    end_traced = sum(_scaled(breakdowns.get("end"), scale).values()) if "end" in breakdowns \
+        else None
+    growth = (peak_net - start) if peak_net is not None and start is not None else None
+    explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
+    return {
+        "start_rss": start,
+        "peak_rss": peak_net,
+        "peak_t": peak_at,
+        "end_rss": end,
+        "trim_rss": trim,
+        "trim_released": (end - trim) if end is not None and trim is not None else None,
+        "traced_peak_snapshot": peak_traced,
+        "traced_end": end_traced,
+        "scale": scale,
+        "explained_share": round(explained, 4) if explained is not None else None,
+    }
+
+
+def categories_at(breakdown: dict | None, scale: float, growth: int | None) -> dict[str, int]:
+    """Traced categories of a breakdown, scaled, plus allocator_free from the RSS growth."""
+    cats = _scaled(breakdown, scale)
+    if cats and growth is not None:
+        cats[ALLOCATOR_FREE] = max(0, growth - sum(cats.values()))
+    return cats
+
+
+def _top(cats: dict[str, int], n: int = 2) -> list[tuple[str, int]]:
+    traced = [(c, b) for c, b in cats.items() if c != ALLOCATOR_FREE]
+    return sorted(traced, key=lambda cb: cb[1], reverse=True)[:n]
+
+
+def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) -> list[str]:
+    """Plain-language findings, most important first."""
+    lines: list[str] = []
+    status = record.get("status", {})
+    if not status.get("complete", True):
+        lines.append(f"INCOMPLETE RUN: {status.get('reason')}; the figures cover what was "
+                     "measured before it stopped.")
+    params = record.get("scenario", {}).get("params", {})
+    rows, workers = params.get("rows") or 0, params.get("workers") or 0
+    start, peak = summary.get("start_rss"), summary.get("peak_rss")
+    peak_cats = categories.get("peak", {})
+    if start is not None and peak is not None:
+        growth = peak - start
+        top = ", ".join(f"{c} {fmt_bytes(b)}" for c, b in _top(peak_cats, 3))
+        traced = summary.get("traced_peak_snapshot")
+        held = record.get("breakdowns", {}).get("workload_end", {}).get("total", 0) * \
+            summary["scale"]
+        rows_heavy = sum(peak_cats.get(c, 0) for c in (ORM_OBJECTS, DRIVER_ROWS, SQLALCHEMY_ROWS))
+        if traced and rows and workers and held >= 0.5 * traced and rows_heavy >= 0.5 * traced:
+            per_row = traced / (rows * workers)
+            lines.append(
+                f"Peak RSS {fmt_bytes(peak)} ({fmt_bytes(growth)} above the start) = the whole "
+                f"result set held {workers} times at once: {workers} workers x {rows:,} rows x "
+                f"~{per_row:,.0f} bytes per row ({fmt_bytes(traced)} of live Python objects). "
+                f"Largest: {top}.")
+        elif traced:
+            lines.append(f"Peak RSS {fmt_bytes(peak)} ({fmt_bytes(growth)} above the start); "
+                         f"live Python objects at peak {fmt_bytes(traced)}; largest: {top}.")
+        else:
+            lines.append(f"Peak RSS {fmt_bytes(peak)} ({fmt_bytes(growth)} above the start); "
+                         "not traced, so no categories.")
+    end, trim = summary.get("end_rss"), summary.get("trim_rss")
+    traced_end = summary.get("traced_end")
+    if start is not None and end is not None:
+        left = end - start
+        if traced_end is not None and left > 0 and traced_end < 0.5 * left:
+            free = left - traced_end
+            text = (f"RSS left after the work ({fmt_bytes(left)} above the start) is not live "
+                    f"objects ({fmt_bytes(traced_end)} still traced) but free memory held by "
+                    f"the allocator: {fmt_bytes(free)}.")
+            if trim is not None:
+                text += (f" malloc_trim(0) returned {fmt_bytes(summary['trim_released'])}; "
+                         f"{fmt_bytes(max(trim - start, 0))} stays above the start.")
+            lines.append(text)
+        elif traced_end is not None and left > 0:
+            end_cats = categories.get("end", {})
+            holders = ", ".join(f"{c} {fmt_bytes(b)}" for c, b in _top(end_cats, 2))
+            lines.append(f"After the work {fmt_bytes(traced_end)} of Python objects are still "
+                         f"alive ({holders}): something holds them (a cache, a Session, a "
+                         "global); repeat the workload to tell a leak from a one-time cost.")
+        elif left <= 0:
+            lines.append("RSS returned to the start after the work.")
+    share = summary.get("explained_share")
+    if share is not None:
+        other = peak_cats.get(OTHER_PYTHON, 0)
+        traced = summary.get("traced_peak_snapshot") or 1
+        how = record.get("measurement", {})
+        basis = (f"traced at {how.get('traced_rows'):,} rows and scaled x{summary['scale']:.1f}"
+                 if how.get("method") == "scaled-trace" else "traced at full size")
+        lines.append(f"The categories ({basis}) explain {share:.0%} of the RSS growth at peak "
+                     f"({other / traced:.0%} of traced bytes fell in other_python); the rest is "
+                     "allocator overhead and memory outside Python's allocators.")
+    return lines
+
+
+def analyse(record: dict) -> dict[str, Any]:
+    """The derived parts of a record: summary, categories, verdict."""
+    summary = summarise(record)
+    breakdowns = record.get("breakdowns", {})
+    start = summary["start_rss"]
+    growth = {"peak": summary["peak_rss"], "end": summary["end_rss"]}
+    categories = {key: categories_at(breakdowns.get(key), summary["scale"],
+                                     (growth[key] - start) if start is not None
+                                     and growth[key] is not None else None)
+                  for key in ("peak", "end") if breakdowns.get(key)}
+    return {"summary": summary, "categories": categories,
+            "verdict": verdict(record, summary, categories)}

@@ -1,0 +1,1 @@
+"""From traced allocations to the categories of the design."""

@@ -1,0 +1,110 @@
+"""Reduce a tracemalloc snapshot to bytes per category and the top sites of each."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sqldiag.attribution.categories import TRACED
+from sqldiag.attribution.functions import function_at
+from sqldiag.attribution.paths import short_path
+from sqldiag.attribution.rules import LIST_BLOCK_BYTES, classify
+
+SITES_PER_CATEGORY = 8
+TRACEBACK_FRAMES_KEPT = 12
+
+# Allocations whose most recent frame is in these files are the measuring's own.
+_SELF_MARKERS = ("/tracemalloc.py", "/sqldiag/attribution/", "/sqldiag/probes/", "/pympler/",
+                 "/objgraph.py", "<frozen importlib._bootstrap")
+
+
+@lru_cache(maxsize=4096)
+def _is_measuring(filename: str) -> bool:
+    path = filename.replace("\\", "/")
+    return any(marker in path for marker in _SELF_MARKERS)
+
+
+@dataclass
+class Site:
+    """Where a category's bytes were allocated: the frame that decided the category."""
+
+    category: str
+    file: str
+    function: str
+    line: int
+    size: int = 0
+    count: int = 0
+    traceback: list[str] = field(default_factory=list)  # most recent frame first
+
+    def to_dict(self) -> dict:
+        return {"category": self.category, "file": self.file, "function": self.function,
+                "line": self.line, "size": self.size, "count": self.count,
+                "traceback": self.traceback}
+
+
+@dataclass
+class Breakdown:
+    """Traced bytes per category at one moment."""
+
+    total: int
+    categories: dict[str, int]
+    counts: dict[str, int]
+    sites: list[Site]
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "categories": self.categories, "counts": self.counts,
+                "sites": [s.to_dict() for s in self.sites]}
+
+
+def _format_frame(filename: str, lineno: int) -> str:
+    return f"{short_path(filename)}:{lineno} in {function_at(filename, lineno)}"
+
+
+def breakdown(snapshot: tracemalloc.Snapshot) -> Breakdown:
+    """Classify every trace of a snapshot."""
+    return breakdown_traces(snapshot.traces._traces)
+
+
+def breakdown_traces(traces: list) -> Breakdown:
+    """Classify raw traces: (domain, size, frames most recent first, ...) tuples.
+
+    Memory use is per distinct traceback: tracebacks are shared tuples, so the grouping
+    dict stays as small as the number of distinct allocation paths.
+    """
+    grouped: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for trace in traces:
+        size = trace[1]
+        entry = grouped[(trace[2], size >= LIST_BLOCK_BYTES)]
+        entry[0] += size
+        entry[1] += 1
+    categories = dict.fromkeys(TRACED, 0)
+    counts = dict.fromkeys(TRACED, 0)
+    sites: dict[tuple[str, str, str], Site] = {}
+    heaviest_path: dict[tuple[str, str, str], int] = {}  # a site shows its largest path
+    for (frames, large), (size, count) in grouped.items():
+        if frames and _is_measuring(frames[0][0]):
+            continue
+        category, depth = classify(frames, LIST_BLOCK_BYTES if large else 0)
+        categories[category] += size
+        counts[category] += count
+        filename, lineno = frames[max(depth, 0)] if frames else ("<unknown>", 0)
+        key = (category, short_path(filename), function_at(filename, lineno))
+        site = sites.get(key)
+        if site is None:
+            site = sites[key] = Site(category, key[1], key[2], lineno)
+        if size > heaviest_path.get(key, -1):
+            heaviest_path[key] = size
+            site.line = lineno
+            site.traceback = [_format_frame(f, n) for f, n in frames[:TRACEBACK_FRAMES_KEPT]]
+        site.size += size
+        site.count += count
+    top: list[Site] = []
+    for category in TRACED:
+        ranked = sorted((s for s in sites.values() if s.category == category),
+                        key=lambda s: s.size, reverse=True)
+        top.extend(ranked[:SITES_PER_CATEGORY])
+    return Breakdown(total=sum(categories.values()), categories=categories, counts=counts,
+                     sites=top)
+

@@ -1,0 +1,57 @@
+"""Command line entry point: subcommands, one-line errors, documented exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sqldiag import __version__
+from sqldiag.commands import COMMANDS
+from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, SqldiagError
+
+EPILOG = """exit codes: 0 ok, 1 error (one line on stderr; --debug for a traceback),
+2 bad command line, 3 a budget was exceeded, 130 interrupted (the partial record is kept)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sqldiag",
+        description="Explain where a Python database workload's memory goes: run a scenario "
+                    "under instrumentation, attribute memory to driver rows, SQLAlchemy rows, "
+                    "ORM objects, the identity map, result lists, caches and allocator free "
+                    "memory, and save a record and an HTML report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sqldiag {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help,
+                                    description=command.description,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.prepare_parser(sub)
+        sub.set_defaults(handler=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return args.handler.run(args, parser)
+    except SqldiagError as exc:
+        if args.debug:
+            raise
+        print(f"sqldiag: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sqldiag: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

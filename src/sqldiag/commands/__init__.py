@@ -1,0 +1,6 @@
+"""One module per subcommand; each is an object with prepare_parser() and run()."""
+
+from sqldiag.commands.report import ReportCommand
+from sqldiag.commands.scenario import ScenarioCommand
+
+COMMANDS = (ScenarioCommand(), ReportCommand())

@@ -1,0 +1,175 @@
+"""`sqldiag scenario NAME|PATH|list`: run a workload under the probes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sqldiag import database
+from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from sqldiag.html_report import REPORT_NAME, write_report
+from sqldiag.orchestrator import Orchestrator, RunOptions
+from sqldiag.record import new_run_dir, save_record
+from sqldiag.redact import safe_url
+from sqldiag.scenarios import builtin_scenarios, find_scenario
+from sqldiag.terminal import print_summary
+
+DEFAULT_TRACE_DEPTH = 8
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 (no tracing) and 100")
+    return value
+
+
+def _table(text: str) -> str:
+    if not _TABLE_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"not a plain table name: {text!r}")
+    return text
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+class ScenarioCommand:
+    name = "scenario"
+    help = "run a scenario (built-in name or path to a .py file), or `list` them"
+    description = """Run a workload under sqldiag's probes and explain its memory.
+
+  sqldiag scenario list                     the built-in scenarios
+  sqldiag scenario leak_repro               the post's workload on the embedded SQLite file
+  sqldiag scenario leak_repro --url mysql+pymysql://root@127.0.0.1:3306/test
+  sqldiag scenario path/to/my_scenario.py   your own scenario file (see the README)
+
+The run's record (record.json) and report (report.html) land in
+REPORTS_DIR/<scenario>-<UTC timestamp>/."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("scenario", help="built-in scenario name, path to a .py file, "
+                                             "or `list`")
+        parser.add_argument("--url", help="SQLAlchemy database URL (default: $SQLDIAG_URL, "
+                                          "else an embedded SQLite file in the user cache)")
+        parser.add_argument("--rows", type=_positive, default=100_000,
+                            help="rows in the users table (default 100,000)")
+        parser.add_argument("--workers", type=_positive, default=10,
+                            help="concurrent workers (default 10)")
+        parser.add_argument("--text-bytes", type=_positive, default=None,
+                            help="typical length of the address TEXT values (default 40-60 "
+                                 "characters; over 512 bytes CPython uses the C allocator)")
+        parser.add_argument("--table", type=_table, default="users",
+                            help="table name to create and read (default users)")
+        parser.add_argument("--trace", choices=("auto", "full", "off"), default="auto",
+                            help="the traced pass that attributes memory to categories: auto "
+                                 "(default) traces at full size when rows x workers <= 60,000 "
+                                 "and otherwise on a smaller copy of the table, scaled; full "
+                                 "traces at full size (slow, memory-hungry); off = RSS only")
+        parser.add_argument("--trace-rows", type=_positive, default=None,
+                            help="rows for the traced pass (overrides --trace auto's choice)")
+        parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
+                            help=f"tracemalloc frames per allocation (default "
+                                 f"{DEFAULT_TRACE_DEPTH})")
+        parser.add_argument("--no-census", action="store_true",
+                            help="skip the object-type census (pympler) at peak and end")
+        parser.add_argument("--option", type=_option, action="append", default=[],
+                            metavar="KEY=VALUE", help="passed to the scenario in ctx.options")
+        parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
+                            help="where run folders are written (default ./reports)")
+        parser.add_argument("--json", action="store_true",
+                            help="print the summary as JSON on stdout instead of the table")
+
+    def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        if args.scenario == "list":
+            return self._list()
+        scenario = find_scenario(args.scenario)
+        url = database.resolve_url(args.url)
+        opts = RunOptions(scenario=scenario, url=url, rows=args.rows, workers=args.workers,
+                          text_bytes=args.text_bytes, table=args.table,
+                          trace=args.trace, trace_depth=args.trace_depth,
+                          trace_rows=args.trace_rows, census=not args.no_census,
+                          options=dict(args.option), command=_reproduce(args, url))
+        err = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            def seeding(label: str, total: int):
+                task = progress.add_task(label, total=total)
+                return lambda n: progress.advance(task, n)
+
+            started = time.perf_counter()
+
+            def status(message: str) -> None:
+                err.print(f"sqldiag [{time.perf_counter() - started:5.1f}s] {message}",
+                          markup=False, highlight=False, style="dim")
+
+            session = Orchestrator(opts, progress=seeding, status=status)
+            record = session.run()
+        run_dir = new_run_dir(args.reports_dir, scenario.name)
+        save_record(record, run_dir)
+        write_report(record, run_dir / REPORT_NAME)
+        if args.json:
+            print(json.dumps({"run_dir": str(run_dir.resolve()), "status": record["status"],
+                              "summary": record["summary"], "categories": record["categories"],
+                              "verdict": record["verdict"]}, indent=2))
+        else:
+            print_summary(record, Console(), str(run_dir))
+        if session.failure is None:
+            return EXIT_OK
+        print(f"sqldiag: error: run incomplete: {session.failure} (partial record in "
+              f"{run_dir})", file=sys.stderr)
+        return EXIT_INTERRUPTED if "interrupted" in session.failure or "SIGTERM" in \
+            session.failure else EXIT_ERROR
+
+    @staticmethod
+    def _list() -> int:
+        console = Console()
+        for scenario in builtin_scenarios():
+            console.print(f"[bold]{scenario.name:<24}[/bold] {scenario.description}",
+                          highlight=False)
+        return EXIT_OK
+
+
+def _reproduce(args: argparse.Namespace, url) -> str:
+    """The command line that reproduces this run, without the password."""
+    parts = ["python", "-m", "sqldiag", "scenario", args.scenario, "--url", safe_url(url),
+             "--rows", str(args.rows), "--workers", str(args.workers)]
+    if args.text_bytes:
+        parts += ["--text-bytes", str(args.text_bytes)]
+    if args.table != "users":
+        parts += ["--table", args.table]
+    if args.trace != "auto":
+        parts += ["--trace", args.trace]
+    if args.trace_rows:
+        parts += ["--trace-rows", str(args.trace_rows)]
+    if args.trace_depth != DEFAULT_TRACE_DEPTH:
+        parts += ["--trace-depth", str(args.trace_depth)]
+    for key, value in args.option:
+        parts += ["--option", f"{key}={value}"]
+    return shlex.join(parts)
+

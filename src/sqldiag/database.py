@@ -1,0 +1,100 @@
+"""Where the workload's data lives: URL resolution, engine creation, server facts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from sqldiag.errors import SqldiagError
+from sqldiag.redact import safe_url, scrub
+
+URL_ENV = "SQLDIAG_URL"
+CONNECT_TIMEOUT_S = 10
+
+# The DB-API package to install for each SQLAlchemy driver name.
+_DRIVER_PACKAGES = {
+    "pymysql": "pymysql",
+    "mysqldb": "mysqlclient",
+    "mysqlconnector": "mysql-connector-python",
+    "asyncmy": "asyncmy",
+    "aiomysql": "aiomysql",
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+}
+
+
+def default_sqlite_path() -> Path:
+    """The embedded default database: a file in the per-user cache folder."""
+    folder = Path(platformdirs.user_cache_dir("sqldiag"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "sqldiag.sqlite3"
+
+
+def resolve_url(cli_url: str | None) -> URL:
+    """The URL from --url, else $SQLDIAG_URL, else the embedded SQLite file."""
+    raw = cli_url or os.environ.get(URL_ENV) or f"sqlite:///{default_sqlite_path()}"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SqldiagError(f"not a database URL: {scrub(raw)!r} "
+                           "(expected e.g. mysql+pymysql://user@host:3306/db)") from None
+    if url.drivername == "mysql":
+        url = url.set(drivername="mysql+pymysql")
+    elif url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def connect_args_for(url: URL) -> dict:
+    """Bounded connect timeouts so a silent server fails fast."""
+    backend = url.get_backend_name()
+    if backend == "mysql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    if backend == "postgresql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
+
+
+def open_engine(url: URL, pool_size: int = 5) -> Engine:
+    """Create an engine sized for `pool_size` concurrent workers and check it connects."""
+    kwargs: dict = {"connect_args": connect_args_for(url)}
+    if url.get_backend_name() != "sqlite":
+        kwargs.update(pool_size=max(pool_size, 1), max_overflow=5)
+    try:
+        engine = create_engine(url, **kwargs)
+    except NoSuchModuleError:
+        raise SqldiagError(f"SQLAlchemy has no dialect {url.drivername!r}") from None
+    except ModuleNotFoundError as exc:
+        package = _DRIVER_PACKAGES.get(url.get_driver_name(), exc.name)
+        raise SqldiagError(f"the driver for {url.drivername} is not installed: "
+                           f"pip install {package}") from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+        raise SqldiagError(f"cannot connect to {safe_url(url)}: "
+                           f"{scrub(reason, (url.password or '',))}") from None
+    return engine
+
+
+def server_version(engine: Engine) -> str:
+    """The database server's own version string."""
+    backend = engine.dialect.name
+    query = {"sqlite": "select sqlite_version()", "postgresql": "show server_version"}.get(
+        backend, "select version()")
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(text(query)).scalar()
+    except DBAPIError:
+        return "unknown"
+    prefix = "SQLite " if backend == "sqlite" else ""
+    return f"{prefix}{value}"

@@ -1,0 +1,35 @@
+"""The self-contained HTML report of a run record (Jinja2, autoescaped, inline SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from sqldiag.attribution.categories import ALL, DESCRIPTIONS
+from sqldiag.charts import bars, timeline
+from sqldiag.record import write_atomic
+from sqldiag.units import fmt_bytes
+
+REPORT_NAME = "report.html"
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("sqldiag", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["bytes"] = fmt_bytes
+    return env
+
+
+def render(record: dict) -> str:
+    cats = record.get("categories", {})
+    return _environment().get_template("report.html.j2").render(
+        r=record, s=record.get("summary", {}), categories=ALL, descriptions=DESCRIPTIONS,
+        cats=cats, chart=timeline(record),
+        peak_bars=bars(cats.get("peak", {})), end_bars=bars(cats.get("end", {})),
+        sites=record.get("breakdowns", {}).get("peak", {}).get("sites", []))
+
+
+def write_report(record: dict, path: Path) -> Path:
+    write_atomic(path, render(record).encode("utf-8"))
+    return path

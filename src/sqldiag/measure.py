@@ -1,0 +1,187 @@
+"""One measured pass of a scenario, in the process that runs the workload.
+
+A pass is either bare (RSS sampling and phase marks only, so that RSS is what the
+workload alone does) or traced (tracemalloc, snapshots reduced to category breakdowns,
+and a census of live types). The orchestrator runs each pass in its own child process
+and merges their results into one record.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+
+from sqldiag import database
+from sqldiag.probes import allocator
+from sqldiag.probes.census import type_census
+from sqldiag.probes.sampler import RssSampler, Sample
+from sqldiag.probes.tracing import TracingProbe
+from sqldiag.scenario_api import ScenarioContext
+from sqldiag.scenarios import ScenarioFile, load_module
+from sqldiag.schema import build_schema
+
+# Phase names, shared with the analysis and the reports.
+READY = "ready"
+WORKLOAD_START = "workload start"
+WORKLOAD_END = "workload end"
+AFTER_GC = "after gc.collect()"
+AFTER_TRIM = "after malloc_trim(0)"
+
+
+@dataclass
+class PassSpec:
+    """What one pass runs; plain data so it can travel to a child process as JSON."""
+
+    kind: str  # "bare" or "traced"
+    scenario_name: str
+    scenario_path: str
+    table: str
+    rows: int
+    workers: int
+    options: dict[str, str] = field(default_factory=dict)
+    trace_depth: int = 0
+    census: bool = False
+    sample_period: float = 0.05
+
+    @property
+    def traced(self) -> bool:
+        return self.kind == "traced" and self.trace_depth > 0
+
+
+class Interrupted(BaseException):
+    """SIGTERM, turned into an exception so the partial result is still written."""
+
+
+class MeasuredPass:
+    """Runs the workload once under the probes; everything measured is kept as it is
+    measured, so a failure half-way still leaves a result with what was measured."""
+
+    def __init__(self, spec: PassSpec) -> None:
+        self.spec = spec
+        self.phases: list[dict[str, Any]] = []
+        self.types: dict[str, dict] = {}
+        self.mallinfo: dict[str, dict] = {}
+        self.trim_done = False
+        self.wall_time = 0.0
+        self.failure: str | None = None
+        self.in_workload = False  # True while the scenario's own code runs
+        self.server_version = "unknown"
+        self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
+        self.sampler = RssSampler(spec.sample_period, on_sample=self._on_sample)
+        self._lock = threading.Lock()
+
+    def _on_sample(self, sample: Sample) -> None:
+        if self.tracing is not None:
+            self.tracing.consider_high(sample.traced, sample.t)
+
+    def mark(self, name: str, snapshot: bool | None = None) -> None:
+        """Record a phase; snapshot=None lets the tracing probe decide (new highs only)."""
+        name = str(name)[:200]
+        sample = self.sampler.sample()
+        with self._lock:
+            self.phases.append({"name": name, "t": round(sample.t, 4), "rss": sample.rss,
+                                "traced": sample.traced,
+                                "tracemalloc_overhead": sample.overhead})
+        if self.tracing is None:
+            return
+        if snapshot:
+            self.tracing.snapshot(name, sample.t)
+        elif snapshot is None:
+            self.tracing.consider_high(sample.traced, sample.t)
+
+    def execute(self, url) -> None:
+        engine = database.open_engine(url, pool_size=self.spec.workers)
+        try:
+            self.server_version = database.server_version(engine)
+            schema = build_schema(self.spec.table)
+            module = load_module(ScenarioFile(self.spec.scenario_name,
+                                              Path(self.spec.scenario_path)))
+            ctx = ScenarioContext(engine=engine, Session=sessionmaker(engine), User=schema.User,
+                                  table=schema.table, rows=self.spec.rows,
+                                  workers=self.spec.workers, mark=self.mark,
+                                  options=dict(self.spec.options))
+            self._workload(module, ctx)
+        finally:
+            if self.tracing is not None:
+                self.tracing.stop()
+            self.sampler.stop()
+            engine.dispose()
+
+    def _workload(self, module: ModuleType, ctx: ScenarioContext) -> None:
+        gc.collect()
+        self.sampler.start()
+        self.mark(READY, snapshot=False)
+        self.mallinfo[READY] = allocator.mallinfo() or {}
+        if self.tracing is not None:
+            self.tracing.start()
+        started = time.perf_counter()
+        self.mark(WORKLOAD_START, snapshot=False)
+        self.in_workload = True
+        if self.tracing is not None:
+            self.tracing.watching = True
+        result = module.run(ctx)
+        self.in_workload = False
+        if self.tracing is not None:
+            self.tracing.watching = False
+        self.wall_time = time.perf_counter() - started
+        self.mark(WORKLOAD_END, snapshot=True)
+        if self.spec.census:
+            self.types["peak"] = type_census(exclude=self._own_data())
+        del result
+        gc.collect()
+        self.mark(AFTER_GC, snapshot=True)
+        self.mallinfo[AFTER_GC] = allocator.mallinfo() or {}
+        if self.spec.census:
+            self.types["end"] = type_census(exclude=self._own_data())
+        if self.tracing is not None:
+            return  # trimming a traced heap says nothing about the bare workload
+        if allocator.malloc_trim():
+            self.trim_done = True
+            self.mark(AFTER_TRIM, snapshot=False)
+            self.mallinfo[AFTER_TRIM] = allocator.mallinfo() or {}
+
+    def _own_data(self) -> list:
+        return self.tracing.raw_snapshots() if self.tracing is not None else []
+
+    def result(self) -> dict[str, Any]:
+        """The pass's measurements as plain data."""
+        samples = self.sampler.samples
+        tracing = self.tracing
+        breakdowns: dict[str, dict] = {}
+        if tracing is not None:
+            for key, moment in (("peak", tracing.peak_moment()),
+                                ("workload_end", tracing.moment(WORKLOAD_END)),
+                                ("end", tracing.moment(AFTER_GC))):
+                if moment is not None:
+                    breakdowns[key] = {"label": moment.label, "t": round(moment.t, 4),
+                                       "traced": moment.traced, "rss": moment.rss,
+                                       "tracemalloc_overhead": moment.overhead,
+                                       **moment.breakdown.to_dict()}
+        return {
+            "kind": self.spec.kind,
+            "rows": self.spec.rows,
+            "workers": self.spec.workers,
+            "failure": self.failure,
+            "server_version": self.server_version,
+            "wall_time_s": round(self.wall_time, 3),
+            "trace_depth": self.spec.trace_depth if tracing else 0,
+            "traced_peak": tracing.traced_peak if tracing else None,
+            "uss_sampled": any(s.uss is not None for s in samples),
+            "snapshots": [{"label": m.label, "t": round(m.t, 4), "traced": m.traced}
+                          for m in (tracing.moments if tracing else [])],
+            "timeline": {"t": [round(s.t, 4) for s in samples], "rss": [s.rss for s in samples],
+                         "uss": [s.uss for s in samples], "traced": [s.traced for s in samples],
+                         "overhead": [s.overhead for s in samples]},
+            "phases": list(self.phases),
+            "breakdowns": breakdowns,
+            "types": self.types,
+            "mallinfo": self.mallinfo,
+            "malloc_trim": self.trim_done,
+        }

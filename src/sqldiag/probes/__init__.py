@@ -1,0 +1,1 @@
+"""Probes that measure a running workload."""

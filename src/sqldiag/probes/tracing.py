@@ -1,0 +1,93 @@
+"""tracemalloc probe: raw snapshots at phases and at the traced high, reduced after tracing.
+
+Reducing a snapshot allocates for every trace it reads; while tracemalloc runs, each of
+those allocations is itself traced with its traceback, which made reduction ~20x slower.
+So snapshots are kept raw (tracemalloc's own trace tuples, ~100 bytes a trace) until
+tracing stops, and only the largest "traced high" is kept at any time.
+"""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from dataclasses import dataclass
+
+import psutil
+
+from sqldiag.attribution.breakdown import Breakdown, breakdown_traces
+
+HIGH = "traced high"
+
+
+@dataclass
+class TracedMoment:
+    label: str  # phase name, or "traced high" for a sampler-triggered snapshot
+    t: float
+    traced: int  # tracemalloc's current traced bytes when the snapshot was taken
+    rss: int  # RSS when the snapshot was taken
+    overhead: int  # tracemalloc's own memory then
+    breakdown: Breakdown | None = None
+    raw: list | None = None  # tracemalloc's raw traces until reduced
+
+
+class TracingProbe:
+    """Runs tracemalloc with `depth` frames; snapshots at phases, and from the sampler
+    thread whenever traced memory passes `peak_step` times the largest snapshot so far
+    while `watching` (the workload runs)."""
+
+    def __init__(self, depth: int, peak_step: float = 1.25, min_bytes: int = 4 << 20) -> None:
+        self.depth = depth
+        self.peak_step = peak_step
+        self.min_bytes = min_bytes
+        self.moments: list[TracedMoment] = []
+        self.traced_peak = 0  # tracemalloc's own peak of traced bytes
+        self.watching = False
+        self._lock = threading.Lock()
+        self._largest_snapshot = 0
+
+    def start(self) -> None:
+        tracemalloc.start(self.depth)
+
+    def stop(self) -> None:
+        """Stop tracing and reduce the raw snapshots to breakdowns."""
+        if tracemalloc.is_tracing():
+            self.traced_peak = max(self.traced_peak, tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        for moment in self.moments:
+            if moment.raw is not None:
+                moment.breakdown = breakdown_traces(moment.raw)
+                moment.raw = None
+
+    def snapshot(self, label: str, t: float) -> None:
+        if not tracemalloc.is_tracing():
+            return
+        with self._lock:
+            traced = tracemalloc.get_traced_memory()[0]
+            overhead = tracemalloc.get_tracemalloc_memory()
+            rss = psutil.Process().memory_info().rss
+            raw = tracemalloc.take_snapshot().traces._traces
+            if label == HIGH:  # only the largest high is worth keeping
+                self.moments = [m for m in self.moments if m.label != HIGH]
+            self.moments.append(TracedMoment(label, t, traced, rss, overhead, raw=raw))
+            self._largest_snapshot = max(self._largest_snapshot, traced)
+
+    def consider_high(self, traced: int | None, t: float) -> None:
+        """Called with each sample: snapshot when traced memory reaches a new high."""
+        if not self.watching or traced is None or traced < self.min_bytes:
+            return
+        if traced >= self._largest_snapshot * self.peak_step and not self._lock.locked():
+            self.snapshot(HIGH, t)
+
+    def raw_snapshots(self) -> list[list]:
+        """The raw trace lists held until tracing stops (for the census to skip)."""
+        return [m.raw for m in self.moments if m.raw is not None]
+
+    def peak_moment(self) -> TracedMoment | None:
+        done = [m for m in self.moments if m.breakdown is not None]
+        return max(done, key=lambda m: m.breakdown.total, default=None)  # type: ignore[union-attr]
+
+    def moment(self, label: str) -> TracedMoment | None:
+        for moment in reversed(self.moments):
+            if moment.label == label and moment.breakdown is not None:
+                return moment
+        return None

@@ -1,0 +1,47 @@
+"""The terminal summary of a run record, drawn with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from sqldiag.attribution.categories import ALL, DESCRIPTIONS
+from sqldiag.units import fmt_bytes
+
+
+def print_summary(record: dict, console: Console, report_path: str | None = None) -> None:
+    s = record["summary"]
+    scenario = record["scenario"]
+    params = scenario.get("params", {})
+    console.print(f"[bold]sqldiag[/bold] {scenario['name']} on {record['database']['url']} "
+                  f"({record['database'].get('server_version')}): {params.get('rows', 0):,} rows"
+                  f" x {params.get('workers')} workers, {record.get('wall_time_s', 0):.1f} s",
+                  markup=True, highlight=False)
+    figures = Table(show_header=False, box=None, pad_edge=False)
+    for label, key in (("start RSS", "start_rss"), ("peak RSS", "peak_rss"),
+                       ("end RSS (after gc)", "end_rss"), ("RSS after malloc_trim", "trim_rss")):
+        figures.add_row(label, fmt_bytes(s.get(key)))
+    share = s.get("explained_share")
+    figures.add_row("explained by categories", f"{share:.0%}" if share is not None else "n/a")
+    console.print(figures)
+    cats = record.get("categories", {})
+    if cats:
+        table = Table(title="memory by category", title_justify="left")
+        table.add_column("category")
+        table.add_column("at peak", justify="right")
+        table.add_column("at end", justify="right")
+        table.add_column("what it is", style="dim")
+        for name in ALL:
+            peak = cats.get("peak", {}).get(name)
+            end = cats.get("end", {}).get(name)
+            table.add_row(name, fmt_bytes(peak), fmt_bytes(end), DESCRIPTIONS[name])
+        console.print(table)
+    console.print("[bold]verdict[/bold]", markup=True)
+    for line in record.get("verdict", []):
+        console.print(f"  - {line}", markup=False, highlight=False)
+    method = record.get("measurement", {})
+    console.print(f"measured by: {method.get('method')} (tracemalloc depth "
+                  f"{method.get('trace_depth')}), RSS every {method.get('sample_period_s')} s",
+                  style="dim", markup=False)
+    if report_path:
+        console.print(f"record and report: {report_path}", markup=False, highlight=False)

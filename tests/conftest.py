@@ -1,0 +1,89 @@
+"""Shared fixtures: real databases (MariaDB, PostgreSQL, SQLite) and a CLI runner.
+
+MariaDB and PostgreSQL tests skip with a reason when no server answers, except under
+CI (`SQLDIAG_REQUIRE_DBS=1`, set by .ci/run), where a missing server fails them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+MYSQL_URL = os.environ.get("SQLDIAG_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+PG_URL = os.environ.get("SQLDIAG_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+REQUIRE_DBS = os.environ.get("SQLDIAG_REQUIRE_DBS") == "1"
+
+
+def _reachable(url: str) -> str | None:
+    """None when the server answers, else the reason."""
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+def _server(url: str) -> str:
+    reason = _reachable(url)
+    if reason is not None:
+        if REQUIRE_DBS:
+            pytest.fail(f"database server required in CI but not reachable: {reason}")
+        pytest.skip(f"no server at {url}: {reason}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    return _server(MYSQL_URL)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    return _server(PG_URL)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'sqldiag-test.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "mysql", "postgresql"])
+def any_url(request) -> str:
+    """Each of the three databases in turn."""
+    return request.getfixturevalue({"sqlite": "sqlite_url", "mysql": "mysql_url",
+                                    "postgresql": "pg_url"}[request.param])
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m sqldiag ...` as a user would; reports land in tmp_path/reports."""
+    def run(*args: str, env: dict | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> CliResult:
+        full_env = dict(os.environ)
+        full_env.setdefault("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, "-m", "sqldiag", *args], check=False,
+                              capture_output=True,
+                              text=True, env=full_env, timeout=timeout, cwd=cwd or tmp_path)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return run

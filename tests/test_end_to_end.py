@@ -1,0 +1,113 @@
+"""leak_repro end to end on SQLite, MariaDB (PyMySQL) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqldiag.attribution.categories import ALL, OTHER_PYTHON, TRACED
+from sqldiag.record import load_record
+
+
+def _traced_peak(summary_json: dict) -> dict[str, int]:
+    return {k: v for k, v in summary_json["categories"]["peak"].items() if k in TRACED}
+
+
+def test_leak_repro_attributes_rows_to_orm_and_driver(cli, any_url, tmp_path):
+    result = cli("scenario", "leak_repro", "--url", any_url, "--rows", "2000", "--workers", "3",
+                 "--table", "e2e_users", "--json")
+    assert result.code == 0, result.stderr
+    out = result.json()
+    assert out["status"]["complete"] is True
+    peak = _traced_peak(out)
+    two_largest = sorted(peak, key=peak.get, reverse=True)[:2]
+    assert set(two_largest) == {"orm_objects", "driver_rows"}, peak
+    named = sum(v for k, v in peak.items() if k != OTHER_PYTHON)
+    assert named / sum(peak.values()) > 0.80, peak
+    # 3 workers x 2,000 rows of ORM objects: each row costs hundreds of bytes
+    assert peak["orm_objects"] > 3 * 2000 * 300
+    assert set(out["categories"]["peak"]) == set(ALL)
+
+    run_dir = Path(out["run_dir"])
+    record = load_record(run_dir)
+    assert (run_dir / "report.html").is_file()
+    assert record["scenario"]["params"] == {"rows": 2000, "workers": 3, "text_bytes": None,
+                                            "table": "e2e_users", "options": {}}
+    phases = [p["name"] for p in record["phases"]]
+    assert phases[:2] == ["ready", "workload start"]
+    assert sum(name.startswith("worker ") for name in phases) == 3
+    assert "workload end" in phases and "after gc.collect()" in phases
+    assert record["measurement"]["method"] == "full-trace"
+    gaps = [b - a for a, b in zip(record["timeline"]["t"], record["timeline"]["t"][1:])]
+    assert max(gaps, default=0) <= 0.1 + 0.05  # sampled at most ~100 ms apart
+    assert record["summary"]["peak_rss"] >= record["summary"]["start_rss"]
+    assert record["types"]["peak"]["types"], "pympler-style census at peak"
+    assert record["verdict"], "a verdict in plain words"
+
+
+def test_orm_objects_grow_linearly_with_rows(cli, sqlite_url):
+    sizes = {}
+    for rows in (2000, 8000):
+        result = cli("scenario", "leak_repro", "--url", sqlite_url, "--rows", str(rows),
+                     "--workers", "3", "--table", f"lin_{rows}", "--json", "--no-census")
+        assert result.code == 0, result.stderr
+        sizes[rows] = result.json()["categories"]["peak"]["orm_objects"]
+    ratio = sizes[8000] / sizes[2000]
+    assert 3.5 <= ratio <= 4.5, sizes
+
+
+def test_user_scenario_file_runs_by_path(cli, sqlite_url, tmp_path):
+    scenario = tmp_path / "my_scenario.py"
+    scenario.write_text('''"""Loads every user through Core and keeps the rows."""
+from sqlalchemy import select
+
+def run(ctx):
+    ctx.mark("before select")
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(ctx.table)).all()
+    ctx.mark("rows fetched")
+    assert len(rows) == ctx.rows
+    return rows
+''')
+    result = cli("scenario", str(scenario), "--url", sqlite_url, "--rows", "3000",
+                 "--workers", "1", "--json", "--no-census")
+    assert result.code == 0, result.stderr
+    out = result.json()
+    record = load_record(out["run_dir"])
+    assert record["scenario"]["source"] == "file"
+    assert record["scenario"]["description"] == "Loads every user through Core and keeps the rows."
+    names = [p["name"] for p in record["phases"]]
+    assert "before select" in names and "rows fetched" in names
+    peak = _traced_peak(out)
+    assert peak["orm_objects"] < 0.05 * sum(peak.values()), peak
+    assert peak["driver_rows"] + peak["sqlalchemy_rows"] > 0.6 * sum(peak.values()), peak
+
+
+def test_default_database_is_sqlite_in_user_cache(cli, tmp_path):
+    cache = tmp_path / "xdg-cache"
+    result = cli("scenario", "leak_repro", "--rows", "500", "--workers", "2", "--json",
+                 "--no-census", env={"XDG_CACHE_HOME": str(cache), "SQLDIAG_URL": ""})
+    assert result.code == 0, result.stderr
+    assert (cache / "sqldiag" / "sqldiag.sqlite3").is_file()
+    assert not list(Path(tmp_path).glob("*.sqlite3"))
+    record = load_record(result.json()["run_dir"])
+    assert record["database"]["dialect"] == "sqlite"
+
+
+def test_scenario_list_shows_builtins_with_descriptions(cli):
+    result = cli("scenario", "list")
+    assert result.code == 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("leak_repro"))
+    assert "thread pool" in line
+
+
+def test_report_rerenders_from_saved_record(cli, sqlite_url, tmp_path):
+    run = cli("scenario", "leak_repro", "--url", sqlite_url, "--rows", "500", "--workers", "2",
+              "--json", "--no-census")
+    assert run.code == 0, run.stderr
+    run_dir = Path(run.json()["run_dir"])
+    (run_dir / "report.html").unlink()
+    again = cli("report", str(run_dir), "--json")
+    assert again.code == 0, again.stderr
+    assert (run_dir / "report.html").is_file()
+    assert json.loads(again.stdout)["summary"] == run.json()["summary"]
