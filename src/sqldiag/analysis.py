@@ -84,7 +84,7 @@ def categories_at(breakdown: dict | None, scale: float, growth: int | None) -> d
 
 
 def _top(cats: dict[str, int], n: int = 2) -> list[tuple[str, int]]:
-    traced = [(c, b) for c, b in cats.items() if c != ALLOCATOR_FREE]
+    traced = [(c, b) for c, b in cats.items() if c != ALLOCATOR_FREE and b > 0]
     return sorted(traced, key=lambda cb: cb[1], reverse=True)[:n]
 
 

@@ -8,6 +8,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from sqldiag.attribution.categories import ALL, DESCRIPTIONS
 from sqldiag.charts import bars, timeline
+from sqldiag.diff import RunDiff
 from sqldiag.record import write_atomic
 from sqldiag.units import fmt_bytes
 
@@ -32,4 +33,17 @@ def render(record: dict) -> str:
 
 def write_report(record: dict, path: Path) -> Path:
     write_atomic(path, render(record).encode("utf-8"))
+    return path
+
+
+def render_diff(a: dict, b: dict, diff: RunDiff) -> str:
+    biggest = max((abs(s.delta) for s in diff.sites), default=0) or 1
+    sites = [{"site": s, "w": round(300 * abs(s.delta) / biggest, 1)} for s in diff.sites]
+    return _environment().get_template("diff.html.j2").render(
+        a=a, b=b, d=diff, sites=sites, chart_a=timeline(a, width=440, height=220, pad=48),
+        chart_b=timeline(b, width=440, height=220, pad=48))
+
+
+def write_diff_report(a: dict, b: dict, diff: RunDiff, path: Path) -> Path:
+    write_atomic(path, render_diff(a, b, diff).encode("utf-8"))
     return path

@@ -72,6 +72,7 @@ class MeasuredPass:
         self.wall_time = 0.0
         self.failure: str | None = None
         self.in_workload = False  # True while the scenario's own code runs
+        self._started = time.perf_counter()
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
         self.sampler = RssSampler(spec.sample_period, on_sample=self._on_sample)
@@ -109,28 +110,35 @@ class MeasuredPass:
                                   options=dict(self.spec.options))
             self._workload(module, ctx)
         finally:
-            if self.tracing is not None:
-                self.tracing.stop()
-            self.sampler.stop()
+            self.close()
             engine.dispose()
 
     def _workload(self, module: ModuleType, ctx: ScenarioContext) -> None:
+        self.begin()
+        self.in_workload = True
+        result = module.run(ctx)
+        self.in_workload = False
+        self.finish(result)
+
+    def begin(self) -> None:
+        """Start the probes and mark "ready" and "workload start"."""
         gc.collect()
         self.sampler.start()
         self.mark(READY, snapshot=False)
         self.mallinfo[READY] = allocator.mallinfo() or {}
         if self.tracing is not None:
             self.tracing.start()
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         self.mark(WORKLOAD_START, snapshot=False)
-        self.in_workload = True
         if self.tracing is not None:
             self.tracing.watching = True
-        result = module.run(ctx)
-        self.in_workload = False
+
+    def finish(self, result: object, trim: bool = True) -> None:
+        """Mark the end phases while `result` is still held, then release it and measure
+        what stays; `trim` runs the malloc_trim(0) probe on a bare pass."""
+        self.wall_time = time.perf_counter() - self._started
         if self.tracing is not None:
             self.tracing.watching = False
-        self.wall_time = time.perf_counter() - started
         self.mark(WORKLOAD_END, snapshot=True)
         if self.spec.census:
             self.types["peak"] = type_census(exclude=self._own_data())
@@ -140,12 +148,18 @@ class MeasuredPass:
         self.mallinfo[AFTER_GC] = allocator.mallinfo() or {}
         if self.spec.census:
             self.types["end"] = type_census(exclude=self._own_data())
-        if self.tracing is not None:
+        if self.tracing is not None or not trim:
             return  # trimming a traced heap says nothing about the bare workload
         if allocator.malloc_trim():
             self.trim_done = True
             self.mark(AFTER_TRIM, snapshot=False)
             self.mallinfo[AFTER_TRIM] = allocator.mallinfo() or {}
+
+    def close(self) -> None:
+        """Stop the probes; traced snapshots are reduced here."""
+        if self.tracing is not None:
+            self.tracing.stop()
+        self.sampler.stop()
 
     def _own_data(self) -> list:
         return self.tracing.raw_snapshots() if self.tracing is not None else []
@@ -171,6 +185,7 @@ class MeasuredPass:
             "failure": self.failure,
             "server_version": self.server_version,
             "wall_time_s": round(self.wall_time, 3),
+            "sample_period_s": self.spec.sample_period,
             "trace_depth": self.spec.trace_depth if tracing else 0,
             "traced_peak": tracing.traced_peak if tracing else None,
             "uss_sampled": any(s.uss is not None for s in samples),

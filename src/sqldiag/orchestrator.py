@@ -24,13 +24,11 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from sqldiag import __version__, database, environment
-from sqldiag.analysis import analyse
+from sqldiag import database
+from sqldiag.assemble import assemble_record
 from sqldiag.child import URL_ENV
 from sqldiag.errors import SqldiagError
 from sqldiag.measure import PassSpec
-from sqldiag.probes import allocator
-from sqldiag.record import FORMAT, SCHEMA_VERSION
 from sqldiag.redact import safe_url
 from sqldiag.scenarios import ScenarioFile, builtin_dir
 from sqldiag.schema import build_schema
@@ -39,10 +37,6 @@ from sqldiag.seeding import ensure_seeded
 # Above this many rows x workers, the traced pass runs on a smaller table and is scaled.
 TRACE_BUDGET_ROW_LOADS = 60_000
 MIN_TRACE_ROWS = 1_000
-
-_DRIVER_PACKAGES = {"pymysql": "PyMySQL", "psycopg": "psycopg", "psycopg2": "psycopg2",
-                    "mysqldb": "mysqlclient", "asyncpg": "asyncpg", "aiomysql": "aiomysql",
-                    "asyncmy": "asyncmy", "pg8000": "pg8000"}
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -164,51 +158,18 @@ class Orchestrator:
     # -- the record -------------------------------------------------------------------
     def record(self, bare: dict, traced: dict | None) -> dict[str, Any]:
         opts = self.opts
-        scale = (opts.rows / traced["rows"]) if traced else None
-        method = "rss-only"
-        if traced:
-            method = "full-trace" if traced["rows"] == opts.rows else "scaled-trace"
-        record: dict[str, Any] = {
-            "format": FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "sqldiag_version": __version__,
-            "created_utc": self.created.isoformat(timespec="seconds"),
-            "status": {"complete": self.failure is None, "reason": self.failure},
-            "command": opts.command,
-            "scenario": {"name": opts.scenario.name,
-                         "source": "builtin" if _is_builtin(opts.scenario.path) else "file",
-                         "path": str(opts.scenario.path),
-                         "description": opts.scenario.description,
-                         "params": {"rows": opts.rows, "workers": opts.workers,
-                                    "text_bytes": opts.text_bytes, "table": opts.table,
-                                    "options": dict(opts.options)}},
-            "database": {"url": safe_url(opts.url), "dialect": opts.url.get_backend_name(),
-                         "driver": opts.url.get_driver_name(),
-                         "server_version": self.server_version},
-            "environment": environment.describe(_DRIVER_PACKAGES.get(opts.url.get_driver_name())),
-            "measurement": {
-                "method": method,
-                "trace_depth": traced["trace_depth"] if traced else 0,
-                "traced_rows": traced["rows"] if traced else None,
-                "scale": scale,
-                "sample_period_s": 0.05,
-                "uss_sampled": bare["uss_sampled"],
-                "census": bool(traced and traced["types"]),
-                "traced_peak": traced["traced_peak"] if traced else None,
-                "traced_wall_time_s": traced["wall_time_s"] if traced else None,
-                "traced_phases": traced["phases"] if traced else [],
-                "snapshots": traced["snapshots"] if traced else [],
-            },
-            "timeline": bare["timeline"],
-            "phases": bare["phases"],
-            "breakdowns": traced["breakdowns"] if traced else {},
-            "types": traced["types"] if traced else {},
-            "allocator": {"glibc": allocator.glibc_version(), "malloc_trim": bare["malloc_trim"],
-                          "mallinfo": bare["mallinfo"]},
-            "wall_time_s": bare["wall_time_s"],
-        }
-        record.update(analyse(record))
-        return record
+        scenario = {"name": opts.scenario.name,
+                    "source": "builtin" if _is_builtin(opts.scenario.path) else "file",
+                    "path": str(opts.scenario.path),
+                    "description": opts.scenario.description,
+                    "params": {"rows": opts.rows, "workers": opts.workers,
+                               "text_bytes": opts.text_bytes, "table": opts.table,
+                               "options": dict(opts.options)}}
+        database = {"url": safe_url(opts.url), "dialect": opts.url.get_backend_name(),
+                    "driver": opts.url.get_driver_name(), "server_version": self.server_version}
+        return assemble_record(created=self.created, scenario=scenario, database=database,
+                               command=opts.command, bare=bare, traced=traced,
+                               full_rows=opts.rows, failure=self.failure)
 
 
 def _is_builtin(path: Path) -> bool:

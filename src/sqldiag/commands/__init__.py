@@ -1,6 +1,7 @@
 """One module per subcommand; each is an object with prepare_parser() and run()."""
 
+from sqldiag.commands.diff import DiffCommand
 from sqldiag.commands.report import ReportCommand
 from sqldiag.commands.scenario import ScenarioCommand
 
-COMMANDS = (ScenarioCommand(), ReportCommand())
+COMMANDS = (ScenarioCommand(), DiffCommand(), ReportCommand())

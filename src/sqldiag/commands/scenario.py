@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sqldiag import database
-from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from sqldiag.budgets import check_budgets, parse_budget
+from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded
 from sqldiag.html_report import REPORT_NAME, write_report
 from sqldiag.orchestrator import Orchestrator, RunOptions
 from sqldiag.record import new_run_dir, save_record
@@ -102,12 +103,18 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                             metavar="KEY=VALUE", help="passed to the scenario in ctx.options")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where run folders are written (default ./reports)")
+        parser.add_argument("--budget", type=str, action="append", default=[],
+                            metavar="NAME=SIZE",
+                            help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
+                                 "or a category at peak (e.g. --budget peak_rss=300MB "
+                                 "--budget orm_objects=50MB); repeatable")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON on stdout instead of the table")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.scenario == "list":
             return self._list()
+        budgets = [parse_budget(text) for text in args.budget]
         scenario = find_scenario(args.scenario)
         url = database.resolve_url(args.url)
         opts = RunOptions(scenario=scenario, url=url, rows=args.rows, workers=args.workers,
@@ -140,6 +147,10 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
         else:
             print_summary(record, Console(), str(run_dir))
         if session.failure is None:
+            broken = check_budgets(record, budgets)
+            if broken:
+                raise BudgetExceeded("budget exceeded: " + "; ".join(broken) +
+                                     f" (record: {run_dir / 'record.json'})")
             return EXIT_OK
         print(f"sqldiag: error: run incomplete: {session.failure} (partial record in "
               f"{run_dir})", file=sys.stderr)
@@ -171,5 +182,7 @@ def _reproduce(args: argparse.Namespace, url) -> str:
         parts += ["--trace-depth", str(args.trace_depth)]
     for key, value in args.option:
         parts += ["--option", f"{key}={value}"]
+    for budget in args.budget:
+        parts += ["--budget", budget]
     return shlex.join(parts)
 

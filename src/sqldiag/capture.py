@@ -1,0 +1,81 @@
+"""Measure a block of your own code in-process: `with sqldiag.capture(name=...) as run:`.
+
+The block runs once, under tracemalloc; RSS figures are taken net of tracemalloc's own
+memory. On exit a run record and HTML report are written to `reports_dir`; `run.record`
+and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+from sqldiag.assemble import assemble_record
+from sqldiag.html_report import REPORT_NAME, write_report
+from sqldiag.measure import MeasuredPass, PassSpec
+from sqldiag.record import new_run_dir, save_record
+
+DEFAULT_DEPTH = 8
+
+
+class Capture(contextlib.ContextDecorator):
+    def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
+                 trace_depth: int = DEFAULT_DEPTH, census: bool = False) -> None:
+        self.name = name
+        self.reports_dir = Path(reports_dir)
+        self.spec = PassSpec(kind="traced", scenario_name=name, scenario_path="", table="",
+                             rows=0, workers=1, trace_depth=trace_depth, census=census)
+        self.record: dict[str, Any] | None = None
+        self.run_dir: Path | None = None
+        self._pass: MeasuredPass | None = None
+        self._created = datetime.now(timezone.utc)
+
+    def mark(self, phase: str) -> None:
+        """Mark a phase on the timeline (thread-safe)."""
+        if self._pass is not None:
+            self._pass.mark(phase)
+
+    def __enter__(self) -> Self:
+        self._created = datetime.now(timezone.utc)
+        self._pass = MeasuredPass(self.spec)
+        self._pass.begin()
+        self._pass.in_workload = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        measured = self._pass
+        assert measured is not None
+        measured.in_workload = False
+        failure = None
+        if exc_type is not None:
+            failure = f"the captured code raised {exc_type.__name__}: {exc}"
+        try:
+            measured.finish(None, trim=False)
+        finally:
+            measured.close()
+        measured.failure = failure
+        result = measured.result()
+        result["rows"] = None
+        self.record = assemble_record(
+            created=self._created,
+            scenario={"name": self.name, "source": "capture", "path": "",
+                      "description": f"in-process capture {self.name!r}", "params": {}},
+            database={}, command=shlex.join([sys.executable, *sys.argv]),
+            bare=result, traced=result, full_rows=None, failure=failure)
+        self.run_dir = new_run_dir(self.reports_dir, self.name)
+        save_record(self.record, self.run_dir)
+        write_report(self.record, self.run_dir / REPORT_NAME)
+        self._pass = None
+        return False  # never swallow the block's exception
+
+
+def capture(name: str = "capture", **kwargs: Any) -> Capture:
+    """Context manager and decorator; see the module docstring."""
+    return Capture(name=name, **kwargs)
