@@ -15,7 +15,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, SqldiagError
+from sqldiag.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_MEMORY_GUARD,
+    EXIT_OK,
+    SqldiagError,
+)
 from sqldiag.measure import Interrupted, MeasuredPass, PassSpec
 from sqldiag.record import write_atomic
 from sqldiag.redact import scrub
@@ -34,10 +40,19 @@ def main(argv: list[str]) -> int:
     password = url.password or ""
     signal.signal(signal.SIGTERM, _on_sigterm)
     measured = MeasuredPass(spec)
+
+    def memory_guard(measured_pass: MeasuredPass) -> None:
+        # From the sampler thread: the workload's threads cannot be stopped safely, so
+        # the result is written now and the process ends before it takes the machine.
+        write_atomic(out_path, json.dumps(measured_pass.result()).encode("utf-8"))
+        os._exit(EXIT_MEMORY_GUARD)
+
+    measured.on_memory_guard = memory_guard
     code = EXIT_OK
     try:
         measured.execute(url)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not lose the result
         measured.failure, code = "interrupted by Ctrl-C (SIGINT)", EXIT_INTERRUPTED
     except Interrupted:
         measured.failure, code = "terminated by SIGTERM", EXIT_INTERRUPTED

@@ -11,7 +11,8 @@ from sqldiag.commands import COMMANDS
 from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, SqldiagError
 
 EPILOG = """exit codes: 0 ok, 1 error (one line on stderr; --debug for a traceback),
-2 bad command line, 3 a budget was exceeded, 130 interrupted (the partial record is kept)"""
+2 bad command line, 3 a budget was exceeded, 4 stopped by the --max-rss memory guard,
+130 interrupted by Ctrl-C or SIGTERM (runs keep their partial record)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

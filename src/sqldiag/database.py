@@ -9,6 +9,7 @@ import platformdirs
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from sqldiag.errors import SqldiagError
 from sqldiag.redact import safe_url, scrub
@@ -52,21 +53,29 @@ def resolve_url(cli_url: str | None) -> URL:
     return url
 
 
-def connect_args_for(url: URL) -> dict:
-    """Bounded connect timeouts so a silent server fails fast."""
-    backend = url.get_backend_name()
-    if backend == "mysql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S}
-    if backend == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S}
+def connect_args_for(url: URL, timeout: float, probe: bool = False) -> dict:
+    """Bounded connect timeouts so that a silent server fails fast.
+
+    For the probe connection PyMySQL also gets a read timeout: its connect_timeout ends
+    once TCP connects, and a server that accepts but never greets would hang forever.
+    """
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "mysql" and driver == "pymysql":
+        args = {"connect_timeout": timeout}
+        return args | {"read_timeout": timeout} if probe else args
+    if backend in ("mysql", "postgresql"):
+        return {"connect_timeout": max(1, round(timeout))}
     return {}
 
 
-def open_engine(url: URL, pool_size: int = 5) -> Engine:
-    """Create an engine sized for `pool_size` concurrent workers and check it connects."""
-    kwargs: dict = {"connect_args": connect_args_for(url)}
+def open_engine(url: URL, pool_size: int = 5,
+                connect_timeout: float = CONNECT_TIMEOUT_S) -> Engine:
+    """Create an engine sized for `pool_size` concurrent workers and check it connects
+    within `connect_timeout` seconds."""
+    kwargs: dict = {"connect_args": connect_args_for(url, connect_timeout)}
     if url.get_backend_name() != "sqlite":
         kwargs.update(pool_size=max(pool_size, 1), max_overflow=5)
+    _probe(url, connect_timeout)
     try:
         engine = create_engine(url, **kwargs)
     except NoSuchModuleError:
@@ -75,15 +84,25 @@ def open_engine(url: URL, pool_size: int = 5) -> Engine:
         package = _DRIVER_PACKAGES.get(url.get_driver_name(), exc.name)
         raise SqldiagError(f"the driver for {url.drivername} is not installed: "
                            f"pip install {package}") from None
+    return engine
+
+
+def _probe(url: URL, timeout: float) -> None:
+    """Connect once, with timeouts on every step, and turn failures into one line."""
+    try:
+        engine = create_engine(url, poolclass=NullPool,
+                               connect_args=connect_args_for(url, timeout, probe=True))
+    except (NoSuchModuleError, ModuleNotFoundError):
+        return  # reported with the right message by open_engine
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:
-        engine.dispose()
         reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
         raise SqldiagError(f"cannot connect to {safe_url(url)}: "
                            f"{scrub(reason, (url.password or '',))}") from None
-    return engine
+    finally:
+        engine.dispose()
 
 
 def server_version(engine: Engine) -> str:

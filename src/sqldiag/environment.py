@@ -11,6 +11,7 @@ import psutil
 
 from sqldiag import __version__
 from sqldiag.probes.allocator import glibc_version
+from sqldiag.redact import looks_secret
 
 # Environment variables that change what memory does; only these are recorded.
 _RECORDED_ENV = ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
@@ -38,7 +39,8 @@ def describe(driver_package: str | None) -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "memory_total": psutil.virtual_memory().total,
-        "env": {k: os.environ[k] for k in _RECORDED_ENV if k in os.environ},
+        "env": {k: os.environ[k] for k in _RECORDED_ENV
+                if k in os.environ and not looks_secret(k)},
     }
 
 

@@ -7,6 +7,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, database problems, unreadable records
 EXIT_USAGE = 2  # argparse's own code for bad command lines
 EXIT_BUDGET = 3  # a --budget or --fail-on-growth limit was exceeded
+EXIT_MEMORY_GUARD = 4  # the workload passed --max-rss and was stopped; the record is kept
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM; the partial record is still written
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +27,7 @@ from sqldiag.probes.tracing import TracingProbe
 from sqldiag.scenario_api import ScenarioContext
 from sqldiag.scenarios import ScenarioFile, load_module
 from sqldiag.schema import build_schema
+from sqldiag.units import fmt_bytes
 
 # Phase names, shared with the analysis and the reports.
 READY = "ready"
@@ -49,6 +51,8 @@ class PassSpec:
     trace_depth: int = 0
     census: bool = False
     sample_period: float = 0.05
+    connect_timeout: float = 10.0
+    max_rss: int | None = None  # stop the workload when RSS passes this many bytes
 
     @property
     def traced(self) -> bool:
@@ -76,9 +80,17 @@ class MeasuredPass:
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
         self.sampler = RssSampler(spec.sample_period, on_sample=self._on_sample)
+        # called from the sampler thread when RSS passes spec.max_rss; must not return
+        self.on_memory_guard: Callable[[MeasuredPass], None] | None = None
         self._lock = threading.Lock()
 
     def _on_sample(self, sample: Sample) -> None:
+        limit = self.spec.max_rss
+        if limit is not None and sample.rss > limit and self.on_memory_guard is not None:
+            self.failure = (f"stopped by the memory guard: RSS {fmt_bytes(sample.rss)} passed "
+                            f"--max-rss {fmt_bytes(limit)}")
+            self.on_memory_guard(self)
+            return
         if self.tracing is not None:
             self.tracing.consider_high(sample.traced, sample.t)
 
@@ -98,7 +110,8 @@ class MeasuredPass:
             self.tracing.consider_high(sample.traced, sample.t)
 
     def execute(self, url) -> None:
-        engine = database.open_engine(url, pool_size=self.spec.workers)
+        engine = database.open_engine(url, pool_size=self.spec.workers,
+                                      connect_timeout=self.spec.connect_timeout)
         try:
             self.server_version = database.server_version(engine)
             schema = build_schema(self.spec.table)

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from sqldiag import database
 from sqldiag.assemble import assemble_record
 from sqldiag.child import URL_ENV
-from sqldiag.errors import SqldiagError
+from sqldiag.errors import EXIT_INTERRUPTED, SqldiagError
 from sqldiag.measure import PassSpec
-from sqldiag.redact import safe_url
+from sqldiag.redact import safe_url, scrub
 from sqldiag.scenarios import ScenarioFile, builtin_dir
 from sqldiag.schema import build_schema
 from sqldiag.seeding import ensure_seeded
@@ -55,6 +56,8 @@ class RunOptions:
     census: bool = True
     options: dict[str, str] = field(default_factory=dict)
     command: str = ""
+    connect_timeout: float = 10.0
+    max_rss: int | None = None
 
 
 def traced_rows(opts: RunOptions) -> int | None:
@@ -76,6 +79,7 @@ class Orchestrator:
         self.status = status or (lambda message: None)
         self.created = datetime.now(timezone.utc)
         self.failure: str | None = None
+        self.exit_code = 0  # the failing pass's exit code
         self.server_version = "unknown"
 
     # -- database ---------------------------------------------------------------------
@@ -92,7 +96,7 @@ class Orchestrator:
     def prepare(self) -> int | None:
         """Seed the tables both passes read; returns the traced pass's row count."""
         opts = self.opts
-        engine = database.open_engine(opts.url)
+        engine = database.open_engine(opts.url, connect_timeout=opts.connect_timeout)
         try:
             self.server_version = database.server_version(engine)
             self._seed(engine, opts.table, opts.rows)
@@ -100,6 +104,10 @@ class Orchestrator:
             if trace_rows is not None and trace_rows != opts.rows:
                 self._seed(engine, self.trace_table(trace_rows), trace_rows)
             return trace_rows
+        except DBAPIError as exc:
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise SqldiagError(f"the database refused to prepare table {opts.table!r}: "
+                               f"{scrub(reason, (opts.url.password or '',))}") from None
         finally:
             engine.dispose()
 
@@ -123,7 +131,10 @@ class Orchestrator:
                         proc.wait()
                         break
                     except KeyboardInterrupt:
-                        continue  # the child got the same SIGINT; wait for its result
+                        # pass it on (a terminal sends it to both; kill -INT only to us)
+                        # and wait for the child to write its partial result
+                        if proc.poll() is None:
+                            proc.send_signal(signal.SIGINT)
             finally:
                 signal.signal(signal.SIGTERM, previous)
             if not out_path.exists():
@@ -132,6 +143,8 @@ class Orchestrator:
             result = json.loads(out_path.read_text(encoding="utf-8"))
         if proc.returncode < 0 and not result.get("failure"):
             result["failure"] = f"killed by signal {-proc.returncode}"
+        result["exit_code"] = proc.returncode if proc.returncode > 0 else (
+            EXIT_INTERRUPTED if proc.returncode < 0 else 0)
         return result
 
     def run(self) -> dict[str, Any]:
@@ -139,7 +152,9 @@ class Orchestrator:
         trace_rows = self.prepare()
         common: dict[str, Any] = {"scenario_name": opts.scenario.name,
                                   "scenario_path": str(opts.scenario.path),
-                                  "workers": opts.workers, "options": dict(opts.options)}
+                                  "workers": opts.workers, "options": dict(opts.options),
+                                  "connect_timeout": opts.connect_timeout,
+                                  "max_rss": opts.max_rss}
         self.status(f"pass 1/{1 if trace_rows is None else 2}: {opts.rows:,} rows x "
                     f"{opts.workers} workers, RSS sampling only")
         bare = self._run_pass(PassSpec(kind="bare", table=opts.table, rows=opts.rows, **common))
@@ -152,6 +167,7 @@ class Orchestrator:
                                              trace_depth=opts.trace_depth,
                                              census=opts.census, **common))
         self.failure = bare.get("failure") or (traced or {}).get("failure")
+        self.exit_code = bare.get("exit_code") or (traced or {}).get("exit_code") or 0
         self.status("analysing")
         return self.record(bare, traced)
 

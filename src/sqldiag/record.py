@@ -31,11 +31,14 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqldiag.errors import SqldiagError
+
+T = TypeVar("T")
 
 FORMAT = "sqldiag-run"
 SCHEMA_VERSION = 1
@@ -136,3 +139,17 @@ def load_record(target: str | Path) -> dict[str, Any]:
         if not isinstance(record.get(key), kind):
             raise SqldiagError(f"{path}: record is missing or has a malformed {key!r}")
     return record
+
+
+def checked_render(path_hint: str | Path, render: Callable[[], T]) -> T:
+    """Run a renderer on a loaded record; a record whose inner parts have the wrong shape
+    (hand-edited, hostile) gives one clear error instead of a traceback."""
+    from jinja2 import TemplateError
+    from rich.errors import MarkupError
+
+    try:
+        return render()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError,
+            OverflowError, RecursionError, TemplateError, MarkupError) as exc:
+        raise SqldiagError(f"{path_hint}: malformed record ({type(exc).__name__}: "
+                           f"{str(exc)[:120]})") from None

@@ -13,7 +13,7 @@ from sqldiag.budgets import parse_percent
 from sqldiag.diff import RunDiff, diff_records, growth_failures
 from sqldiag.errors import EXIT_OK, BudgetExceeded
 from sqldiag.html_report import write_diff_report
-from sqldiag.record import load_record
+from sqldiag.record import checked_render, load_record
 from sqldiag.units import fmt_bytes
 
 
@@ -69,13 +69,14 @@ the end, and the allocation sites that grew or shrank (matched by file and funct
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         threshold = parse_percent(args.fail_on_growth) if args.fail_on_growth else None
         a, b = load_record(args.a), load_record(args.b)
-        result = diff_records(a, b)
+        hint = f"{args.a} or {args.b}"
+        result = checked_render(hint, lambda: diff_records(a, b))
         if args.html:
-            write_diff_report(a, b, result, args.html)
+            checked_render(hint, lambda: write_diff_report(a, b, result, args.html))
         if args.json:
             print(json.dumps(result.to_dict(), indent=2))
         else:
-            print_diff(result, Console())
+            checked_render(hint, lambda: print_diff(result, Console()))
         if threshold is not None:
             failures = growth_failures(result, threshold)
             if failures:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from sqldiag.errors import EXIT_OK
 from sqldiag.html_report import REPORT_NAME, write_report
-from sqldiag.record import load_record, resolve_record_path
+from sqldiag.record import checked_render, load_record, resolve_record_path
 from sqldiag.terminal import print_summary
 
 
@@ -29,10 +29,10 @@ class ReportCommand:
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         record = load_record(args.run)
         html_path = args.html or resolve_record_path(args.run).parent / REPORT_NAME
-        write_report(record, html_path)
+        checked_render(args.run, lambda: write_report(record, html_path))
         if args.json:
             print(json.dumps({"summary": record["summary"], "categories": record["categories"],
                               "verdict": record["verdict"]}, indent=2))
         else:
-            print_summary(record, Console(), str(html_path))
+            checked_render(args.run, lambda: print_summary(record, Console(), str(html_path)))
         return EXIT_OK

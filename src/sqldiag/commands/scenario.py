@@ -10,20 +10,23 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sqldiag import database
 from sqldiag.budgets import check_budgets, parse_budget
-from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded
+from sqldiag.errors import EXIT_ERROR, EXIT_OK, BudgetExceeded
 from sqldiag.html_report import REPORT_NAME, write_report
 from sqldiag.orchestrator import Orchestrator, RunOptions
 from sqldiag.record import new_run_dir, save_record
 from sqldiag.redact import safe_url
 from sqldiag.scenarios import builtin_scenarios, find_scenario
 from sqldiag.terminal import print_summary
+from sqldiag.units import parse_size
 
 DEFAULT_TRACE_DEPTH = 8
+DEFAULT_MAX_RSS_SHARE = 0.75
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -108,6 +111,11 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                             help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
                                  "or a category at peak (e.g. --budget peak_rss=300MB "
                                  "--budget orm_objects=50MB); repeatable")
+        parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
+                            help="memory guard: stop the workload when its RSS passes SIZE and "
+                                 "keep the record (default: 75%% of this machine's memory)")
+        parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                            help="give up on a database that does not answer (default 10)")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON on stdout instead of the table")
 
@@ -121,10 +129,14 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                           text_bytes=args.text_bytes, table=args.table,
                           trace=args.trace, trace_depth=args.trace_depth,
                           trace_rows=args.trace_rows, census=not args.no_census,
-                          options=dict(args.option), command=_reproduce(args, url))
+                          options=dict(args.option), command=_reproduce(args, url),
+                          connect_timeout=args.connect_timeout,
+                          max_rss=parse_size(args.max_rss) if args.max_rss
+                          else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
         err = Console(stderr=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as progress:
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=not err.is_terminal) as progress:
             def seeding(label: str, total: int):
                 task = progress.add_task(label, total=total)
                 return lambda n: progress.advance(task, n)
@@ -154,8 +166,7 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
             return EXIT_OK
         print(f"sqldiag: error: run incomplete: {session.failure} (partial record in "
               f"{run_dir})", file=sys.stderr)
-        return EXIT_INTERRUPTED if "interrupted" in session.failure or "SIGTERM" in \
-            session.failure else EXIT_ERROR
+        return session.exit_code or EXIT_ERROR
 
     @staticmethod
     def _list() -> int:
@@ -182,6 +193,8 @@ def _reproduce(args: argparse.Namespace, url) -> str:
         parts += ["--trace-depth", str(args.trace_depth)]
     for key, value in args.option:
         parts += ["--option", f"{key}={value}"]
+    if args.max_rss:
+        parts += ["--max-rss", args.max_rss]
     for budget in args.budget:
         parts += ["--budget", budget]
     return shlex.join(parts)

@@ -1,0 +1,144 @@
+"""Faults mid-run and bad input: one clear line, a documented exit code, and the partial
+record written and marked incomplete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sqldiag.record import load_record
+
+SLOW_SCENARIO = '''"""Marks a phase, then waits to be interrupted."""
+import time
+
+def run(ctx):
+    ctx.mark("started")
+    time.sleep(60)
+'''
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sqldiag", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, XDG_CACHE_HOME=str(cwd / "cache")))
+
+
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "interrupted by Ctrl-C"),
+                                             (signal.SIGTERM, "terminated by SIGTERM")])
+def test_signal_mid_run_keeps_partial_record(tmp_path, sqlite_url, sig, reason):
+    scenario = tmp_path / "slow.py"
+    scenario.write_text(SLOW_SCENARIO)
+    proc = _start(["scenario", str(scenario), "--url", sqlite_url, "--rows", "100",
+                   "--workers", "1"], tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the bare pass runs the scenario
+        time.sleep(0.3)
+        if any(p.name == "python" or "python" in " ".join(p.cmdline())
+               for p in _children(proc.pid)):
+            time.sleep(2.0)
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"run incomplete: {reason}" in err
+    assert "Traceback" not in err
+    run_dir = next((tmp_path / "reports").iterdir())
+    record = load_record(run_dir)
+    assert record["status"] == {"complete": False, "reason": record["status"]["reason"]}
+    assert reason in record["status"]["reason"]
+    assert "started" in [p["name"] for p in record["phases"]]
+    assert "Incomplete run" in (run_dir / "report.html").read_text()
+
+
+def _children(pid: int):
+    import psutil
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_memory_guard_stops_the_workload_and_keeps_the_record(cli, sqlite_url, tmp_path):
+    scenario = tmp_path / "hog.py"
+    scenario.write_text('''"""Allocates without end."""
+def run(ctx):
+    ctx.mark("hogging")
+    hog = []
+    while True:
+        hog.append(bytearray(1 << 20))
+''')
+    result = cli("scenario", str(scenario), "--url", sqlite_url, "--rows", "100",
+                 "--workers", "1", "--max-rss", "300MB")
+    assert result.code == 4, result.stderr
+    assert "stopped by the memory guard" in result.stderr
+    record = load_record(next((tmp_path / "reports").iterdir()))
+    assert not record["status"]["complete"]
+    assert "passed --max-rss 300 MB" in record["status"]["reason"]
+    assert max(record["timeline"]["rss"]) < 600 << 20
+
+
+def test_server_that_never_answers_times_out(cli, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)  # accepts TCP, never says a word
+    port = listener.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    started = time.monotonic()
+    result = cli("scenario", "leak_repro", "--url", f"mysql+pymysql://root@127.0.0.1:{port}/test",
+                 "--connect-timeout", "2")
+    elapsed = time.monotonic() - started
+    listener.close()
+    assert result.code == 1
+    assert result.stderr.strip().startswith("sqldiag: error: cannot connect to mysql+pymysql://")
+    assert elapsed < 30
+
+
+def test_refused_connection_is_one_line(cli):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once closed
+    result = cli("scenario", "leak_repro", "--url",
+                 f"postgresql+psycopg://root@127.0.0.1:{port}/test")
+    assert result.code == 1
+    assert "cannot connect" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_missing_database_is_one_line(cli, mysql_url):
+    result = cli("scenario", "leak_repro", "--url", mysql_url.rsplit("/", 1)[0] + "/no_such_db")
+    assert result.code == 1
+    assert "cannot connect" in result.stderr and "no_such_db" in result.stderr
+
+
+def test_read_only_database_is_one_line(cli, sqlite_url, tmp_path):
+    path = sqlite_url.split("///", 1)[1]
+    result = cli("scenario", "leak_repro", "--url", f"sqlite:///file:{path}?mode=ro&uri=true",
+                 "--rows", "777", "--table", "ro_users")
+    assert result.code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sqldiag: error: the database refused to prepare table 'ro_users'")
+    assert "readonly" in last and "Traceback" not in result.stderr
+
+
+def test_table_of_another_shape_stops_the_run_untouched(cli, sqlite_url):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS shop_users (id INTEGER PRIMARY KEY, "
+                          "login TEXT)"))
+    result = cli("scenario", "leak_repro", "--url", sqlite_url, "--table", "shop_users")
+    assert result.code == 1
+    assert "exists with another shape" in result.stderr and "--table" in result.stderr
+    with engine.connect() as conn:
+        columns = [row[1] for row in conn.execute(text("PRAGMA table_info(shop_users)"))]
+    assert columns == ["id", "login"]
+    engine.dispose()
