@@ -27,6 +27,10 @@ def test_leak_repro_attributes_rows_to_orm_and_driver(cli, any_url, tmp_path):
     # 3 workers x 2,000 rows of ORM objects: each row costs hundreds of bytes
     assert peak["orm_objects"] > 3 * 2000 * 300
     assert set(out["categories"]["peak"]) == set(ALL)
+    # the workload returned its results and they were dropped: nothing row-sized stays
+    end = {k: v for k, v in out["categories"]["end"].items() if k in TRACED}
+    assert end["orm_objects"] < 0.05 * peak["orm_objects"], end
+    assert end["driver_rows"] < 0.05 * peak["driver_rows"], end
 
     run_dir = Path(out["run_dir"])
     record = load_record(run_dir)
@@ -111,3 +115,26 @@ def test_report_rerenders_from_saved_record(cli, sqlite_url, tmp_path):
     assert again.code == 0, again.stderr
     assert (run_dir / "report.html").is_file()
     assert json.loads(again.stdout)["summary"] == run.json()["summary"]
+
+
+def test_calibrated_model_agrees_with_a_full_trace(cli, sqlite_url):
+    """Above 60,000 rows x workers the default traces three small sizes and fits fixed +
+    per-row costs; its categories must agree with tracing the full size."""
+    common = ["scenario", "leak_repro", "--url", sqlite_url, "--rows", "7000", "--workers",
+              "10", "--table", "cal_users", "--json", "--no-census"]
+    default = cli(*common)
+    full = cli(*common, "--trace", "full")
+    assert default.code == 0, default.stderr
+    assert full.code == 0, full.stderr
+    record = load_record(default.json()["run_dir"])
+    how = record["measurement"]
+    assert how["method"] == "calibrated"
+    assert how["model"]["rows"] == [400, 800, 1200]
+    assert how["model"]["linearity"]["peak"] < 0.05
+    assert load_record(full.json()["run_dir"])["measurement"]["method"] == "full-trace"
+    predicted, traced = default.json()["categories"]["peak"], full.json()["categories"]["peak"]
+    for category in ("orm_objects", "driver_rows", "identity_map"):
+        assert abs(predicted[category] / traced[category] - 1) < 0.10, (category, predicted,
+                                                                         traced)
+    summary = record["summary"]
+    assert summary["predicted_peak_rss"] and summary["model_error"] is not None

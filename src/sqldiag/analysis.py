@@ -17,12 +17,14 @@ from typing import Any
 from sqldiag.attribution.categories import (
     ALLOCATOR_FREE,
     DRIVER_ROWS,
+    IDENTITY_MAP,
     ORM_OBJECTS,
     OTHER_PYTHON,
     SQLALCHEMY_ROWS,
     STATEMENT_CACHE,
     TRACED,
 )
+from sqldiag.model import predict
 from sqldiag.units import fmt_bytes
 
 READY, AFTER_GC, AFTER_TRIM = "ready", "after gc.collect()", "after malloc_trim(0)"
@@ -45,6 +47,18 @@ def _scaled(breakdown: dict | None, scale: float) -> dict[str, int]:
             for c in TRACED}
 
 
+def traced_categories(record: dict, moment: str) -> dict[str, int]:
+    """Traced bytes per category at full size: the calibration model's prediction, or the
+    traced run's breakdown scaled by rows (1 when it ran at full size)."""
+    how = record.get("measurement", {})
+    model, rows = how.get("model"), how.get("full_rows")
+    if model and rows:
+        predicted = predict(model, moment, rows)
+        if predicted:
+            return {c: predicted.get(c, 0) for c in TRACED}
+    return _scaled(record.get("breakdowns", {}).get(moment), how.get("scale") or 1.0)
+
+
 def summarise(record: dict) -> dict[str, Any]:
     timeline = record.get("timeline", {})
     rss, overhead = timeline.get("rss", []), timeline.get("overhead", [])
@@ -56,9 +70,10 @@ def summarise(record: dict) -> dict[str, Any]:
     peak_at = timeline["t"][net.index(peak_net)] if net else None
     scale = record.get("measurement", {}).get("scale") or 1.0
     breakdowns = record.get("breakdowns", {})
-    peak_traced = sum(_scaled(breakdowns.get("peak"), scale).values()) or None
-    end_traced = sum(_scaled(breakdowns.get("end"), scale).values()) if "end" in breakdowns \
+    peak_traced = sum(traced_categories(record, "peak").values()) or None
+    end_traced = sum(traced_categories(record, "end").values()) if "end" in breakdowns \
         else None
+    predicted_peak = (start + peak_traced) if start is not None and peak_traced else None
     growth = (peak_net - start) if peak_net is not None and start is not None else None
     explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
     return {
@@ -72,12 +87,16 @@ def summarise(record: dict) -> dict[str, Any]:
         "traced_end": end_traced,
         "scale": scale,
         "explained_share": round(explained, 4) if explained is not None else None,
+        "predicted_peak_rss": predicted_peak,
+        "model_error": round(predicted_peak / peak_net - 1, 4)
+        if predicted_peak and peak_net else None,
     }
 
 
-def categories_at(breakdown: dict | None, scale: float, growth: int | None) -> dict[str, int]:
-    """Traced categories of a breakdown, scaled, plus allocator_free from the RSS growth."""
-    cats = _scaled(breakdown, scale)
+def categories_at(record: dict, moment: str, growth: int | None) -> dict[str, int]:
+    """Traced categories at full size plus allocator_free from the RSS growth."""
+    cats = traced_categories(record, moment) if record.get("breakdowns", {}).get(moment) \
+        else {}
     if cats and growth is not None:
         cats[ALLOCATOR_FREE] = max(0, growth - sum(cats.values()))
     return cats
@@ -91,6 +110,7 @@ def _top(cats: dict[str, int], n: int = 2) -> list[tuple[str, int]]:
 def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) -> list[str]:
     """Plain-language findings, most important first."""
     lines: list[str] = []
+    suggestions: list[str] = []
     status = record.get("status", {})
     if not status.get("complete", True):
         lines.append(f"INCOMPLETE RUN: {status.get('reason')}; the figures cover what was "
@@ -103,11 +123,14 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
         growth = peak - start
         top = ", ".join(f"{c} {fmt_bytes(b)}" for c, b in _top(peak_cats, 3))
         traced = summary.get("traced_peak_snapshot")
-        held = record.get("breakdowns", {}).get("workload_end", {}).get("total", 0) * \
-            summary["scale"]
+        snapshots = record.get("measurement", {}).get("snapshots") or []
+        at_end = [s["traced"] for s in snapshots if s.get("label") == "workload end"]
+        highest = max((s["traced"] for s in snapshots), default=0)
+        held = (at_end[0] / highest if at_end and highest else 0) * (traced or 0)
         rows_heavy = sum(peak_cats.get(c, 0) for c in (ORM_OBJECTS, DRIVER_ROWS, SQLALCHEMY_ROWS))
         if traced and rows and workers and held >= 0.5 * traced and rows_heavy >= 0.5 * traced:
             per_row = traced / (rows * workers)
+            suggestions.append(_streaming_fix(record, rows, workers, per_row, traced))
             lines.append(
                 f"Peak RSS {fmt_bytes(peak)} ({fmt_bytes(growth)} above the start) = the whole "
                 f"result set held {workers} times at once: {workers} workers x {rows:,} rows x "
@@ -140,17 +163,62 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
                          "global); repeat the workload to tell a leak from a one-time cost.")
         elif left <= 0:
             lines.append("RSS returned to the start after the work.")
+    if trim is not None and end is not None and start is not None and end - start > 0:
+        released = summary.get("trim_released") or 0
+        if released > 0.3 * (end - start) and released > 16 << 20:
+            suggestions.append(
+                f"Fix: RSS that stays up is glibc's free memory: calling malloc_trim(0) after "
+                f"large batches gave back {fmt_bytes(released)} here; the long_text and "
+                "long_text_arena_max scenarios (with --text-bytes 650) show it and "
+                "MALLOC_ARENA_MAX side by side.")
+    end_cats = categories.get("end", {})
+    if end_cats.get(IDENTITY_MAP, 0) + end_cats.get(ORM_OBJECTS, 0) > 0.3 * max(
+            summary.get("traced_end") or 0, 1) and (summary.get("traced_end") or 0) > 8 << 20:
+        suggestions.append(
+            "Fix: ORM objects outlive the work, as a Session that is never closed keeps them "
+            "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
+            "expunge_all() between batches; scenario session_leak shows the growth.")
+    lines.extend(suggestions)
+    children = record.get("processes", {}).get("children_peak_rss") or {}
+    if children:
+        peaks = sorted(children.values(), reverse=True)
+        lines.append(f"{len(peaks)} child processes peaked at {fmt_bytes(peaks[0])} RSS at most "
+                     f"({fmt_bytes(sum(peaks))} summed); the figures above are the parent's.")
     share = summary.get("explained_share")
     if share is not None:
         other = peak_cats.get(OTHER_PYTHON, 0)
         traced = summary.get("traced_peak_snapshot") or 1
         how = record.get("measurement", {})
-        basis = (f"traced at {how.get('traced_rows'):,} rows and scaled x{summary['scale']:.1f}"
-                 if how.get("method") == "scaled-trace" else "traced at full size")
+        basis = {"scaled-trace": f"traced at {how.get('traced_rows') or 0:,} rows and scaled "
+                                 f"x{summary['scale']:.1f}",
+                 "calibrated": "traced at " + ", ".join(
+                     f"{r:,}" for r in (how.get("model") or {}).get("rows", [])) +
+                               " rows, fitted as fixed + per-row cost"}.get(
+            how.get("method"), "traced at full size")
         lines.append(f"The categories ({basis}) explain {share:.0%} of the RSS growth at peak "
                      f"({other / traced:.0%} of traced bytes fell in other_python); the rest is "
                      "allocator overhead and memory outside Python's allocators.")
     return lines
+
+
+def _streaming_fix(record: dict, rows: int, workers: int, per_row: float,
+                   traced: float) -> str:
+    """Streaming keeps a batch per worker instead of the whole result: estimate the saving
+    from this run's own bytes per row, and name the scenarios that demonstrate it."""
+    batch = min(1000, rows)
+    kept = workers * batch * per_row
+    saving = max(traced - kept, 0)
+    params = record.get("scenario", {}).get("params", {})
+    command = (f"sqldiag compare {record.get('scenario', {}).get('name', 'leak_repro')} "
+               f"fix_yield_per fix_core_partitions fix_keyset_pages --rows {rows} "
+               f"--workers {workers} --url {record.get('database', {}).get('url', '')}")
+    if params.get("text_bytes"):
+        command += f" --text-bytes {params['text_bytes']}"
+    return (f"Fix: stream instead of materialising whole results. With yield_per({batch}) on "
+            f"a server-side cursor (scenario fix_yield_per), Core partitions() (fix_core_"
+            f"partitions) or keyset pages (fix_keyset_pages) each worker holds about {batch:,} "
+            f"rows, not {rows:,}: about {fmt_bytes(saving)} less live memory at peak, "
+            f"estimated from this run's {per_row:,.0f} bytes per row. Measure it: {command}")
 
 
 def analyse(record: dict) -> dict[str, Any]:
@@ -159,9 +227,8 @@ def analyse(record: dict) -> dict[str, Any]:
     breakdowns = record.get("breakdowns", {})
     start = summary["start_rss"]
     growth = {"peak": summary["peak_rss"], "end": summary["end_rss"]}
-    categories = {key: categories_at(breakdowns.get(key), summary["scale"],
-                                     (growth[key] - start) if start is not None
-                                     and growth[key] is not None else None)
+    categories = {key: categories_at(record, key, (growth[key] - start)
+                                     if start is not None and growth[key] is not None else None)
                   for key in ("peak", "end") if breakdowns.get(key)}
     return {"summary": summary, "categories": categories,
             "verdict": verdict(record, summary, categories)}

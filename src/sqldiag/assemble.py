@@ -7,6 +7,7 @@ from typing import Any
 
 from sqldiag import __version__, environment
 from sqldiag.analysis import analyse
+from sqldiag.model import fit_model
 from sqldiag.probes import allocator
 from sqldiag.record import FORMAT, SCHEMA_VERSION
 
@@ -17,7 +18,8 @@ DRIVER_PACKAGES = {"pymysql": "PyMySQL", "psycopg": "psycopg", "psycopg2": "psyc
 
 def assemble_record(*, created: datetime, scenario: dict, database: dict, command: str,
                     bare: dict, traced: dict | None, full_rows: int | None,
-                    failure: str | None) -> dict[str, Any]:
+                    failure: str | None, calibration: list[dict] | None = None
+                    ) -> dict[str, Any]:
     """`bare` gives RSS, phases and the trim probe; `traced` the categories. They may be the
     same pass (in-process capture), in which case RSS is taken net of tracemalloc."""
     scale = None
@@ -27,6 +29,9 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
         scale = None if same_size else full_rows / traced["rows"]
         method = "in-process-trace" if traced is bare else (
             "full-trace" if same_size else "scaled-trace")
+    model = fit_model(calibration) if calibration else None
+    if model and model["fits"]:
+        method, scale = "calibrated", None
     record: dict[str, Any] = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -47,8 +52,15 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
             "census": bool(traced and traced["types"]),
             "traced_peak": traced["traced_peak"] if traced else None,
             "traced_wall_time_s": traced["wall_time_s"] if traced else None,
+            "analysis": traced.get("analysis") if traced else None,
             "traced_phases": traced["phases"] if traced and traced is not bare else [],
             "snapshots": traced["snapshots"] if traced else [],
+            "model": model,
+            "calibration": [{"rows": c["rows"], "wall_time_s": c["wall_time_s"],
+                             "peak_total": c["breakdowns"].get("peak", {}).get("total"),
+                             "end_total": c["breakdowns"].get("end", {}).get("total")}
+                            for c in calibration or []],
+            "full_rows": full_rows,
         },
         "timeline": bare["timeline"],
         "phases": bare["phases"],
@@ -57,6 +69,8 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
         "allocator": {"glibc": allocator.glibc_version(), "malloc_trim": bare["malloc_trim"],
                       "mallinfo": bare["mallinfo"]},
         "wall_time_s": bare["wall_time_s"],
+        "digest": bare.get("digest"),
+        "processes": {"children_peak_rss": bare.get("child_peaks") or {}},
     }
     record.update(analyse(record))
     return record

@@ -57,7 +57,7 @@ class Capture(contextlib.ContextDecorator):
         if exc_type is not None:
             failure = f"the captured code raised {exc_type.__name__}: {exc}"
         try:
-            measured.finish(None, trim=False)
+            measured.finish([], trim=False)
         finally:
             measured.close()
         measured.failure = failure

@@ -13,6 +13,7 @@ class Timeline:
     height: int
     rss_points: str
     traced_points: str
+    children_points: str
     phases: list[dict]  # {"x", "name"}
     y_ticks: list[dict]  # {"y", "label"}
     x_ticks: list[dict]  # {"x", "label"}
@@ -27,8 +28,9 @@ def timeline(record: dict, width: int = 880, height: int = 300, pad: int = 56) -
     overhead = data.get("overhead") or [0] * len(rss)
     net = [r - (o or 0) for r, o in zip(rss, overhead)]
     traced = data.get("traced") or [None] * len(rss)
+    children = data.get("children_rss") or [0] * len(rss)
     t_max = max(times[-1], 1e-6)
-    y_max = max(max(net), 1) * 1.08
+    y_max = max(max(net), max(children, default=0), 1) * 1.08
     inner_w, inner_h = width - 2 * pad, height - 2 * pad
 
     def x(t: float) -> float:
@@ -39,11 +41,14 @@ def timeline(record: dict, width: int = 880, height: int = 300, pad: int = 56) -
 
     rss_points = " ".join(f"{x(t)},{y(v)}" for t, v in zip(times, net))
     traced_points = " ".join(f"{x(t)},{y(v)}" for t, v in zip(times, traced) if v is not None)
+    children_points = " ".join(f"{x(t)},{y(v)}" for t, v in zip(times, children)) \
+        if any(children) else ""
     phases = [{"x": x(p["t"]), "name": p["name"]} for p in record.get("phases", [])
               if not p["name"].startswith("worker ")]
     y_ticks = [{"y": y(y_max * i / 4), "label": fmt_bytes(y_max * i / 4)} for i in range(5)]
     x_ticks = [{"x": x(t_max * i / 5), "label": f"{t_max * i / 5:.1f} s"} for i in range(6)]
-    return Timeline(width, height, rss_points, traced_points, phases, y_ticks, x_ticks, pad)
+    return Timeline(width, height, rss_points, traced_points, children_points, phases, y_ticks,
+                    x_ticks, pad)
 
 
 def bars(values: dict[str, int], width: int = 360) -> list[dict]:

@@ -25,6 +25,7 @@ from sqldiag.errors import (
 from sqldiag.measure import Interrupted, MeasuredPass, PassSpec
 from sqldiag.record import write_atomic
 from sqldiag.redact import scrub
+from sqldiag.units import fmt_bytes
 
 URL_ENV = "SQLDIAG_CHILD_URL"
 
@@ -42,15 +43,25 @@ def main(argv: list[str]) -> int:
     measured = MeasuredPass(spec)
 
     def memory_guard(measured_pass: MeasuredPass) -> None:
-        # From the sampler thread: the workload's threads cannot be stopped safely, so
-        # the result is written now and the process ends before it takes the machine.
-        write_atomic(out_path, json.dumps(measured_pass.result()).encode("utf-8"))
+        # The workload's threads cannot be stopped safely, so the result is written now
+        # and the process ends before it takes the machine.
+        measured_pass.sampler.stop()
+        result = measured_pass.result()
+        result["calibration"] = []
+        write_atomic(out_path, json.dumps(result).encode("utf-8"))
         os._exit(EXIT_MEMORY_GUARD)
 
+    def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
+        limit = fmt_bytes(spec.max_rss) if spec.max_rss else "?"
+        measured.failure = f"stopped by the memory guard: RSS passed --max-rss {limit}"
+        memory_guard(measured)
+
     measured.on_memory_guard = memory_guard
+    signal.signal(signal.SIGUSR1, on_guard_signal)
     code = EXIT_OK
     try:
-        measured.execute(url)
+        if spec.kind != "calibrate":
+            measured.execute(url)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not lose the result
         measured.failure, code = "interrupted by Ctrl-C (SIGINT)", EXIT_INTERRUPTED
@@ -61,10 +72,40 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - the scenario is user code
         where = "the scenario raised" if measured.in_workload else "setting up the run failed:"
         measured.failure, code = f"{where} {type(exc).__name__}: {exc}", EXIT_ERROR
+    calibration: list[dict] = []
+    if code == EXIT_OK and spec.calibration:
+        code = _calibrate(spec, url, measured, calibration)
     if measured.failure:
         measured.failure = scrub(measured.failure, (password,))
-    write_atomic(out_path, json.dumps(measured.result()).encode("utf-8"))
+    result = measured.result()
+    result["calibration"] = calibration
+    write_atomic(out_path, json.dumps(result).encode("utf-8"))
     return code
+
+
+def _calibrate(spec: PassSpec, url, bare: MeasuredPass, results: list[dict]) -> int:
+    """Traced runs at the calibration sizes, in this process after the bare pass: the
+    bare figures are already taken, and tracemalloc counts only what it traces."""
+    for index, (table, rows) in enumerate(spec.calibration):
+        last = index == len(spec.calibration) - 1
+        sub = MeasuredPass(PassSpec(
+            kind="traced", scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
+            table=table, rows=rows, workers=spec.workers, options=dict(spec.options),
+            trace_depth=spec.calibration_depth, census=spec.census and last,
+            connect_timeout=spec.connect_timeout))
+        try:
+            sub.execute(url)
+        except KeyboardInterrupt:
+            bare.failure = "interrupted by Ctrl-C (SIGINT) during calibration"
+            return EXIT_INTERRUPTED
+        except Interrupted:
+            bare.failure = "terminated by SIGTERM during calibration"
+            return EXIT_INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - the scenario is user code
+            bare.failure = f"calibration at {rows} rows failed: {type(exc).__name__}: {exc}"
+            return EXIT_ERROR
+        results.append(sub.result())
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -47,3 +47,14 @@ def render_diff(a: dict, b: dict, diff: RunDiff) -> str:
 def write_diff_report(a: dict, b: dict, diff: RunDiff, path: Path) -> Path:
     write_atomic(path, render_diff(a, b, diff).encode("utf-8"))
     return path
+
+
+def write_compare_report(records: list[dict], rows: list[dict], path: Path) -> Path:
+    biggest = max((r["peak_rss"] or 0 for r in rows), default=0) or 1
+    bars_ = [{"row": r, "w": round(420 * (r["peak_rss"] or 0) / biggest, 1),
+              "end_w": round(420 * (r["end_rss"] or 0) / biggest, 1)} for r in rows]
+    html = _environment().get_template("compare.html.j2").render(
+        records=records, rows=rows, bars=bars_, categories=ALL)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, html.encode("utf-8"))
+    return path

@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from sqldiag import database
+from sqldiag.digest import RowDigest
 from sqldiag.probes import allocator
 from sqldiag.probes.census import type_census
-from sqldiag.probes.sampler import RssSampler, Sample
+from sqldiag.probes.sampler import RssSampler, Sample, WatcherSampler
 from sqldiag.probes.tracing import TracingProbe
 from sqldiag.scenario_api import ScenarioContext
 from sqldiag.scenarios import ScenarioFile, load_module
@@ -53,6 +54,9 @@ class PassSpec:
     sample_period: float = 0.05
     connect_timeout: float = 10.0
     max_rss: int | None = None  # stop the workload when RSS passes this many bytes
+    # after a bare pass, traced calibration runs in the same process: [[table, rows], ...]
+    calibration: list[list] = field(default_factory=list)
+    calibration_depth: int = 4
 
     @property
     def traced(self) -> bool:
@@ -76,10 +80,13 @@ class MeasuredPass:
         self.wall_time = 0.0
         self.failure: str | None = None
         self.in_workload = False  # True while the scenario's own code runs
-        self._started = time.perf_counter()
+        self._started = time.monotonic()
+        self.digest: RowDigest | None = None
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
-        self.sampler = RssSampler(spec.sample_period, on_sample=self._on_sample)
+        self.sampler: RssSampler = (
+            WatcherSampler(spec.sample_period, spec.max_rss) if spec.kind == "bare"
+            else RssSampler(spec.sample_period, on_sample=self._on_sample))
         # called from the sampler thread when RSS passes spec.max_rss; must not return
         self.on_memory_guard: Callable[[MeasuredPass], None] | None = None
         self._lock = threading.Lock()
@@ -121,6 +128,7 @@ class MeasuredPass:
                                   table=schema.table, rows=self.spec.rows,
                                   workers=self.spec.workers, mark=self.mark,
                                   options=dict(self.spec.options))
+            self.digest = ctx.digest
             self._workload(module, ctx)
         finally:
             self.close()
@@ -129,9 +137,9 @@ class MeasuredPass:
     def _workload(self, module: ModuleType, ctx: ScenarioContext) -> None:
         self.begin()
         self.in_workload = True
-        result = module.run(ctx)
+        held = [module.run(ctx)]  # the only reference: finish() empties it
         self.in_workload = False
-        self.finish(result)
+        self.finish(held)
 
     def begin(self) -> None:
         """Start the probes and mark "ready" and "workload start"."""
@@ -141,21 +149,22 @@ class MeasuredPass:
         self.mallinfo[READY] = allocator.mallinfo() or {}
         if self.tracing is not None:
             self.tracing.start()
-        self._started = time.perf_counter()
+        self._started = time.monotonic()
         self.mark(WORKLOAD_START, snapshot=False)
         if self.tracing is not None:
             self.tracing.watching = True
 
-    def finish(self, result: object, trim: bool = True) -> None:
-        """Mark the end phases while `result` is still held, then release it and measure
-        what stays; `trim` runs the malloc_trim(0) probe on a bare pass."""
-        self.wall_time = time.perf_counter() - self._started
+    def finish(self, held: list, trim: bool = True) -> None:
+        """Mark the end phases while the results in `held` are still alive, then empty it
+        (it must be their only holder) and measure what stays; `trim` runs the
+        malloc_trim(0) probe on a bare pass."""
+        self.wall_time = time.monotonic() - self._started
         if self.tracing is not None:
             self.tracing.watching = False
         self.mark(WORKLOAD_END, snapshot=True)
         if self.spec.census:
             self.types["peak"] = type_census(exclude=self._own_data())
-        del result
+        held.clear()
         gc.collect()
         self.mark(AFTER_GC, snapshot=True)
         self.mallinfo[AFTER_GC] = allocator.mallinfo() or {}
@@ -193,6 +202,7 @@ class MeasuredPass:
                                        **moment.breakdown.to_dict()}
         return {
             "kind": self.spec.kind,
+            "digest": self.digest.to_dict() if self.digest is not None else None,
             "rows": self.spec.rows,
             "workers": self.spec.workers,
             "failure": self.failure,
@@ -201,12 +211,15 @@ class MeasuredPass:
             "sample_period_s": self.spec.sample_period,
             "trace_depth": self.spec.trace_depth if tracing else 0,
             "traced_peak": tracing.traced_peak if tracing else None,
+            "analysis": tracing.analysis if tracing else None,
             "uss_sampled": any(s.uss is not None for s in samples),
             "snapshots": [{"label": m.label, "t": round(m.t, 4), "traced": m.traced}
                           for m in (tracing.moments if tracing else [])],
             "timeline": {"t": [round(s.t, 4) for s in samples], "rss": [s.rss for s in samples],
                          "uss": [s.uss for s in samples], "traced": [s.traced for s in samples],
-                         "overhead": [s.overhead for s in samples]},
+                         "overhead": [s.overhead for s in samples],
+                         "children_rss": [s.children_rss for s in samples]},
+            "child_peaks": {str(pid): peak for pid, peak in self.sampler.child_peaks.items()},
             "phases": list(self.phases),
             "breakdowns": breakdowns,
             "types": self.types,

@@ -35,9 +35,13 @@ from sqldiag.scenarios import ScenarioFile, builtin_dir
 from sqldiag.schema import build_schema
 from sqldiag.seeding import ensure_seeded
 
-# Above this many rows x workers, the traced pass runs on a smaller table and is scaled.
+# Up to this many rows x workers the traced pass runs at full size in its own process;
+# above it, tracing runs as a calibration at three small sizes and a model scales it.
 TRACE_BUDGET_ROW_LOADS = 60_000
 MIN_TRACE_ROWS = 1_000
+CALIBRATION_ROW_LOADS = 24_000  # rows x workers over the three calibration runs
+MIN_CALIBRATION_STEP = 100
+CALIBRATION_DEPTH = 4
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -61,14 +65,26 @@ class RunOptions:
 
 
 def traced_rows(opts: RunOptions) -> int | None:
-    """Rows for the traced pass: None when not tracing."""
+    """Rows for a separate traced pass: None when not tracing or when calibrating."""
     if opts.trace == "off" or opts.trace_depth == 0:
         return None
     if opts.trace_rows:
         return min(opts.trace_rows, opts.rows)
     if opts.trace == "full" or opts.rows * opts.workers <= TRACE_BUDGET_ROW_LOADS:
         return opts.rows
-    return max(MIN_TRACE_ROWS, TRACE_BUDGET_ROW_LOADS // opts.workers)
+    if opts.trace == "scaled":
+        return max(MIN_TRACE_ROWS, TRACE_BUDGET_ROW_LOADS // opts.workers)
+    return None
+
+
+def calibration_rows(opts: RunOptions) -> list[int]:
+    """The three calibration sizes (step, 2 step, 3 step), or none."""
+    if opts.trace != "auto" or opts.trace_rows or traced_rows(opts) is not None:
+        return []
+    if opts.trace_depth == 0:
+        return []
+    step = max(MIN_CALIBRATION_STEP, CALIBRATION_ROW_LOADS // (6 * opts.workers))
+    return [step, 2 * step, 3 * step] if 3 * step < opts.rows else []
 
 
 class Orchestrator:
@@ -103,6 +119,8 @@ class Orchestrator:
             trace_rows = traced_rows(opts)
             if trace_rows is not None and trace_rows != opts.rows:
                 self._seed(engine, self.trace_table(trace_rows), trace_rows)
+            for rows in calibration_rows(opts):
+                self._seed(engine, self.trace_table(rows), rows)
             return trace_rows
         except DBAPIError as exc:
             reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
@@ -115,37 +133,50 @@ class Orchestrator:
         return f"sqldiag_{self.opts.table}_{trace_rows}"[:63]
 
     # -- passes -----------------------------------------------------------------------
-    def _run_pass(self, spec: PassSpec) -> dict[str, Any]:
+    def _run_passes(self, specs: list[PassSpec]) -> list[dict[str, Any]]:
+        """Run measuring children at the same time (one each), wait for all, and return
+        their results in order. Ctrl-C is passed on to each; their partial results
+        are still collected."""
         with tempfile.TemporaryDirectory(prefix="sqldiag-") as tmp:
-            spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-            spec_path.write_text(json.dumps(asdict(spec)), encoding="utf-8")
-            env = dict(os.environ)
+            procs, outs = [], []
+            env = dict(os.environ) | self.opts.scenario.env
             env[URL_ENV] = self.opts.url.render_as_string(hide_password=False)
-            # the scenario's own prints go to stderr: stdout is sqldiag's (--json)
-            proc = subprocess.Popen([sys.executable, "-m", "sqldiag.child", str(spec_path),
-                                     str(out_path)], env=env, stdout=sys.stderr)
-            previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+            for index, spec in enumerate(specs):
+                spec_path = Path(tmp) / f"spec{index}.json"
+                outs.append(Path(tmp) / f"result{index}.json")
+                spec_path.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+                # the scenario's own prints go to stderr: stdout is sqldiag's (--json)
+                procs.append(subprocess.Popen([sys.executable, "-m", "sqldiag.child",
+                                               str(spec_path), str(outs[-1])],
+                                              env=env, stdout=sys.stderr))
+            previous = signal.signal(signal.SIGTERM,
+                                     lambda *_: [p.terminate() for p in procs if p.poll() is None])
             try:
-                while True:
-                    try:
-                        proc.wait()
-                        break
-                    except KeyboardInterrupt:
-                        # pass it on (a terminal sends it to both; kill -INT only to us)
-                        # and wait for the child to write its partial result
-                        if proc.poll() is None:
-                            proc.send_signal(signal.SIGINT)
+                for proc in procs:
+                    while True:
+                        try:
+                            proc.wait()
+                            break
+                        except KeyboardInterrupt:
+                            # pass it on (a terminal sends it to all; kill -INT only to us)
+                            # and wait for the children to write their partial results
+                            for other in procs:
+                                if other.poll() is None:
+                                    other.send_signal(signal.SIGINT)
             finally:
                 signal.signal(signal.SIGTERM, previous)
-            if not out_path.exists():
-                raise SqldiagError(f"the {spec.kind} pass died with exit code "
-                                   f"{proc.returncode} before writing a result")
-            result = json.loads(out_path.read_text(encoding="utf-8"))
-        if proc.returncode < 0 and not result.get("failure"):
-            result["failure"] = f"killed by signal {-proc.returncode}"
-        result["exit_code"] = proc.returncode if proc.returncode > 0 else (
-            EXIT_INTERRUPTED if proc.returncode < 0 else 0)
-        return result
+            results = []
+            for spec, proc, out_path in zip(specs, procs, outs):
+                if not out_path.exists():
+                    raise SqldiagError(f"the {spec.kind} pass died with exit code "
+                                       f"{proc.returncode} before writing a result")
+                result = json.loads(out_path.read_text(encoding="utf-8"))
+                if proc.returncode < 0 and not result.get("failure"):
+                    result["failure"] = f"killed by signal {-proc.returncode}"
+                result["exit_code"] = proc.returncode if proc.returncode > 0 else (
+                    EXIT_INTERRUPTED if proc.returncode < 0 else 0)
+                results.append(result)
+        return results
 
     def run(self) -> dict[str, Any]:
         opts = self.opts
@@ -153,19 +184,39 @@ class Orchestrator:
         common: dict[str, Any] = {"scenario_name": opts.scenario.name,
                                   "scenario_path": str(opts.scenario.path),
                                   "workers": opts.workers, "options": dict(opts.options),
-                                  "connect_timeout": opts.connect_timeout,
-                                  "max_rss": opts.max_rss}
-        self.status(f"pass 1/{1 if trace_rows is None else 2}: {opts.rows:,} rows x "
-                    f"{opts.workers} workers, RSS sampling only")
-        bare = self._run_pass(PassSpec(kind="bare", table=opts.table, rows=opts.rows, **common))
-        traced = None
+                                  "connect_timeout": opts.connect_timeout}
+        sizes = calibration_rows(opts)
+        calibration = [[self.trace_table(r), r] for r in sizes]
+        depth = min(CALIBRATION_DEPTH, opts.trace_depth)
+        bare_spec = PassSpec(kind="bare", table=opts.table, rows=opts.rows, census=opts.census,
+                             max_rss=opts.max_rss, **common)
+        if sizes and (os.cpu_count() or 1) >= 2:
+            # the bare workload is GIL-bound on one core: calibrate beside it on another
+            self.status(f"{opts.rows:,} rows x {opts.workers} workers with RSS sampling only; "
+                        f"beside it tracemalloc ({depth} frames) at "
+                        f"{', '.join(f'{r:,}' for r in sizes)} rows")
+            cal_spec = PassSpec(kind="calibrate", table=opts.table, rows=opts.rows,
+                                census=opts.census, calibration=calibration,
+                                calibration_depth=depth, **common)
+            bare, cal = self._run_passes([bare_spec, cal_spec])
+            bare["calibration"] = cal.get("calibration") or []
+            if cal.get("failure") and not bare.get("failure"):
+                bare["failure"], bare["exit_code"] = cal["failure"], cal.get("exit_code")
+        else:
+            then = (f", then tracemalloc ({depth} frames) at "
+                    f"{', '.join(f'{r:,}' for r in sizes)} rows") if sizes else ""
+            self.status(f"pass 1/{1 if trace_rows is None else 2}: {opts.rows:,} rows x "
+                        f"{opts.workers} workers, RSS sampling only{then}")
+            bare_spec.calibration, bare_spec.calibration_depth = calibration, depth
+            bare = self._run_passes([bare_spec])[0]
+        traced = bare["calibration"][-1] if bare.get("calibration") else None
         if trace_rows is not None and not bare.get("failure"):
             table = opts.table if trace_rows == opts.rows else self.trace_table(trace_rows)
             self.status(f"pass 2/2: {trace_rows:,} rows x {opts.workers} workers under "
                         f"tracemalloc ({opts.trace_depth} frames)")
-            traced = self._run_pass(PassSpec(kind="traced", table=table, rows=trace_rows,
-                                             trace_depth=opts.trace_depth,
-                                             census=opts.census, **common))
+            traced = self._run_passes([PassSpec(kind="traced", table=table, rows=trace_rows,
+                                                trace_depth=opts.trace_depth,
+                                                census=opts.census, **common)])[0]
         self.failure = bare.get("failure") or (traced or {}).get("failure")
         self.exit_code = bare.get("exit_code") or (traced or {}).get("exit_code") or 0
         self.status("analysing")
@@ -178,6 +229,7 @@ class Orchestrator:
                     "source": "builtin" if _is_builtin(opts.scenario.path) else "file",
                     "path": str(opts.scenario.path),
                     "description": opts.scenario.description,
+                    "env": opts.scenario.env,
                     "params": {"rows": opts.rows, "workers": opts.workers,
                                "text_bytes": opts.text_bytes, "table": opts.table,
                                "options": dict(opts.options)}}
@@ -185,7 +237,8 @@ class Orchestrator:
                     "driver": opts.url.get_driver_name(), "server_version": self.server_version}
         return assemble_record(created=self.created, scenario=scenario, database=database,
                                command=opts.command, bare=bare, traced=traced,
-                               full_rows=opts.rows, failure=self.failure)
+                               full_rows=opts.rows, failure=self.failure,
+                               calibration=bare.get("calibration") or [])
 
 
 def _is_builtin(path: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,25 @@ from sqldiag.errors import SqldiagError
 class ScenarioFile:
     name: str
     path: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The file's literal `ENV = {...}`, read without running the file."""
+        try:
+            tree = ast.parse(self.path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            return {}
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "ENV"):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    raise SqldiagError(f"{self.path}: ENV must be a literal dict of "
+                                       "strings") from None
+                if isinstance(value, dict):
+                    return {str(k): str(v) for k, v in value.items()}
+        return {}
 
     @property
     def description(self) -> str:
@@ -59,6 +79,8 @@ def load_module(scenario: ScenarioFile) -> ModuleType:
     if spec is None or spec.loader is None:
         raise SqldiagError(f"cannot load scenario file {scenario.path}")
     module = importlib.util.module_from_spec(spec)
+    # registered so that pickle finds its functions (multiprocessing workers)
+    sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:

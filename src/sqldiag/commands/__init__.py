@@ -1,7 +1,8 @@
 """One module per subcommand; each is an object with prepare_parser() and run()."""
 
+from sqldiag.commands.compare import CompareCommand
 from sqldiag.commands.diff import DiffCommand
 from sqldiag.commands.report import ReportCommand
 from sqldiag.commands.scenario import ScenarioCommand
 
-COMMANDS = (ScenarioCommand(), DiffCommand(), ReportCommand())
+COMMANDS = (ScenarioCommand(), CompareCommand(), DiffCommand(), ReportCommand())

@@ -79,6 +79,18 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenario", help="built-in scenario name, path to a .py file, "
                                              "or `list`")
+        self.add_run_arguments(parser)
+        parser.add_argument("--budget", type=str, action="append", default=[],
+                            metavar="NAME=SIZE",
+                            help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
+                                 "or a category at peak (e.g. --budget peak_rss=300MB "
+                                 "--budget orm_objects=50MB); repeatable")
+        parser.add_argument("--json", action="store_true",
+                            help="print the summary as JSON on stdout instead of the table")
+
+    @staticmethod
+    def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+        """The options of a run: database, sizes, tracing, guard (shared with compare)."""
         parser.add_argument("--url", help="SQLAlchemy database URL (default: $SQLDIAG_URL, "
                                           "else an embedded SQLite file in the user cache)")
         parser.add_argument("--rows", type=_positive, default=100_000,
@@ -90,11 +102,15 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                                  "characters; over 512 bytes CPython uses the C allocator)")
         parser.add_argument("--table", type=_table, default="users",
                             help="table name to create and read (default users)")
-        parser.add_argument("--trace", choices=("auto", "full", "off"), default="auto",
-                            help="the traced pass that attributes memory to categories: auto "
-                                 "(default) traces at full size when rows x workers <= 60,000 "
-                                 "and otherwise on a smaller copy of the table, scaled; full "
-                                 "traces at full size (slow, memory-hungry); off = RSS only")
+        parser.add_argument("--trace", choices=("auto", "full", "scaled", "off"),
+                            default="auto",
+                            help="how memory is attributed to categories. auto (default): "
+                                 "up to 60,000 rows x workers a traced run at full size; above, "
+                                 "tracemalloc runs at three small sizes after the bare run and "
+                                 "a fixed + per-row model predicts the full size. full: a "
+                                 "traced run at full size (slow, memory-hungry). scaled: one "
+                                 "traced run at about 60,000 rows x workers, scaled linearly. "
+                                 "off: RSS only")
         parser.add_argument("--trace-rows", type=_positive, default=None,
                             help="rows for the traced pass (overrides --trace auto's choice)")
         parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
@@ -106,18 +122,11 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                             metavar="KEY=VALUE", help="passed to the scenario in ctx.options")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where run folders are written (default ./reports)")
-        parser.add_argument("--budget", type=str, action="append", default=[],
-                            metavar="NAME=SIZE",
-                            help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
-                                 "or a category at peak (e.g. --budget peak_rss=300MB "
-                                 "--budget orm_objects=50MB); repeatable")
         parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
                             help="memory guard: stop the workload when its RSS passes SIZE and "
                                  "keep the record (default: 75%% of this machine's memory)")
         parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                             help="give up on a database that does not answer (default 10)")
-        parser.add_argument("--json", action="store_true",
-                            help="print the summary as JSON on stdout instead of the table")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.scenario == "list":
@@ -125,14 +134,7 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
         budgets = [parse_budget(text) for text in args.budget]
         scenario = find_scenario(args.scenario)
         url = database.resolve_url(args.url)
-        opts = RunOptions(scenario=scenario, url=url, rows=args.rows, workers=args.workers,
-                          text_bytes=args.text_bytes, table=args.table,
-                          trace=args.trace, trace_depth=args.trace_depth,
-                          trace_rows=args.trace_rows, census=not args.no_census,
-                          options=dict(args.option), command=_reproduce(args, url),
-                          connect_timeout=args.connect_timeout,
-                          max_rss=parse_size(args.max_rss) if args.max_rss
-                          else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
+        opts = run_options(args, scenario, url)
         err = Console(stderr=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True,
@@ -177,9 +179,22 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
         return EXIT_OK
 
 
-def _reproduce(args: argparse.Namespace, url) -> str:
+def run_options(args: argparse.Namespace, scenario, url) -> RunOptions:
+    """RunOptions from the shared run arguments."""
+    return RunOptions(scenario=scenario, url=url, rows=args.rows, workers=args.workers,
+                      text_bytes=args.text_bytes, table=args.table,
+                      trace=args.trace, trace_depth=args.trace_depth,
+                      trace_rows=args.trace_rows, census=not args.no_census,
+                      options=dict(args.option), command=_reproduce(args, scenario, url),
+                      connect_timeout=args.connect_timeout,
+                      max_rss=parse_size(args.max_rss) if args.max_rss
+                      else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
+
+
+def _reproduce(args: argparse.Namespace, scenario, url) -> str:
     """The command line that reproduces this run, without the password."""
-    parts = ["python", "-m", "sqldiag", "scenario", args.scenario, "--url", safe_url(url),
+    spec = scenario.name if _is_builtin_name(scenario) else str(scenario.path)
+    parts = ["python", "-m", "sqldiag", "scenario", spec, "--url", safe_url(url),
              "--rows", str(args.rows), "--workers", str(args.workers)]
     if args.text_bytes:
         parts += ["--text-bytes", str(args.text_bytes)]
@@ -195,7 +210,11 @@ def _reproduce(args: argparse.Namespace, url) -> str:
         parts += ["--option", f"{key}={value}"]
     if args.max_rss:
         parts += ["--max-rss", args.max_rss]
-    for budget in args.budget:
+    for budget in getattr(args, "budget", []):
         parts += ["--budget", budget]
     return shlex.join(parts)
 
+
+
+def _is_builtin_name(scenario) -> bool:
+    return any(s.path == scenario.path for s in builtin_scenarios())

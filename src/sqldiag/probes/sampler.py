@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -18,6 +22,7 @@ class Sample:
     uss: int | None
     traced: int | None  # tracemalloc's current traced bytes, when tracing
     overhead: int  # tracemalloc's own memory (part of RSS while tracing)
+    children_rss: int = 0  # RSS of child processes (multiprocessing workers), summed
 
 
 class RssSampler:
@@ -33,13 +38,14 @@ class RssSampler:
         self.with_uss = with_uss
         self.on_sample = on_sample
         self.samples: list[Sample] = []
-        self.t0 = time.perf_counter()
+        self.child_peaks: dict[int, int] = {}  # pid -> peak RSS seen
+        self.t0 = time.monotonic()
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqldiag-sampler", daemon=True)
 
     def now(self) -> float:
-        return time.perf_counter() - self.t0
+        return time.monotonic() - self.t0
 
     def sample(self) -> Sample:
         """Take one sample now (also used at phase marks)."""
@@ -50,21 +56,37 @@ class RssSampler:
             except (psutil.AccessDenied, AttributeError):
                 self.with_uss = False
         rss = self._process.memory_info().rss
+        children_rss = self._children_rss()
         tracing = tracemalloc.is_tracing()
         traced = tracemalloc.get_traced_memory()[0] if tracing else None
         overhead = tracemalloc.get_tracemalloc_memory() if tracing else 0
-        sample = Sample(self.now(), rss, uss, traced, overhead)
+        sample = Sample(self.now(), rss, uss, traced, overhead, children_rss)
         self.samples.append(sample)
         return sample
 
+    def _children_rss(self) -> int:
+        total = 0
+        try:
+            children = self._process.children(recursive=True)
+        except psutil.Error:
+            return 0
+        for child in children:
+            try:
+                rss = child.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            self.child_peaks[child.pid] = max(self.child_peaks.get(child.pid, 0), rss)
+        return total
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            started = time.perf_counter()
+            started = time.monotonic()
             sample = self.sample()
             if self.on_sample is not None:
                 self.on_sample(sample)
             # USS reads /proc/pid/smaps; on a large heap that alone can take tens of ms.
-            elapsed = time.perf_counter() - started
+            elapsed = time.monotonic() - started
             if elapsed > self.period and self.with_uss:
                 self.with_uss = False
             self._stop.wait(max(self.period - elapsed, 0.001))
@@ -80,3 +102,48 @@ class RssSampler:
     def peak(self) -> Sample | None:
         """The sample with the highest RSS net of tracemalloc's own memory."""
         return max(self.samples, key=lambda s: s.rss - s.overhead, default=None)
+
+
+class WatcherSampler(RssSampler):
+    """The same timeline, sampled by a separate process (sqldiag.probes.watcher) that does
+    not wait for this process's GIL; marks still sample in-process. With `max_rss` the
+    watcher enforces the memory guard by sending SIGUSR1."""
+
+    def __init__(self, period: float = 0.05, max_rss: int | None = None) -> None:
+        super().__init__(period)
+        self.max_rss = max_rss
+        self._proc: subprocess.Popen | None = None
+        self._out: str | None = None
+
+    def start(self) -> WatcherSampler:
+        fd, self._out = tempfile.mkstemp(prefix="sqldiag-watch-", suffix=".txt")
+        os.close(fd)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "sqldiag.probes.watcher", str(os.getpid()),
+             str(self.period), self._out, str(self.max_rss or 0)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is None or self._out is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._proc = None
+        try:
+            with open(self._out, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        finally:
+            os.unlink(self._out)
+            self._out = None
+        for line in lines:
+            parts = line.split()
+            if len(parts) != 4:
+                continue  # a line cut short when the watcher stopped
+            t, rss, uss, children = float(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
+            self.samples.append(Sample(t - self.t0, rss, uss if uss >= 0 else None, None, 0,
+                                       children))
+        self.samples.sort(key=lambda sample: sample.t)

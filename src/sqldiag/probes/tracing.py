@@ -9,6 +9,7 @@ tracing stops, and only the largest "traced high" is kept at any time.
 from __future__ import annotations
 
 import threading
+import time
 import tracemalloc
 from dataclasses import dataclass
 
@@ -35,13 +36,16 @@ class TracingProbe:
     thread whenever traced memory passes `peak_step` times the largest snapshot so far
     while `watching` (the workload runs)."""
 
-    def __init__(self, depth: int, peak_step: float = 1.25, min_bytes: int = 4 << 20) -> None:
+    def __init__(self, depth: int, peak_step: float = 1.25, min_bytes: int = 256 << 10,
+                 end_label: str = "after gc.collect()") -> None:
         self.depth = depth
+        self.end_label = end_label  # the after-the-work snapshot, kept besides the peak
         self.peak_step = peak_step
         self.min_bytes = min_bytes
         self.moments: list[TracedMoment] = []
         self.traced_peak = 0  # tracemalloc's own peak of traced bytes
         self.watching = False
+        self.analysis: dict | None = None  # cost of reducing the raw snapshots
         self._lock = threading.Lock()
         self._largest_snapshot = 0
 
@@ -49,14 +53,23 @@ class TracingProbe:
         tracemalloc.start(self.depth)
 
     def stop(self) -> None:
-        """Stop tracing and reduce the raw snapshots to breakdowns."""
+        """Stop tracing and reduce the raw snapshots to breakdowns; the cost of the
+        reduction (time, traces read, RSS before and after) is kept in `analysis`."""
         if tracemalloc.is_tracing():
             self.traced_peak = max(self.traced_peak, tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
-        for moment in self.moments:
-            if moment.raw is not None:
-                moment.breakdown = breakdown_traces(moment.raw)
-                moment.raw = None
+        pending = [m for m in self.moments if m.raw is not None]
+        if not pending:
+            return
+        process = psutil.Process()
+        rss_before, started = process.memory_info().rss, time.perf_counter()
+        traces = 0
+        for moment in pending:
+            traces += len(moment.raw)  # type: ignore[arg-type]
+            moment.breakdown = breakdown_traces(moment.raw)  # type: ignore[arg-type]
+            moment.raw = None
+        self.analysis = {"seconds": round(time.perf_counter() - started, 3), "traces": traces,
+                         "rss_before": rss_before, "rss_after": process.memory_info().rss}
 
     def snapshot(self, label: str, t: float) -> None:
         if not tracemalloc.is_tracing():
@@ -65,9 +78,17 @@ class TracingProbe:
             traced = tracemalloc.get_traced_memory()[0]
             overhead = tracemalloc.get_tracemalloc_memory()
             rss = psutil.Process().memory_info().rss
-            raw = tracemalloc.take_snapshot().traces._traces
             if label == HIGH:  # only the largest high is worth keeping
                 self.moments = [m for m in self.moments if m.label != HIGH]
+            if label != self.end_label:
+                # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
+                for other in self.moments:
+                    if other.label != self.end_label and other.raw is not None:
+                        if other.traced >= traced:
+                            self.moments.append(TracedMoment(label, t, traced, rss, overhead))
+                            return
+                        other.raw = None
+            raw = tracemalloc.take_snapshot().traces._traces
             self.moments.append(TracedMoment(label, t, traced, rss, overhead, raw=raw))
             self._largest_snapshot = max(self._largest_snapshot, traced)
 
