@@ -113,3 +113,15 @@ def test_arena_max_scenario_sets_the_environment(cli, sqlite_url):
                        "--trace", "off", rows=1000, workers=2)
     assert record["scenario"]["env"] == {"MALLOC_ARENA_MAX": "2"}
     assert record["phases"][-1]["name"] == "after malloc_trim(0)"
+
+
+def test_streaming_fix_is_not_extrapolated_per_row(cli, sqlite_url):
+    """Calibration sizes sit below yield_per's batch: a per-row model would predict more
+    live memory than RSS ever held; it is rejected and said so."""
+    out, record = _run(cli, sqlite_url, "fix_yield_per", rows=7000, workers=10)
+    assert record["measurement"]["method"] == "calibrated"
+    assert record["summary"]["model_rejected"] is True
+    assert any("did not grow with the row count" in line for line in record["verdict"])
+    growth = record["summary"]["peak_rss"] - record["summary"]["start_rss"]
+    traced = sum(v for k, v in out["categories"]["peak"].items() if k in TRACED_KEYS)
+    assert traced < 1.25 * growth

@@ -47,16 +47,43 @@ def _scaled(breakdown: dict | None, scale: float) -> dict[str, int]:
             for c in TRACED}
 
 
+# A prediction above this share of the measured RSS growth cannot be live memory: the
+# workload's memory did not grow with the row count (streaming, paging), so the model is
+# rejected and the largest calibration run's own figures are used unscaled.
+MODEL_REJECT_RATIO = 1.25
+
+
+def model_rejected(record: dict) -> bool:
+    how = record.get("measurement", {})
+    model, rows = how.get("model"), how.get("full_rows")
+    if not (model and rows):
+        return False
+    predicted = sum(predict(model, "peak", rows).values())
+    start, peak = _net(_phase(record, READY)), _peak_net(record)
+    if start is None or peak is None:
+        return False
+    return predicted > MODEL_REJECT_RATIO * max(peak - start, 1)
+
+
 def traced_categories(record: dict, moment: str) -> dict[str, int]:
     """Traced bytes per category at full size: the calibration model's prediction, or the
     traced run's breakdown scaled by rows (1 when it ran at full size)."""
     how = record.get("measurement", {})
     model, rows = how.get("model"), how.get("full_rows")
     if model and rows:
+        if model_rejected(record):
+            return _scaled(record.get("breakdowns", {}).get(moment), 1.0)
         predicted = predict(model, moment, rows)
         if predicted:
             return {c: predicted.get(c, 0) for c in TRACED}
     return _scaled(record.get("breakdowns", {}).get(moment), how.get("scale") or 1.0)
+
+
+def _peak_net(record: dict) -> int | None:
+    timeline = record.get("timeline", {})
+    rss, overhead = timeline.get("rss", []), timeline.get("overhead", [])
+    net = [r - (o or 0) for r, o in zip(rss, overhead or [0] * len(rss))]
+    return max(net, default=None)
 
 
 def summarise(record: dict) -> dict[str, Any]:
@@ -88,6 +115,7 @@ def summarise(record: dict) -> dict[str, Any]:
         "scale": scale,
         "explained_share": round(explained, 4) if explained is not None else None,
         "predicted_peak_rss": predicted_peak,
+        "model_rejected": model_rejected(record),
         "model_error": round(predicted_peak / peak_net - 1, 4)
         if predicted_peak and peak_net else None,
     }
@@ -189,12 +217,20 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
         other = peak_cats.get(OTHER_PYTHON, 0)
         traced = summary.get("traced_peak_snapshot") or 1
         how = record.get("measurement", {})
+        if summary.get("model_rejected"):
+            rows_used = (how.get("model") or {}).get("rows", [0])[-1]
+            lines.append(
+                f"Memory did not grow with the row count here (streaming or paging): a per-row "
+                f"model would predict more live memory than RSS ever held, so the categories "
+                f"are those measured at {rows_used:,} rows, unscaled.")
         basis = {"scaled-trace": f"traced at {how.get('traced_rows') or 0:,} rows and scaled "
                                  f"x{summary['scale']:.1f}",
                  "calibrated": "traced at " + ", ".join(
                      f"{r:,}" for r in (how.get("model") or {}).get("rows", [])) +
                                " rows, fitted as fixed + per-row cost"}.get(
             how.get("method"), "traced at full size")
+        if summary.get("model_rejected"):
+            basis = f"traced at {(how.get('model') or {}).get('rows', [0])[-1]:,} rows, unscaled"
         lines.append(f"The categories ({basis}) explain {share:.0%} of the RSS growth at peak "
                      f"({other / traced:.0%} of traced bytes fell in other_python); the rest is "
                      "allocator overhead and memory outside Python's allocators.")

@@ -36,6 +36,7 @@ class Capture(contextlib.ContextDecorator):
         self.run_dir: Path | None = None
         self._pass: MeasuredPass | None = None
         self._created = datetime.now(timezone.utc)
+        self.source = "capture"  # what the record's scenario.source says
 
     def mark(self, phase: str) -> None:
         """Mark a phase on the timeline (thread-safe)."""
@@ -65,8 +66,8 @@ class Capture(contextlib.ContextDecorator):
         result["rows"] = None
         self.record = assemble_record(
             created=self._created,
-            scenario={"name": self.name, "source": "capture", "path": "",
-                      "description": f"in-process capture {self.name!r}", "params": {}},
+            scenario={"name": self.name, "source": self.source, "path": "",
+                      "description": f"{self.source}: {self.name}", "params": {}},
             database={}, command=shlex.join([sys.executable, *sys.argv]),
             bare=result, traced=result, full_rows=None, failure=failure)
         self.run_dir = new_run_dir(self.reports_dir, self.name)

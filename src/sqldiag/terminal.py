@@ -13,10 +13,12 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
     s = record["summary"]
     scenario = record["scenario"]
     params = scenario.get("params", {})
-    console.print(f"[bold]sqldiag[/bold] {scenario['name']} on {record['database']['url']} "
-                  f"({record['database'].get('server_version')}): {params.get('rows', 0):,} rows"
-                  f" x {params.get('workers')} workers, {record.get('wall_time_s', 0):.1f} s",
-                  markup=True, highlight=False)
+    db = record.get("database") or {}
+    where = f" on {db['url']} ({db.get('server_version')})" if db.get("url") else ""
+    size = (f": {params['rows']:,} rows x {params.get('workers')} workers"
+            if params.get("rows") else f" ({scenario.get('source', 'run')})")
+    console.print(f"sqldiag {scenario['name']}{where}{size}, "
+                  f"{record.get('wall_time_s', 0):.1f} s", markup=False, highlight=False)
     figures = Table(show_header=False, box=None, pad_edge=False)
     for label, key in (("start RSS", "start_rss"), ("peak RSS", "peak_rss"),
                        ("end RSS (after gc)", "end_rss"), ("RSS after malloc_trim", "trim_rss")):

@@ -17,7 +17,7 @@ TRACEBACK_FRAMES_KEPT = 12
 
 # Allocations whose most recent frame is in these files are the measuring's own.
 _SELF_MARKERS = ("/tracemalloc.py", "/sqldiag/attribution/", "/sqldiag/probes/", "/pympler/",
-                 "/objgraph.py", "<frozen importlib._bootstrap")
+                 "/objgraph.py")
 
 
 @lru_cache(maxsize=4096)

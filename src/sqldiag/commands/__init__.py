@@ -3,6 +3,7 @@
 from sqldiag.commands.compare import CompareCommand
 from sqldiag.commands.diff import DiffCommand
 from sqldiag.commands.report import ReportCommand
+from sqldiag.commands.run import RunCommand
 from sqldiag.commands.scenario import ScenarioCommand
 
-COMMANDS = (ScenarioCommand(), CompareCommand(), DiffCommand(), ReportCommand())
+COMMANDS = (ScenarioCommand(), RunCommand(), CompareCommand(), DiffCommand(), ReportCommand())
