@@ -1,21 +1,25 @@
-"""A true leak: one long-lived Session loads a new slice of users every step, never closed.
+"""A true leak: a long-lived Session, never closed, keeps every user it ever loaded.
 
-The identity map keeps every object it ever loaded (strong references once the objects
-are modified or while they are referenced; here the Session's own list keeps them), so
-memory grows with every step. --option steps=N sets how many slices (default 10).
+Like a worker that creates one Session at start-up and a module-level cache of what it
+loaded: every run loads the next slice of users (rows / 10 per run) into the same Session
+and the cache keeps them, so the identity map and the ORM objects grow with every run.
+Run it with --repeat 5 to see the growth per run.
 """
+
+_SESSION = None  # created once, never closed: the leak
+_CACHE = []  # what the application keeps: every object the Session loaded
+_NEXT_ID = [0]
 
 
 def run(ctx):
-    steps = int(ctx.options.get("steps", 10))
-    per_step = max(1, ctx.rows // steps)
-    session = ctx.Session()
-    kept = []  # what an application's long-lived cache or session-scoped list would hold
-    for step in range(steps):
-        low = step * per_step
-        batch = (session.query(ctx.User).filter(ctx.User.id > low,
-                                                ctx.User.id <= low + per_step).all())
-        kept.extend(batch)
-        ctx.mark(f"step {step}: {len(session.identity_map)} objects in the identity map")
-    ctx.digest.add_all(kept)
-    return session, kept
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = ctx.Session()
+    per_run = max(1, ctx.rows // 10)
+    low = _NEXT_ID[0] % ctx.rows
+    batch = (_SESSION.query(ctx.User)
+             .filter(ctx.User.id > low, ctx.User.id <= low + per_run).all())
+    _NEXT_ID[0] += per_run
+    _CACHE.extend(batch)
+    ctx.digest.add_all(batch)
+    ctx.mark(f"{len(_SESSION.identity_map)} objects in the identity map")

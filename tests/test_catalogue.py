@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from sqldiag.record import load_record
@@ -125,3 +126,17 @@ def test_streaming_fix_is_not_extrapolated_per_row(cli, sqlite_url):
     growth = record["summary"]["peak_rss"] - record["summary"]["start_rss"]
     traced = sum(v for k, v in out["categories"]["peak"].items() if k in TRACED_KEYS)
     assert traced < 1.25 * growth
+
+
+def test_repeat_tells_a_leak_from_a_peak(cli, sqlite_url):
+    _, leaking = _run(cli, sqlite_url, "session_leak", "--repeat", "5", rows=5000, workers=1)
+    verdict = leaking["repeat"]
+    assert verdict["leak"] is True
+    assert {"orm_objects", "identity_map"} <= set(verdict["categories"])
+    totals = [it["traced"] for it in verdict["iterations"]]
+    steps = [b - a for a, b in itertools.pairwise(totals[1:])]
+    assert max(steps) < 1.5 * min(steps)  # linear: the same growth every run
+    assert any(line.startswith("LEAK:") for line in leaking["verdict"])
+    _, peaking = _run(cli, sqlite_url, "leak_repro", "--repeat", "5", rows=2000, workers=3)
+    assert peaking["repeat"]["leak"] is False
+    assert any(line.startswith("No leak:") for line in peaking["verdict"])

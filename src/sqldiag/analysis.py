@@ -156,7 +156,10 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
         highest = max((s["traced"] for s in snapshots), default=0)
         held = (at_end[0] / highest if at_end and highest else 0) * (traced or 0)
         rows_heavy = sum(peak_cats.get(c, 0) for c in (ORM_OBJECTS, DRIVER_ROWS, SQLALCHEMY_ROWS))
-        if traced and rows and workers and held >= 0.5 * traced and rows_heavy >= 0.5 * traced:
+        consumed = (record.get("digest") or {}).get("rows")
+        whole = consumed is None or consumed >= 0.9 * rows
+        if (traced and rows and workers and whole and held >= 0.5 * traced
+                and rows_heavy >= 0.5 * traced):
             per_row = traced / (rows * workers)
             suggestions.append(_streaming_fix(record, rows, workers, per_row, traced))
             lines.append(
@@ -170,6 +173,14 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
         else:
             lines.append(f"Peak RSS {fmt_bytes(peak)} ({fmt_bytes(growth)} above the start); "
                          "not traced, so no categories.")
+    repeat = record.get("repeat") or {}
+    if repeat.get("line"):
+        lines.append(f"{repeat['line']} (repeat runs at {repeat.get('rows', 0):,} rows)")
+        if repeat.get("leak") and {IDENTITY_MAP, ORM_OBJECTS} & set(repeat.get("categories", {})):
+            suggestions.append(
+                "Fix: mapped objects pile up across runs: something long-lived (a Session never "
+                "closed, a module-level cache) keeps them; scope Sessions to one unit of work "
+                "and do not keep loaded objects; scenario session_leak shows this growth.")
     end, trim = summary.get("end_rss"), summary.get("trim_rss")
     traced_end = summary.get("traced_end")
     if start is not None and end is not None:

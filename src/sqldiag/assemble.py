@@ -7,6 +7,7 @@ from typing import Any
 
 from sqldiag import __version__, environment
 from sqldiag.analysis import analyse
+from sqldiag.leak import leak_verdict
 from sqldiag.model import fit_model
 from sqldiag.probes import allocator
 from sqldiag.record import FORMAT, SCHEMA_VERSION
@@ -18,8 +19,8 @@ DRIVER_PACKAGES = {"pymysql": "PyMySQL", "psycopg": "psycopg", "psycopg2": "psyc
 
 def assemble_record(*, created: datetime, scenario: dict, database: dict, command: str,
                     bare: dict, traced: dict | None, full_rows: int | None,
-                    failure: str | None, calibration: list[dict] | None = None
-                    ) -> dict[str, Any]:
+                    failure: str | None, calibration: list[dict] | None = None,
+                    repeated: dict | None = None) -> dict[str, Any]:
     """`bare` gives RSS, phases and the trim probe; `traced` the categories. They may be the
     same pass (in-process capture), in which case RSS is taken net of tracemalloc."""
     scale = None
@@ -71,6 +72,8 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
         "wall_time_s": bare["wall_time_s"],
         "digest": bare.get("digest"),
         "processes": {"children_peak_rss": bare.get("child_peaks") or {}},
+        "repeat": ({"rows": repeated["rows"], "iterations": repeated["iterations"],
+                    **leak_verdict(repeated["iterations"])} if repeated else None),
     }
     record.update(analyse(record))
     return record

@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from sqldiag import database
 from sqldiag.digest import RowDigest
 from sqldiag.probes import allocator
-from sqldiag.probes.census import type_census
+from sqldiag.probes.census import live_type_counts, type_census
 from sqldiag.probes.sampler import RssSampler, Sample, WatcherSampler
 from sqldiag.probes.tracing import TracingProbe
 from sqldiag.scenario_api import ScenarioContext
@@ -57,10 +57,11 @@ class PassSpec:
     # after a bare pass, traced calibration runs in the same process: [[table, rows], ...]
     calibration: list[list] = field(default_factory=list)
     calibration_depth: int = 4
+    repeat: int = 0  # kind "repeat": run the workload this many times, measuring each end
 
     @property
     def traced(self) -> bool:
-        return self.kind == "traced" and self.trace_depth > 0
+        return self.kind in ("traced", "repeat") and self.trace_depth > 0
 
 
 class Interrupted(BaseException):
@@ -129,7 +130,10 @@ class MeasuredPass:
                                   workers=self.spec.workers, mark=self.mark,
                                   options=dict(self.spec.options))
             self.digest = ctx.digest
-            self._workload(module, ctx)
+            if self.spec.kind == "repeat":
+                self._repeat(module, ctx)
+            else:
+                self._workload(module, ctx)
         finally:
             self.close()
             engine.dispose()
@@ -140,6 +144,26 @@ class MeasuredPass:
         held = [module.run(ctx)]  # the only reference: finish() empties it
         self.in_workload = False
         self.finish(held)
+
+    def _repeat(self, module: ModuleType, ctx: ScenarioContext) -> None:
+        """Leak or peak: run the workload again and again; after each run, with its
+        results dropped and gc.collect(), count live objects by type and snapshot the
+        traced heap (reduced to categories after tracing stops)."""
+        self.begin()
+        self.iterations: list[dict] = []
+        for index in range(self.spec.repeat):
+            self.in_workload = True
+            held = [module.run(ctx)]
+            self.in_workload = False
+            held.clear()
+            gc.collect()
+            label = f"after run {index + 1}"
+            self.mark(label, snapshot=True)
+            self.iterations.append({"run": index + 1, "label": label,
+                                    "types": live_type_counts()})
+        self.wall_time = time.monotonic() - self._started
+        if self.tracing is not None:
+            self.tracing.watching = False
 
     def begin(self) -> None:
         """Start the probes and mark "ready" and "workload start"."""
@@ -183,6 +207,17 @@ class MeasuredPass:
             self.tracing.stop()
         self.sampler.stop()
 
+    def _iterations(self) -> list[dict]:
+        """Per repeat run: traced bytes by category and live objects by type."""
+        out = []
+        for entry in getattr(self, "iterations", []):
+            moment = self.tracing.moment(entry["label"]) if self.tracing else None
+            out.append({"run": entry["run"], "types": entry["types"],
+                        "traced": moment.breakdown.total if moment and moment.breakdown else None,
+                        "categories": moment.breakdown.categories
+                        if moment and moment.breakdown else {}})
+        return out
+
     def _own_data(self) -> list:
         return self.tracing.raw_snapshots() if self.tracing is not None else []
 
@@ -202,6 +237,7 @@ class MeasuredPass:
                                        **moment.breakdown.to_dict()}
         return {
             "kind": self.spec.kind,
+            "iterations": self._iterations(),
             "digest": self.digest.to_dict() if self.digest is not None else None,
             "rows": self.spec.rows,
             "workers": self.spec.workers,

@@ -62,6 +62,7 @@ class RunOptions:
     command: str = ""
     connect_timeout: float = 10.0
     max_rss: int | None = None
+    repeat: int = 0  # leak or peak: run the workload this many times under tracing
 
 
 def traced_rows(opts: RunOptions) -> int | None:
@@ -187,7 +188,7 @@ class Orchestrator:
                                   "connect_timeout": opts.connect_timeout}
         sizes = calibration_rows(opts)
         calibration = [[self.trace_table(r), r] for r in sizes]
-        depth = min(CALIBRATION_DEPTH, opts.trace_depth)
+        depth = min(CALIBRATION_DEPTH, opts.trace_depth) or CALIBRATION_DEPTH
         bare_spec = PassSpec(kind="bare", table=opts.table, rows=opts.rows, census=opts.census,
                              max_rss=opts.max_rss, **common)
         if sizes and (os.cpu_count() or 1) >= 2:
@@ -217,13 +218,27 @@ class Orchestrator:
             traced = self._run_passes([PassSpec(kind="traced", table=table, rows=trace_rows,
                                                 trace_depth=opts.trace_depth,
                                                 census=opts.census, **common)])[0]
-        self.failure = bare.get("failure") or (traced or {}).get("failure")
-        self.exit_code = bare.get("exit_code") or (traced or {}).get("exit_code") or 0
+        repeated = None
+        if opts.repeat and not bare.get("failure"):
+            rows = opts.rows if not sizes else sizes[-1]
+            table = opts.table if rows == opts.rows else self.trace_table(rows)
+            self.status(f"leak or peak: {opts.repeat} runs of {rows:,} rows x {opts.workers} "
+                        f"workers under tracemalloc")
+            repeated = self._run_passes([PassSpec(kind="repeat", table=table, rows=rows,
+                                                  repeat=opts.repeat, trace_depth=depth
+                                                  if sizes else opts.trace_depth,
+                                                  **common)])[0]
+        self.failure = (bare.get("failure") or (traced or {}).get("failure")
+                        or (repeated or {}).get("failure"))
+        self.exit_code = (bare.get("exit_code") or (traced or {}).get("exit_code")
+                          or (repeated or {}).get("exit_code") or 0)
         self.status("analysing")
-        return self.record(bare, traced)
+        record = self.record(bare, traced, repeated)
+        return record
 
     # -- the record -------------------------------------------------------------------
-    def record(self, bare: dict, traced: dict | None) -> dict[str, Any]:
+    def record(self, bare: dict, traced: dict | None,
+               repeated: dict | None = None) -> dict[str, Any]:
         opts = self.opts
         scenario = {"name": opts.scenario.name,
                     "source": "builtin" if _is_builtin(opts.scenario.path) else "file",
@@ -238,7 +253,7 @@ class Orchestrator:
         return assemble_record(created=self.created, scenario=scenario, database=database,
                                command=opts.command, bare=bare, traced=traced,
                                full_rows=opts.rows, failure=self.failure,
-                               calibration=bare.get("calibration") or [])
+                               calibration=bare.get("calibration") or [], repeated=repeated)
 
 
 def _is_builtin(path: Path) -> bool:

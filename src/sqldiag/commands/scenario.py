@@ -122,6 +122,9 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                             metavar="KEY=VALUE", help="passed to the scenario in ctx.options")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where run folders are written (default ./reports)")
+        parser.add_argument("--repeat", type=_positive, default=None, metavar="N",
+                            help="leak or peak: run the workload N more times under tracemalloc "
+                                 "and report what keeps growing after gc.collect() (N >= 3)")
         parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
                             help="memory guard: stop the workload when its RSS passes SIZE and "
                                  "keep the record (default: 75%% of this machine's memory)")
@@ -186,7 +189,7 @@ def run_options(args: argparse.Namespace, scenario, url) -> RunOptions:
                       trace=args.trace, trace_depth=args.trace_depth,
                       trace_rows=args.trace_rows, census=not args.no_census,
                       options=dict(args.option), command=_reproduce(args, scenario, url),
-                      connect_timeout=args.connect_timeout,
+                      connect_timeout=args.connect_timeout, repeat=args.repeat or 0,
                       max_rss=parse_size(args.max_rss) if args.max_rss
                       else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
 
@@ -210,6 +213,8 @@ def _reproduce(args: argparse.Namespace, scenario, url) -> str:
         parts += ["--option", f"{key}={value}"]
     if args.max_rss:
         parts += ["--max-rss", args.max_rss]
+    if args.repeat:
+        parts += ["--repeat", str(args.repeat)]
     for budget in getattr(args, "budget", []):
         parts += ["--budget", budget]
     return shlex.join(parts)

@@ -80,10 +80,11 @@ class TracingProbe:
             rss = psutil.Process().memory_info().rss
             if label == HIGH:  # only the largest high is worth keeping
                 self.moments = [m for m in self.moments if m.label != HIGH]
-            if label != self.end_label:
+            if label != self.end_label and not label.startswith("after run "):
                 # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
                 for other in self.moments:
-                    if other.label != self.end_label and other.raw is not None:
+                    if (other.label != self.end_label and not other.label.startswith("after run ")
+                            and other.raw is not None):
                         if other.traced >= traced:
                             self.moments.append(TracedMoment(label, t, traced, rss, overhead))
                             return
