@@ -115,10 +115,32 @@ def summarise(record: dict) -> dict[str, Any]:
         "scale": scale,
         "explained_share": round(explained, 4) if explained is not None else None,
         "predicted_peak_rss": predicted_peak,
+        "gap_end": rss_gap(record, AFTER_GC),
+        "gap_trim": rss_gap(record, AFTER_TRIM),
         "model_rejected": model_rejected(record),
         "model_error": round(predicted_peak / peak_net - 1, 4)
         if predicted_peak and peak_net else None,
     }
+
+
+def rss_gap(record: dict, phase: str) -> dict[str, int] | None:
+    """RSS above the "ready" phase at `phase`, split by who holds it: pymalloc's arenas
+    (live blocks, free blocks and free pools inside arenas that cannot be returned while
+    any block in them lives), glibc's free chunks (mallinfo2), and the rest (live C
+    allocations, untraced buffers, memory the OS has not reclaimed)."""
+    allocator = record.get("allocator") or {}
+    py, glibc = allocator.get("pymalloc") or {}, allocator.get("mallinfo") or {}
+    start, now = _phase(record, READY), _phase(record, phase)
+    if not (start and now and py.get(READY) and py.get(phase)):
+        return None
+    growth = _net(now) - _net(start)
+    arenas = py[phase]["arena_bytes"] - py[READY]["arena_bytes"]
+    live = py[phase]["used_bytes"] - py[READY]["used_bytes"]
+    glibc_free = (glibc.get(phase, {}).get("free_bytes", 0)
+                  - glibc.get(READY, {}).get("free_bytes", 0)) if glibc.get(phase) else 0
+    return {"rss_growth": growth, "pymalloc_arenas": arenas, "pymalloc_live": live,
+            "pymalloc_free": arenas - live, "glibc_free": glibc_free,
+            "rest": growth - arenas - glibc_free}
 
 
 def categories_at(record: dict, moment: str, growth: int | None) -> dict[str, int]:
@@ -193,6 +215,18 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
             if trim is not None:
                 text += (f" malloc_trim(0) returned {fmt_bytes(summary['trim_released'])}; "
                          f"{fmt_bytes(max(trim - start, 0))} stays above the start.")
+            gap = summary.get("gap_trim") or summary.get("gap_end")
+            if gap and gap["pymalloc_arenas"] > 0.3 * max(left, 1):
+                text += (f" Who holds it: pymalloc keeps {fmt_bytes(gap['pymalloc_arenas'])} "
+                         f"more in arenas than at the start, {fmt_bytes(gap['pymalloc_free'])} "
+                         "of it free but pinned (an arena is returned only when every block "
+                         "in it is free, and a few survivors spread over many arenas keep "
+                         f"them); glibc keeps {fmt_bytes(gap['glibc_free'])} free; "
+                         f"{fmt_bytes(gap['rest'])} is elsewhere.")
+            elif gap:
+                text += (f" Who holds it: glibc keeps {fmt_bytes(gap['glibc_free'])} free, "
+                         f"pymalloc {fmt_bytes(gap['pymalloc_arenas'])} in arenas, "
+                         f"{fmt_bytes(gap['rest'])} elsewhere.")
             lines.append(text)
         elif traced_end is not None and left > 0:
             end_cats = categories.get("end", {})
@@ -268,8 +302,24 @@ def _streaming_fix(record: dict, rows: int, workers: int, per_row: float,
             f"estimated from this run's {per_row:,.0f} bytes per row. Measure it: {command}")
 
 
+def kept_alive(record: dict) -> list[dict]:
+    """Kept-alive-by at the workload end, scaled to the full row count (caches are not
+    scaled), with what no holder accounts for as "other"."""
+    retention = record.get("retention") or {}
+    rows = (record.get("scenario", {}).get("params") or {}).get("rows")
+    measured_rows = retention.get("rows")
+    if not retention.get("holders") or not rows or not measured_rows:
+        return []
+    scale = rows / measured_rows
+    out = []
+    for holder in retention["holders"]:
+        factor = 1 if holder["holder"] == "compiled-SQL caches" else scale
+        out.append({**holder, "bytes": int(holder["bytes"] * factor)})
+    return out
+
+
 def analyse(record: dict) -> dict[str, Any]:
-    """The derived parts of a record: summary, categories, verdict."""
+    """The derived parts of a record: summary, categories, kept-alive view, verdict."""
     summary = summarise(record)
     breakdowns = record.get("breakdowns", {})
     start = summary["start_rss"]
@@ -277,5 +327,15 @@ def analyse(record: dict) -> dict[str, Any]:
     categories = {key: categories_at(record, key, (growth[key] - start)
                                      if start is not None and growth[key] is not None else None)
                   for key in ("peak", "end") if breakdowns.get(key)}
-    return {"summary": summary, "categories": categories,
-            "verdict": verdict(record, summary, categories)}
+    holders = kept_alive(record)
+    lines = verdict(record, summary, categories)
+    big = [h for h in holders if h["bytes"] >= 1 << 20]
+    if big:
+        text = "Kept alive at the workload's end by: " + ", ".join(
+            f"{h['holder']} {fmt_bytes(h['bytes'])}" for h in big) + "."
+        chained = next((h for h in big if h["chain"]), None)
+        if chained:
+            text += f" {chained['holder']}: " + " -> ".join(chained["chain"]) + "."
+        lines.insert(1 if lines else 0, text)
+    return {"summary": summary, "categories": categories, "kept_alive": holders,
+            "verdict": lines}

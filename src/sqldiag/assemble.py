@@ -68,10 +68,11 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
         "breakdowns": traced["breakdowns"] if traced else {},
         "types": traced["types"] if traced else {},
         "allocator": {"glibc": allocator.glibc_version(), "malloc_trim": bare["malloc_trim"],
-                      "mallinfo": bare["mallinfo"]},
+                      "mallinfo": bare["mallinfo"], "pymalloc": bare.get("pymalloc") or {}},
         "wall_time_s": bare["wall_time_s"],
         "digest": bare.get("digest"),
         "processes": {"children_peak_rss": bare.get("child_peaks") or {}},
+        "retention": bare.get("retention"),
         "repeat": ({"rows": repeated["rows"], "iterations": repeated["iterations"],
                     **leak_verdict(repeated["iterations"])} if repeated else None),
     }

@@ -75,12 +75,31 @@ def main(argv: list[str]) -> int:
     calibration: list[dict] = []
     if code == EXIT_OK and spec.calibration:
         code = _calibrate(spec, url, measured, calibration)
+    retention = None
+    if code == EXIT_OK and spec.retention:
+        retention = _retention(spec, url)
     if measured.failure:
         measured.failure = scrub(measured.failure, (password,))
     result = measured.result()
     result["calibration"] = calibration
+    result["retention"] = retention
     write_atomic(out_path, json.dumps(result).encode("utf-8"))
     return code
+
+
+def _retention(spec: PassSpec, url) -> dict | None:
+    """An untraced run that measures, at its workload end, who keeps the memory alive.
+    A failure here costs only the kept-alive view, never the run."""
+    table, rows = spec.retention
+    sub = MeasuredPass(PassSpec(
+        kind="retention", scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
+        table=table, rows=rows, workers=spec.workers, options=dict(spec.options),
+        connect_timeout=spec.connect_timeout, measure_holders=True))
+    try:
+        sub.execute(url)
+    except Exception:  # noqa: BLE001 - the scenario is user code; the view is optional
+        return None
+    return {"rows": rows, "holders": sub.holders or []}
 
 
 def _calibrate(spec: PassSpec, url, bare: MeasuredPass, results: list[dict]) -> int:

@@ -18,7 +18,8 @@ REPORT_NAME = "report.html"
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("sqldiag", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    env.filters["bytes"] = fmt_bytes
+    env.filters["bytes"] = lambda value: (fmt_bytes(value) if isinstance(value, (int, float))
+                                          and not isinstance(value, bool) else "n/a")
     return env
 
 

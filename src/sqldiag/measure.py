@@ -23,6 +23,8 @@ from sqldiag import database
 from sqldiag.digest import RowDigest
 from sqldiag.probes import allocator
 from sqldiag.probes.census import live_type_counts, type_census
+from sqldiag.probes.pymalloc import pymalloc_stats
+from sqldiag.probes.retention import measure_holders
 from sqldiag.probes.sampler import RssSampler, Sample, WatcherSampler
 from sqldiag.probes.tracing import TracingProbe
 from sqldiag.scenario_api import ScenarioContext
@@ -58,6 +60,9 @@ class PassSpec:
     calibration: list[list] = field(default_factory=list)
     calibration_depth: int = 4
     repeat: int = 0  # kind "repeat": run the workload this many times, measuring each end
+    # after the pass's own work, an untraced run at [table, rows] that measures holders
+    retention: list = field(default_factory=list)
+    measure_holders: bool = False  # set on that run: measure holders at workload end
 
     @property
     def traced(self) -> bool:
@@ -77,6 +82,8 @@ class MeasuredPass:
         self.phases: list[dict[str, Any]] = []
         self.types: dict[str, dict] = {}
         self.mallinfo: dict[str, dict] = {}
+        self.pymalloc: dict[str, dict | None] = {}
+        self.holders: list[dict] | None = None
         self.trim_done = False
         self.wall_time = 0.0
         self.failure: str | None = None
@@ -171,6 +178,7 @@ class MeasuredPass:
         self.sampler.start()
         self.mark(READY, snapshot=False)
         self.mallinfo[READY] = allocator.mallinfo() or {}
+        self.pymalloc[READY] = pymalloc_stats()
         if self.tracing is not None:
             self.tracing.start()
         self._started = time.monotonic()
@@ -186,12 +194,15 @@ class MeasuredPass:
         if self.tracing is not None:
             self.tracing.watching = False
         self.mark(WORKLOAD_END, snapshot=True)
+        if self.spec.measure_holders and held:
+            self.holders = measure_holders(held[0])
         if self.spec.census:
             self.types["peak"] = type_census(exclude=self._own_data())
         held.clear()
         gc.collect()
         self.mark(AFTER_GC, snapshot=True)
         self.mallinfo[AFTER_GC] = allocator.mallinfo() or {}
+        self.pymalloc[AFTER_GC] = pymalloc_stats()
         if self.spec.census:
             self.types["end"] = type_census(exclude=self._own_data())
         if self.tracing is not None or not trim:
@@ -200,6 +211,7 @@ class MeasuredPass:
             self.trim_done = True
             self.mark(AFTER_TRIM, snapshot=False)
             self.mallinfo[AFTER_TRIM] = allocator.mallinfo() or {}
+            self.pymalloc[AFTER_TRIM] = pymalloc_stats()
 
     def close(self) -> None:
         """Stop the probes; traced snapshots are reduced here."""
@@ -237,6 +249,7 @@ class MeasuredPass:
                                        **moment.breakdown.to_dict()}
         return {
             "kind": self.spec.kind,
+            "holders": self.holders,
             "iterations": self._iterations(),
             "digest": self.digest.to_dict() if self.digest is not None else None,
             "rows": self.spec.rows,
@@ -260,5 +273,6 @@ class MeasuredPass:
             "breakdowns": breakdowns,
             "types": self.types,
             "mallinfo": self.mallinfo,
+            "pymalloc": self.pymalloc,
             "malloc_trim": self.trim_done,
         }

@@ -198,9 +198,10 @@ class Orchestrator:
                         f"{', '.join(f'{r:,}' for r in sizes)} rows")
             cal_spec = PassSpec(kind="calibrate", table=opts.table, rows=opts.rows,
                                 census=opts.census, calibration=calibration,
-                                calibration_depth=depth, **common)
+                                calibration_depth=depth, retention=calibration[-1], **common)
             bare, cal = self._run_passes([bare_spec, cal_spec])
             bare["calibration"] = cal.get("calibration") or []
+            bare["retention"] = cal.get("retention")
             if cal.get("failure") and not bare.get("failure"):
                 bare["failure"], bare["exit_code"] = cal["failure"], cal.get("exit_code")
         else:
@@ -209,6 +210,9 @@ class Orchestrator:
             self.status(f"pass 1/{1 if trace_rows is None else 2}: {opts.rows:,} rows x "
                         f"{opts.workers} workers, RSS sampling only{then}")
             bare_spec.calibration, bare_spec.calibration_depth = calibration, depth
+            if opts.trace != "off":
+                bare_spec.retention = calibration[-1] if calibration else [opts.table,
+                                                                           opts.rows]
             bare = self._run_passes([bare_spec])[0]
         traced = bare["calibration"][-1] if bare.get("calibration") else None
         if trace_rows is not None and not bare.get("failure"):

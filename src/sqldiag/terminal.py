@@ -38,6 +38,15 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
             end = cats.get("end", {}).get(name)
             table.add_row(name, fmt_bytes(peak), fmt_bytes(end), DESCRIPTIONS[name])
         console.print(table)
+    holders = [h for h in record.get("kept_alive") or [] if h.get("bytes")]
+    if holders:
+        kept = Table(title="kept alive by (at the workload's end)", title_justify="left")
+        kept.add_column("holder")
+        kept.add_column("objects", justify="right")
+        kept.add_column("bytes", justify="right")
+        for holder in holders:
+            kept.add_row(holder["holder"], str(holder["objects"]), fmt_bytes(holder["bytes"]))
+        console.print(kept)
     console.print("[bold]verdict[/bold]", markup=True)
     for line in record.get("verdict", []):
         console.print(f"  - {line}", markup=False, highlight=False)

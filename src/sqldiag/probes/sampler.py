@@ -39,6 +39,7 @@ class RssSampler:
         self.on_sample = on_sample
         self.samples: list[Sample] = []
         self.child_peaks: dict[int, int] = {}  # pid -> peak RSS seen
+        self.ignored_pids: set[int] = set()  # our own helpers (the watcher)
         self.t0 = time.monotonic()
         self._process = psutil.Process()
         self._stop = threading.Event()
@@ -71,6 +72,8 @@ class RssSampler:
         except psutil.Error:
             return 0
         for child in children:
+            if child.pid in self.ignored_pids:
+                continue
             try:
                 rss = child.memory_info().rss
             except psutil.Error:
@@ -122,6 +125,7 @@ class WatcherSampler(RssSampler):
             [sys.executable, "-m", "sqldiag.probes.watcher", str(os.getpid()),
              str(self.period), self._out, str(self.max_rss or 0)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.ignored_pids.add(self._proc.pid)
         return self
 
     def stop(self) -> None:

@@ -55,6 +55,8 @@ def main(argv: list[str]) -> int:
                         uss = -1
                 children = 0
                 for child in process.children(recursive=True):
+                    if child.pid == os.getpid():
+                        continue  # the watcher itself
                     try:
                         children += child.memory_info().rss
                     except psutil.Error:
