@@ -26,7 +26,8 @@ def test_every_builtin_scenario_has_a_description():
     assert {"leak_repro", "leak_repro_processes", "fix_yield_per", "fix_core_partitions",
             "fix_keyset_pages", "core_all", "load_only_columns", "session_leak",
             "statement_cache_growth", "unconsumed_results", "long_text",
-            "long_text_arena_max", "unclosed_session_thread"} <= names
+            "long_text_arena_max", "unclosed_session_thread", "short_sessions_expunge",
+            "expire_on_commit"} <= names
     for scenario in builtin_scenarios():
         assert scenario.description not in ("(no description)", "(unreadable)"), scenario
 
@@ -156,3 +157,19 @@ def test_kept_alive_by_names_the_holders(cli, sqlite_url, mysql_url):
     assert held["driver buffers"]["objects"] == 2
     assert held["driver buffers"]["bytes"] > 2 * 2000 * 60
     assert held["result held by its caller"]["bytes"] < held["driver buffers"]["bytes"]
+
+
+def test_expire_on_commit_drops_the_loaded_values(cli, sqlite_url):
+    kept, _ = _run(cli, sqlite_url, "expire_on_commit", "--option", "expire=0")
+    expired, _ = _run(cli, sqlite_url, "expire_on_commit")
+    # the objects stay (held by the lists); the strings the driver made for them do not
+    assert expired["categories"]["peak"]["driver_rows"] < 0.5 * kept["categories"]["peak"][
+        "driver_rows"]
+
+
+def test_expunge_all_keeps_a_long_session_flat(cli, sqlite_url):
+    def traced_peak(rows):
+        return _run(cli, sqlite_url, "short_sessions_expunge", rows=rows, workers=2)[1][
+            "measurement"]["traced_peak"]
+
+    assert traced_peak(8000) < 1.5 * traced_peak(2000)

@@ -44,7 +44,11 @@ def test_canary_password_appears_in_no_output_of_any_command(cli, pg_url, tmp_pa
             env=env),
         cli("scenario", "nope", "--url", url, env=env),
         cli("scenario", "leak_repro", "--url", url.replace("5432", "1"), env=env),
+        cli("compare", "leak_repro", "core_all", "--url", url, "--rows", "300", "--workers",
+            "1", "--no-census", "--json", "--html", str(tmp_path / "compare.html"), env=env),
+        cli("run", str(tmp_path / "missing.py"), env=env),
     ]
+    assert results[-2].code == 0, results[-2].stderr
     assert results[1].code == 3
     assert results[6].code == 1 and "no_such_db" in results[6].stderr
     assert CANARY not in _all_output(tmp_path, *results)
