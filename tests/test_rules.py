@@ -100,6 +100,10 @@ SOURCES = {
         def handler():
             cache = {}
             return cache
+
+        def export(cursor):
+            rows = cursor.fetchall()
+            return rows
         ''',
 }
 
@@ -154,6 +158,8 @@ def test_function_names_come_from_line_ranges(site):
     ([("sqlalchemy/util/langhelpers.py", "self.fget(obj)"),
       ("sqlalchemy/orm/state.py", "committed_state")], 64, ORM_OBJECTS),
     ([("app/service.py", "cache = {}")], 64, OTHER_PYTHON),
+    # a compiled driver's fetch called straight from the user's code
+    ([("app/service.py", "cursor.fetchall()")], 64, DRIVER_ROWS),
 ])
 def test_classify(site, stack, block, expected):
     frames = [frame(site, rel, needle) for rel, needle in stack]

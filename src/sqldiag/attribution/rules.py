@@ -93,6 +93,9 @@ RULES: tuple[Rule, ...] = (
     # --- SQLAlchemy Core rows
     Rule(SQLALCHEMY_ROWS, _SA + r"engine/(result|row|cursor|_row_cy|_result_cy)\.py",
          why="Row objects (built by compiled code, charged to the Python caller)"),
+    # --- a C driver (sqlite3, psycopg's C layer) called straight from the user's code
+    Rule(DRIVER_ROWS, r".", line=r"\.fetch(all|many|one)\(",
+         why="a DB-API fetch called directly: the compiled driver allocates the rows here"),
     # --- caches of compiled SQL
     Rule(STATEMENT_CACHE, _SA + r"(sql/|engine/base\.py|engine/default\.py|orm/context\.py|"
                           r"util/_collections|util/_cy_collections|util/_collections_cy)",

@@ -74,7 +74,8 @@ def _chain(obj: object) -> list[str]:
 _STOP_TYPES = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
                types.CodeType, types.FrameType, types.MethodType, weakref.ref,
                weakref.ProxyType)
-_DATA_TYPES = {"InstanceState", "Row", "LegacyRow", "WeakInstanceDict", "IdentitySet",
+_DATA_TYPES = {"InstanceState", "Row", "LegacyRow", "WeakInstanceDict", "_WeakInstanceDict",
+               "IdentitySet",
                "MySQLResult", "LRUCache"}
 _LIBRARIES = ("sqlalchemy", "pymysql", "psycopg", "MySQLdb", "asyncpg", "aiomysql")
 

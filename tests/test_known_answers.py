@@ -1,0 +1,107 @@
+"""Workloads whose answer is known: the category that holds the memory must be the one
+the measurement names, and agree with an independent measure."""
+
+from __future__ import annotations
+
+import re
+
+RAW_DBAPI = '''"""Raw DB-API: cursor.fetchall() kept in a list, no SQLAlchemy result objects."""
+from pympler import asizeof
+
+def run(ctx):
+    conn = ctx.engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT id, name, sex, address, age FROM " + ctx.table.name)
+        rows = cursor.fetchall()
+        cursor.close()
+    finally:
+        conn.close()
+    kept = [rows]
+    ctx.mark(f"asizeof {asizeof.asizeof(kept)}")
+    return kept
+'''
+
+CORE_ALL = '''"""Core select().all(), kept."""
+from sqlalchemy import select
+
+def run(ctx):
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(ctx.table)).all()
+    return rows
+'''
+
+
+def _run(cli, url, tmp_path, source, name, rows=4000):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    result = cli("scenario", str(path), "--url", url, "--rows", str(rows), "--workers", "1",
+                 "--table", "known_users", "--json", "--no-census")
+    assert result.code == 0, result.stderr
+    from sqldiag.record import load_record
+
+    return result.json(), load_record(result.json()["run_dir"])
+
+
+def _traced(categories: dict) -> dict:
+    return {k: v for k, v in categories.items() if k != "allocator_free"}
+
+
+def test_raw_dbapi_rows_are_driver_rows_kept_by_the_list(cli, any_url, tmp_path):
+    out, record = _run(cli, any_url, tmp_path, RAW_DBAPI, "raw_dbapi")
+    peak = _traced(out["categories"]["peak"])
+    assert peak["driver_rows"] >= 0.85 * sum(peak.values()), peak
+    held = {h["holder"]: h["bytes"] for h in record["kept_alive"]}
+    assert held["result held by its caller"] >= 0.85 * peak["driver_rows"]
+    # independent measure: pympler's asizeof of the same list, taken by the scenario
+    measured = int(next(re.match(r"asizeof (\d+)", p["name"]).group(1)
+                        for p in record["phases"] if p["name"].startswith("asizeof ")))
+    assert abs(peak["driver_rows"] / measured - 1) <= 0.10, (peak["driver_rows"], measured)
+
+
+def test_core_rows_are_sqlalchemy_and_driver_rows(cli, sqlite_url, tmp_path):
+    out, _ = _run(cli, sqlite_url, tmp_path, CORE_ALL, "core_kept")
+    peak = _traced(out["categories"]["peak"])
+    rows_share = (peak["sqlalchemy_rows"] + peak["driver_rows"] + peak["result_lists"])
+    assert rows_share >= 0.85 * sum(peak.values()), peak
+    assert peak["sqlalchemy_rows"] > 0 and peak["orm_objects"] == 0
+
+
+SESSION_OPEN = '''"""Loads every user, drops them, keeps the Session open (modify=1: change them first)."""
+
+OPEN_SESSIONS = []  # a long-lived worker's Session, kept by the module
+
+
+def run(ctx):
+    session = ctx.Session()
+    OPEN_SESSIONS.append(session)
+    users = session.query(ctx.User).all()
+    if ctx.options.get("modify") == "1":
+        for user in users:
+            user.age = (user.age or 0) + 1
+    del users
+'''
+
+
+def _identity_map_bytes(cli, url, tmp_path, *options):
+    path = tmp_path / "session_open.py"
+    path.write_text(SESSION_OPEN)
+    result = cli("scenario", str(path), "--url", url, "--rows", "4000", "--workers", "1",
+                 "--table", "known_users", "--json", "--no-census", *options)
+    assert result.code == 0, result.stderr
+    from sqldiag.record import load_record
+
+    record = load_record(result.json()["run_dir"])
+    return {h["holder"]: h["bytes"] for h in record["kept_alive"]}["Session identity maps"]
+
+
+def test_open_session_keeps_its_identity_map_table_and_dirty_objects(cli, sqlite_url,
+                                                                     tmp_path):
+    """Objects the user dropped leave the identity map, but its hash table keeps its size
+    until close(); objects that were modified stay alive in it until flush or rollback."""
+    clean = _identity_map_bytes(cli, sqlite_url, tmp_path)
+    dirty = _identity_map_bytes(cli, sqlite_url, tmp_path, "--option", "modify=1")
+    assert clean >= 4000 * 8  # an emptied dict still holds a table sized for 4,000 keys
+    assert clean < 4000 * 200  # but not the objects
+    assert dirty > 4000 * 300  # the modified objects themselves, kept by the Session
+    assert dirty > 5 * clean
