@@ -173,3 +173,13 @@ def test_expunge_all_keeps_a_long_session_flat(cli, sqlite_url):
             "measurement"]["traced_peak"]
 
     assert traced_peak(8000) < 1.5 * traced_peak(2000)
+
+
+def test_malloc_arena_max_caps_the_arenas(cli, sqlite_url):
+    def arenas(scenario):
+        _, record = _run(cli, sqlite_url, scenario, "--text-bytes", "650", "--trace", "off",
+                         rows=2000, workers=6)
+        return record["allocator"]["mallinfo"]["after gc.collect()"]["arenas"]
+
+    assert arenas("long_text_arena_max") <= 2
+    assert arenas("long_text") > 2  # six threads each got an arena of their own

@@ -140,6 +140,7 @@ def rss_gap(record: dict, phase: str) -> dict[str, int] | None:
                   - glibc.get(READY, {}).get("free_bytes", 0)) if glibc.get(phase) else 0
     return {"rss_growth": growth, "pymalloc_arenas": arenas, "pymalloc_live": live,
             "pymalloc_free": arenas - live, "glibc_free": glibc_free,
+            "glibc_arenas": (glibc.get(phase) or {}).get("arenas"),
             "rest": growth - arenas - glibc_free}
 
 
@@ -221,7 +222,8 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
                          f"more in arenas than at the start, {fmt_bytes(gap['pymalloc_free'])} "
                          "of it free but pinned (an arena is returned only when every block "
                          "in it is free, and a few survivors spread over many arenas keep "
-                         f"them); glibc keeps {fmt_bytes(gap['glibc_free'])} free; "
+                         f"them); glibc keeps {fmt_bytes(gap['glibc_free'])} free in "
+                         f"{gap.get('glibc_arenas') or '?'} malloc arenas; "
                          f"{fmt_bytes(gap['rest'])} is elsewhere.")
             elif gap:
                 text += (f" Who holds it: glibc keeps {fmt_bytes(gap['glibc_free'])} free, "

@@ -44,6 +44,31 @@ def malloc_trim() -> bool:
     return True
 
 
+def malloc_arenas() -> int | None:
+    """How many malloc arenas glibc has (the main one and per-thread ones), from
+    malloc_info's XML; MALLOC_ARENA_MAX caps this number."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_info") or not hasattr(libc, "open_memstream"):
+        return None
+    buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+    libc.open_memstream.restype = ctypes.c_void_p
+    libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p),
+                                    ctypes.POINTER(ctypes.c_size_t)]
+    stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+    if not stream:
+        return None
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    try:
+        libc.malloc_info(0, stream)
+    finally:
+        libc.fclose(stream)
+    text = (buffer.value or b"").decode("ascii", "replace")
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(ctypes.cast(buffer, ctypes.c_void_p))
+    return text.count("<heap nr=")
+
+
 def mallinfo() -> dict[str, int] | None:
     """glibc's heap statistics (main arena and the others summed), or None."""
     libc = _libc()
@@ -57,4 +82,5 @@ def mallinfo() -> dict[str, int] | None:
         "in_use_bytes": info.uordblks,
         "free_bytes": info.fordblks,  # free chunks the allocator keeps
         "releasable_bytes": info.keepcost,
+        "arenas": malloc_arenas(),
     }
