@@ -123,7 +123,7 @@ def test_streaming_fix_is_not_extrapolated_per_row(cli, sqlite_url):
     out, record = _run(cli, sqlite_url, "fix_yield_per", rows=20000, workers=10)
     assert record["measurement"]["method"] == "calibrated"
     assert record["summary"]["model_rejected"] is True
-    assert any("did not grow with the row count" in line for line in record["verdict"])
+    assert any("did not grow in proportion to the rows" in line for line in record["verdict"])
     growth = record["summary"]["peak_rss"] - record["summary"]["start_rss"]
     traced = sum(v for k, v in out["categories"]["peak"].items() if k in TRACED_KEYS)
     assert traced < 1.25 * growth

@@ -51,6 +51,9 @@ def _scaled(breakdown: dict | None, scale: float) -> dict[str, int]:
 # workload's memory did not grow with the row count (streaming, paging), so the model is
 # rejected and the largest calibration run's own figures are used unscaled.
 MODEL_REJECT_RATIO = 1.25
+# Calibration points further than this from their line: the workload is not linear in
+# rows at these sizes (a batch or page limit, or a missed transient peak).
+MODEL_MAX_RESIDUAL = 0.03
 
 
 def model_rejected(record: dict) -> bool:
@@ -58,6 +61,9 @@ def model_rejected(record: dict) -> bool:
     model, rows = how.get("model"), how.get("full_rows")
     if not (model and rows):
         return False
+    residual = (model.get("linearity") or {}).get("peak")
+    if residual is not None and residual > MODEL_MAX_RESIDUAL:
+        return True
     predicted = sum(predict(model, "peak", rows).values())
     start, peak = _net(_phase(record, READY)), _peak_net(record)
     if start is None or peak is None:
@@ -267,9 +273,10 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
         if summary.get("model_rejected"):
             rows_used = (how.get("model") or {}).get("rows", [0])[-1]
             lines.append(
-                f"Memory did not grow with the row count here (streaming or paging): a per-row "
-                f"model would predict more live memory than RSS ever held, so the categories "
-                f"are those measured at {rows_used:,} rows, unscaled.")
+                f"Memory did not grow in proportion to the rows here (streaming or paging): "
+                f"the calibration runs were not linear in rows, or a per-row model would "
+                f"predict more live memory than RSS ever held, so the categories are those "
+                f"measured at {rows_used:,} rows, unscaled.")
         basis = {"scaled-trace": f"traced at {how.get('traced_rows') or 0:,} rows and scaled "
                                  f"x{summary['scale']:.1f}",
                  "calibrated": "traced at " + ", ".join(
