@@ -75,8 +75,3 @@ class Capture(contextlib.ContextDecorator):
         write_report(self.record, self.run_dir / REPORT_NAME)
         self._pass = None
         return False  # never swallow the block's exception
-
-
-def capture(name: str = "capture", **kwargs: Any) -> Capture:
-    """Context manager and decorator; see the module docstring."""
-    return Capture(name=name, **kwargs)

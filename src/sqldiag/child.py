@@ -42,21 +42,17 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     measured = MeasuredPass(spec)
 
-    def memory_guard(measured_pass: MeasuredPass) -> None:
+    def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
         # The workload's threads cannot be stopped safely, so the result is written now
         # and the process ends before it takes the machine.
-        measured_pass.sampler.stop()
-        result = measured_pass.result()
+        limit = fmt_bytes(spec.max_rss) if spec.max_rss else "?"
+        measured.failure = f"stopped by the memory guard: RSS passed --max-rss {limit}"
+        measured.sampler.stop()
+        result = measured.result()
         result["calibration"] = []
         write_atomic(out_path, json.dumps(result).encode("utf-8"))
         os._exit(EXIT_MEMORY_GUARD)
 
-    def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
-        limit = fmt_bytes(spec.max_rss) if spec.max_rss else "?"
-        measured.failure = f"stopped by the memory guard: RSS passed --max-rss {limit}"
-        memory_guard(measured)
-
-    measured.on_memory_guard = memory_guard
     signal.signal(signal.SIGUSR1, on_guard_signal)
     code = EXIT_OK
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -30,7 +29,6 @@ from sqldiag.probes.tracing import TracingProbe
 from sqldiag.scenario_api import ScenarioContext
 from sqldiag.scenarios import ScenarioFile, load_module
 from sqldiag.schema import build_schema
-from sqldiag.units import fmt_bytes
 
 # Phase names, shared with the analysis and the reports.
 READY = "ready"
@@ -95,17 +93,9 @@ class MeasuredPass:
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss) if spec.kind == "bare"
             else RssSampler(spec.sample_period, on_sample=self._on_sample))
-        # called from the sampler thread when RSS passes spec.max_rss; must not return
-        self.on_memory_guard: Callable[[MeasuredPass], None] | None = None
         self._lock = threading.Lock()
 
     def _on_sample(self, sample: Sample) -> None:
-        limit = self.spec.max_rss
-        if limit is not None and sample.rss > limit and self.on_memory_guard is not None:
-            self.failure = (f"stopped by the memory guard: RSS {fmt_bytes(sample.rss)} passed "
-                            f"--max-rss {fmt_bytes(limit)}")
-            self.on_memory_guard(self)
-            return
         if self.tracing is not None:
             self.tracing.consider_high(sample.traced, sample.t)
 

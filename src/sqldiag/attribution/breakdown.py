@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -60,11 +59,6 @@ class Breakdown:
 
 def _format_frame(filename: str, lineno: int) -> str:
     return f"{short_path(filename)}:{lineno} in {function_at(filename, lineno)}"
-
-
-def breakdown(snapshot: tracemalloc.Snapshot) -> Breakdown:
-    """Classify every trace of a snapshot."""
-    return breakdown_traces(snapshot.traces._traces)
 
 
 def breakdown_traces(traces: list) -> Breakdown:

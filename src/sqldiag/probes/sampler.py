@@ -102,10 +102,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def peak(self) -> Sample | None:
-        """The sample with the highest RSS net of tracemalloc's own memory."""
-        return max(self.samples, key=lambda s: s.rss - s.overhead, default=None)
-
 
 class WatcherSampler(RssSampler):
     """The same timeline, sampled by a separate process (sqldiag.probes.watcher) that does
