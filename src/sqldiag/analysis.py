@@ -85,17 +85,20 @@ def traced_categories(record: dict, moment: str) -> dict[str, int]:
     return _scaled(record.get("breakdowns", {}).get(moment), how.get("scale") or 1.0)
 
 
+def net_rss(timeline: dict) -> list[int]:
+    """The timeline's RSS net of tracemalloc's own memory (zero in untraced runs)."""
+    rss = timeline.get("rss", [])
+    overhead = timeline.get("overhead") or [0] * len(rss)
+    return [r - (o or 0) for r, o in zip(rss, overhead)]
+
+
 def _peak_net(record: dict) -> int | None:
-    timeline = record.get("timeline", {})
-    rss, overhead = timeline.get("rss", []), timeline.get("overhead", [])
-    net = [r - (o or 0) for r, o in zip(rss, overhead or [0] * len(rss))]
-    return max(net, default=None)
+    return max(net_rss(record.get("timeline", {})), default=None)
 
 
 def summarise(record: dict) -> dict[str, Any]:
     timeline = record.get("timeline", {})
-    rss, overhead = timeline.get("rss", []), timeline.get("overhead", [])
-    net = [r - (o or 0) for r, o in zip(rss, overhead or [0] * len(rss))]
+    net = net_rss(timeline)
     start = _net(_phase(record, READY))
     end = _net(_phase(record, AFTER_GC))
     trim = _net(_phase(record, AFTER_TRIM))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqldiag.analysis import net_rss
 from sqldiag.units import fmt_bytes
 
 
@@ -25,8 +26,7 @@ def timeline(record: dict, width: int = 880, height: int = 300, pad: int = 56) -
     times, rss = data.get("t", []), data.get("rss", [])
     if len(times) < 2:
         return None
-    overhead = data.get("overhead") or [0] * len(rss)
-    net = [r - (o or 0) for r, o in zip(rss, overhead)]
+    net = net_rss(data)
     traced = data.get("traced") or [None] * len(rss)
     children = data.get("children_rss") or [0] * len(rss)
     t_max = max(times[-1], 1e-6)

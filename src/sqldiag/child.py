@@ -83,14 +83,19 @@ def main(argv: list[str]) -> int:
     return code
 
 
+def _sub_pass(spec: PassSpec, kind: str, table: str, rows: int, **extra) -> MeasuredPass:
+    """Another run of the same scenario, workers and options, in this process."""
+    return MeasuredPass(PassSpec(
+        kind=kind, scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
+        table=table, rows=rows, workers=spec.workers, options=dict(spec.options),
+        connect_timeout=spec.connect_timeout, **extra))
+
+
 def _retention(spec: PassSpec, url) -> dict | None:
     """An untraced run that measures, at its workload end, who keeps the memory alive.
     A failure here costs only the kept-alive view, never the run."""
     table, rows = spec.retention
-    sub = MeasuredPass(PassSpec(
-        kind="retention", scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
-        table=table, rows=rows, workers=spec.workers, options=dict(spec.options),
-        connect_timeout=spec.connect_timeout, measure_holders=True))
+    sub = _sub_pass(spec, "retention", table, rows, measure_holders=True)
     try:
         sub.execute(url)
     except Exception:  # noqa: BLE001 - the scenario is user code; the view is optional
@@ -103,11 +108,8 @@ def _calibrate(spec: PassSpec, url, bare: MeasuredPass, results: list[dict]) -> 
     bare figures are already taken, and tracemalloc counts only what it traces."""
     for index, (table, rows) in enumerate(spec.calibration):
         last = index == len(spec.calibration) - 1
-        sub = MeasuredPass(PassSpec(
-            kind="traced", scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
-            table=table, rows=rows, workers=spec.workers, options=dict(spec.options),
-            trace_depth=spec.calibration_depth, census=spec.census and last,
-            connect_timeout=spec.connect_timeout))
+        sub = _sub_pass(spec, "traced", table, rows, trace_depth=spec.calibration_depth,
+                        census=spec.census and last)
         try:
             sub.execute(url)
         except KeyboardInterrupt:

@@ -31,7 +31,7 @@ from sqldiag.child import URL_ENV
 from sqldiag.errors import EXIT_INTERRUPTED, SqldiagError
 from sqldiag.measure import PassSpec
 from sqldiag.redact import safe_url, scrub
-from sqldiag.scenarios import ScenarioFile, builtin_dir
+from sqldiag.scenarios import ScenarioFile
 from sqldiag.schema import build_schema
 from sqldiag.seeding import ensure_seeded
 
@@ -245,7 +245,7 @@ class Orchestrator:
                repeated: dict | None = None) -> dict[str, Any]:
         opts = self.opts
         scenario = {"name": opts.scenario.name,
-                    "source": "builtin" if _is_builtin(opts.scenario.path) else "file",
+                    "source": "builtin" if opts.scenario.is_builtin else "file",
                     "path": str(opts.scenario.path),
                     "description": opts.scenario.description,
                     "env": opts.scenario.env,
@@ -259,6 +259,3 @@ class Orchestrator:
                                full_rows=opts.rows, failure=self.failure,
                                calibration=bare.get("calibration") or [], repeated=repeated)
 
-
-def _is_builtin(path: Path) -> bool:
-    return path.parent.resolve() == builtin_dir().resolve()

@@ -20,6 +20,10 @@ class ScenarioFile:
     path: Path
 
     @property
+    def is_builtin(self) -> bool:
+        return self.path.parent.resolve() == builtin_dir().resolve()
+
+    @property
     def env(self) -> dict[str, str]:
         """The file's literal `ENV = {...}`, read without running the file."""
         try:

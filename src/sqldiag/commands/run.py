@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sqldiag.capture import Capture
+from sqldiag.capture import DEFAULT_DEPTH, Capture
 from sqldiag.errors import SqldiagError
 from sqldiag.terminal import print_summary
 
@@ -33,8 +33,8 @@ write its record and report. sqldiag's own output goes to stderr.
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module as `python -m MODULE` does")
         parser.add_argument("--name", help="name of the run folder (default: the program)")
-        parser.add_argument("--trace-depth", type=int, default=8,
-                            help="tracemalloc frames per allocation (default 8)")
+        parser.add_argument("--trace-depth", type=int, default=DEFAULT_DEPTH,
+                            help=f"tracemalloc frames per allocation (default {DEFAULT_DEPTH})")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where the run folder is written (default ./reports)")
         parser.add_argument("program", nargs=argparse.REMAINDER,

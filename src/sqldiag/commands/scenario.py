@@ -196,7 +196,7 @@ def run_options(args: argparse.Namespace, scenario, url) -> RunOptions:
 
 def _reproduce(args: argparse.Namespace, scenario, url) -> str:
     """The command line that reproduces this run, without the password."""
-    spec = scenario.name if _is_builtin_name(scenario) else str(scenario.path)
+    spec = scenario.name if scenario.is_builtin else str(scenario.path)
     parts = ["python", "-m", "sqldiag", "scenario", spec, "--url", safe_url(url),
              "--rows", str(args.rows), "--workers", str(args.workers)]
     if args.text_bytes:
@@ -219,7 +219,3 @@ def _reproduce(args: argparse.Namespace, scenario, url) -> str:
         parts += ["--budget", budget]
     return shlex.join(parts)
 
-
-
-def _is_builtin_name(scenario) -> bool:
-    return any(s.path == scenario.path for s in builtin_scenarios())
