@@ -64,6 +64,29 @@ def any_url(request) -> str:
                                     "postgresql": "pg_url"}[request.param])
 
 
+def create_foreign_users(url: str, table: str, rows: int, first_name: str | None = None) -> None:
+    """A table of the users shape that sqldiag did not create (no sqldiag_tables entry),
+    filled with the deterministic rows; `first_name` replaces the first row's name."""
+    from sqldiag.schema import build_schema
+    from sqldiag.seeding import generate_rows
+
+    engine = create_engine(url)
+    schema = build_schema(table)
+    schema.table.create(engine)
+    values = list(generate_rows(rows))
+    if first_name is not None:
+        values[0]["name"] = first_name
+    with engine.begin() as conn:
+        conn.execute(schema.table.insert(), values)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def foreign_users():
+    """create_foreign_users, for tests and fixtures of any scope."""
+    return create_foreign_users
+
+
 @dataclass
 class CliResult:
     code: int

@@ -10,10 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-
-from sqldiag.schema import build_schema
-from sqldiag.seeding import generate_rows
 
 REQUIRE = os.environ.get("SQLDIAG_REQUIRE_BROWSER") == "1"
 PAYLOAD = "<script>window.__pwned = 1; document.title = 'pwned'</script>"
@@ -42,21 +38,14 @@ def driver():
 
 
 @pytest.fixture(scope="module")
-def report_with_payload(tmp_path_factory) -> Path:
+def report_with_payload(tmp_path_factory, foreign_users) -> Path:
     """A real run whose table data carries a script, marked as a phase name."""
     import subprocess
     import sys
 
     root = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{root / 'db.sqlite3'}"
-    engine = create_engine(url)
-    schema = build_schema("payload_users")
-    schema.table.create(engine)
-    rows = list(generate_rows(2000))
-    rows[0]["name"] = PAYLOAD
-    with engine.begin() as conn:
-        conn.execute(schema.table.insert(), rows)
-    engine.dispose()
+    foreign_users(url, "payload_users", 2000, first_name=PAYLOAD)
     scenario = root / "payload.py"
     scenario.write_text('''"""The post's workload, plus a phase named after the first user."""
 from multiprocessing.dummy import Pool

@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
-from sqldiag.schema import build_schema
-from sqldiag.seeding import generate_rows
-
 CANARY = "Canary-Pa55word-91bd"
 SCRIPT = "<script>document.title='pwned'</script>"
 
@@ -54,15 +49,8 @@ def test_canary_password_appears_in_no_output_of_any_command(cli, pg_url, tmp_pa
     assert CANARY not in _all_output(tmp_path, *results)
 
 
-def test_markup_from_table_data_and_names_is_inert(cli, sqlite_url, tmp_path):
-    engine = create_engine(sqlite_url)
-    schema = build_schema("markup_users")  # a table of the right shape, not ours
-    schema.table.create(engine)
-    rows = list(generate_rows(20))
-    rows[0]["name"] = SCRIPT
-    with engine.begin() as conn:
-        conn.execute(schema.table.insert(), rows)
-    engine.dispose()
+def test_markup_from_table_data_and_names_is_inert(cli, sqlite_url, tmp_path, foreign_users):
+    foreign_users(sqlite_url, "markup_users", 20, first_name=SCRIPT)
     scenario = tmp_path / "evil<img src=x onerror=alert(1)>.py"
     scenario.write_text('''"""<b>bold</b> description"""
 from sqlalchemy import select

@@ -66,12 +66,10 @@ def test_table_of_another_shape_is_left_untouched(any_url):
     engine.dispose()
 
 
-def test_same_shape_table_not_ours_is_never_refilled(sqlite_url):
+def test_same_shape_table_not_ours_is_never_refilled(sqlite_url, foreign_users):
+    foreign_users(sqlite_url, "their_users", 10)
     engine = create_engine(sqlite_url)
     schema = build_schema("their_users")
-    schema.table.create(engine)
-    with engine.begin() as conn:
-        conn.execute(schema.table.insert(), list(generate_rows(10)))
     assert ensure_seeded(engine, schema, 10, None) is False  # used as it is
     with pytest.raises(SqldiagError, match="not created by sqldiag"):
         ensure_seeded(engine, schema, 50, None)
