@@ -30,6 +30,11 @@ class RssSampler:
 
     `on_sample` is called from the sampler thread with each sample; the tracing probe uses
     it to take a snapshot when traced memory reaches a new high.
+
+    Child processes are found by scanning /proc, one file read per process on the machine;
+    each read gives up the GIL and, beside a busy workload, waits up to a switch interval
+    to get it back, so one scan took a second here. A second thread does that scan and the
+    samples carry its latest total, so that the sampler keeps its period.
     """
 
     def __init__(self, period: float = 0.05, with_uss: bool = True,
@@ -44,6 +49,9 @@ class RssSampler:
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqldiag-sampler", daemon=True)
+        self._children_total = 0
+        self._children_thread = threading.Thread(target=self._children_loop,
+                                                 name="sqldiag-children", daemon=True)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -57,7 +65,8 @@ class RssSampler:
             except (psutil.AccessDenied, AttributeError):
                 self.with_uss = False
         rss = self._process.memory_info().rss
-        children_rss = self._children_rss()
+        children_rss = (self._children_total if self._children_thread.is_alive()
+                        else self._children_rss())
         tracing = tracemalloc.is_tracing()
         traced = tracemalloc.get_traced_memory()[0] if tracing else None
         overhead = tracemalloc.get_tracemalloc_memory() if tracing else 0
@@ -82,6 +91,11 @@ class RssSampler:
             self.child_peaks[child.pid] = max(self.child_peaks.get(child.pid, 0), rss)
         return total
 
+    def _children_loop(self) -> None:
+        while not self._stop.is_set():
+            self._children_total = self._children_rss()
+            self._stop.wait(max(self.period * 5, 0.25))
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
@@ -96,11 +110,13 @@ class RssSampler:
 
     def start(self) -> RssSampler:
         self._thread.start()
+        self._children_thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._children_thread.join(timeout=5)
 
 
 class WatcherSampler(RssSampler):
