@@ -105,6 +105,23 @@ SOURCES = {
             rows = cursor.fetchall()
             return rows
         ''',
+    # SQLAlchemy 2.1's asyncio adapter (2.0 has the same method in each dialect module)
+    "sqlalchemy/connectors/asyncio.py": '''
+        class AsyncAdapt_dbapi_cursor:
+            async def _execute_async(self, operation, parameters):
+                async with self._adapt_connection._execute_mutex:
+                    result = await self._cursor.execute(operation, parameters)
+                    return result
+        ''',
+    "asyncio/selector_events.py": '''
+        class _SelectorSocketTransport:
+            def _read_ready__data_received(self):
+                data = self._sock.recv(self.max_size)
+                self._protocol.data_received(data)
+        ''',
+    "psycopg/errors.py": '''
+        _by_sqlstate = {}
+        ''',
 }
 
 
@@ -160,6 +177,12 @@ def test_function_names_come_from_line_ranges(site):
     ([("app/service.py", "cache = {}")], 64, OTHER_PYTHON),
     # a compiled driver's fetch called straight from the user's code
     ([("app/service.py", "cursor.fetchall()")], 64, DRIVER_ROWS),
+    # compiled asyncio drivers: asyncmy reads the result inside the awaited execute,
+    # asyncpg decodes rows in the event loop's callback (no Python frame of its own)
+    ([("sqlalchemy/connectors/asyncio.py", "await self._cursor.execute")], 64, DRIVER_ROWS),
+    ([("asyncio/selector_events.py", "self._protocol.data_received(data)")], 64,
+     DRIVER_ROWS),
+    ([("asyncio/selector_events.py", "self._sock.recv")], 200_000, DRIVER_ROWS),
 ])
 def test_classify(site, stack, block, expected):
     frames = [frame(site, rel, needle) for rel, needle in stack]
@@ -179,6 +202,14 @@ def test_list_threshold_is_a_boundary(site):
     frames = [frame(site, "sqlalchemy/engine/result.py", "return self._allrows()")]
     assert classify(frames, LIST_BLOCK_BYTES - 1)[0] == SQLALCHEMY_ROWS
     assert classify(frames, LIST_BLOCK_BYTES)[0] == RESULT_LISTS
+
+
+def test_allocations_made_while_importing_are_other_python(site):
+    """A driver module's import-time tables are not rows, whatever the module."""
+    frames = [frame(site, "psycopg/errors.py", "_by_sqlstate"),
+              ("<frozen importlib._bootstrap>", 241)]
+    assert classify(frames, 64) == (OTHER_PYTHON, 0)
+    assert classify(frames[:1], 64)[0] == DRIVER_ROWS  # the same line outside an import
 
 
 def test_every_rule_says_why():

@@ -68,8 +68,16 @@ RULES: tuple[Rule, ...] = (
     # --- the driver's own code, and SQLAlchemy's calls into compiled drivers
     Rule(DRIVER_ROWS, _DRIVERS, why="pure-Python driver code building rows and values"),
     Rule(DRIVER_ROWS, _SA + r"connectors/|" + _SA + r"dialects/",
-         function=r"fetch\w*|_buffer_rows|_fetch\w*|__next__|__anext__|_rows\w*",
-         why="dialect and asyncio adapters buffering the driver's rows"),
+         function=r"fetch\w*|_buffer_rows|_fetch\w*|__next__|__anext__|_rows\w*|"
+                  r"_execute_async|_prepare_and_execute",
+         why="dialect and asyncio adapters buffering the driver's rows; a compiled asyncio "
+             "driver (asyncmy) reads the whole result inside the awaited execute"),
+    Rule(DRIVER_ROWS, r"/asyncio/(selector_events|proactor_events|sslproto)\.py",
+         line=r"\.(data_received|buffer_updated|recv|recv_into)\(",
+         why="bytes received for an asyncio protocol, and what a compiled protocol "
+             "(asyncpg) decodes from them in the event loop's data_received callback, which "
+             "has no Python frame of its own; any other protocol's received data lands "
+             "here too"),
     Rule(DRIVER_ROWS, _SA + r"engine/cursor\.py",
          function=r"fetch\w*|_buffer_rows|_fetch\w*_impl|_raw_all_tuples|_raw_row_iterator",
          why="cursor fetch strategies: the C drivers (sqlite3, psycopg) allocate here"),
@@ -118,12 +126,23 @@ def _frame_category(filename: str, lineno: int, large: bool) -> tuple[str, int] 
     return None
 
 
+# Frames of the import system: what a module allocates while it is imported (type
+# registries, compiled regexes, class bodies) is import-time state, not rows, even when
+# the module belongs to a driver or to SQLAlchemy. `sqldiag run` traces the program's
+# imports, so this matters there.
+IMPORT_FRAME = "<frozen importlib._bootstrap"
+
+
 def classify(frames: Sequence[tuple[str, int]], block: int = 0) -> tuple[str, int]:
     """Category of an allocation and the index of the frame that decided it.
 
     `frames` are (filename, lineno) pairs, most recent first (tracemalloc's raw order).
-    The index is -1 when no frame matched and the category is other_python.
+    An allocation made while a module is imported is other_python, decided by its
+    innermost frame (index 0). The index is -1 when no frame matched and the category
+    is other_python.
     """
+    if any(filename.startswith(IMPORT_FRAME) for filename, _ in frames):
+        return OTHER_PYTHON, 0
     large = block >= LIST_BLOCK_BYTES
     for depth, (filename, lineno) in enumerate(frames):
         found = _frame_category(filename, lineno, large)
