@@ -263,8 +263,11 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
             "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
             "expunge_all() between batches; scenario session_leak shows the growth.")
     lines.extend(suggestions)
+    followed = record.get("processes", {}).get("children") or []
     children = record.get("processes", {}).get("children_peak_rss") or {}
-    if children:
+    if followed:
+        lines.append(_children_line(followed))
+    elif children:
         peaks = sorted(children.values(), reverse=True)
         lines.append(f"{len(peaks)} child processes peaked at {fmt_bytes(peaks[0])} RSS at most "
                      f"({fmt_bytes(sum(peaks))} summed); the figures above are the parent's.")
@@ -292,6 +295,24 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
                      f"({other / traced:.0%} of traced bytes fell in other_python); the rest is "
                      "allocator overhead and memory outside Python's allocators.")
     return lines
+
+
+def _children_line(children: list[dict]) -> str:
+    """What the followed child processes held, in one sentence."""
+    methods: dict[str, int] = {}
+    held: dict[str, int] = {}
+    for child in children:
+        method = str(child.get("start_method") or "?")
+        methods[method] = methods.get(method, 0) + 1
+        for name, size in ((child.get("categories") or {}).get("peak") or {}).items():
+            held[name] = held.get(name, 0) + int(size or 0)
+    how = ", ".join(f"{method} x{count}" for method, count in sorted(methods.items()))
+    peaks = [int(c.get("peak_rss") or 0) for c in children]
+    top = ", ".join(f"{c} {fmt_bytes(b)}" for c, b in _top(held, 3))
+    return (f"{len(children)} child processes were followed ({how}); at their own peaks they "
+            f"held {fmt_bytes(sum(held.values()))} of Python objects ({top}) and "
+            f"{fmt_bytes(sum(peaks))} RSS summed (largest {fmt_bytes(max(peaks))}); the "
+            "figures above are the main process's, the processes table has each one.")
 
 
 def _streaming_fix(record: dict, rows: int, workers: int, per_row: float,

@@ -27,11 +27,13 @@ DEFAULT_DEPTH = 8
 
 class Capture(contextlib.ContextDecorator):
     def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
-                 trace_depth: int = DEFAULT_DEPTH, census: bool = False) -> None:
+                 trace_depth: int = DEFAULT_DEPTH, census: bool = False,
+                 follow_children: bool = True) -> None:
         self.name = name
         self.reports_dir = Path(reports_dir)
         self.spec = PassSpec(kind="traced", scenario_name=name, scenario_path="", table="",
-                             rows=0, workers=1, trace_depth=trace_depth, census=census)
+                             rows=0, workers=1, trace_depth=trace_depth, census=census,
+                             follow_children=follow_children)
         self.record: dict[str, Any] | None = None
         self.run_dir: Path | None = None
         self._pass: MeasuredPass | None = None

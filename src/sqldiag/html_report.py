@@ -6,9 +6,10 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from sqldiag.attribution.categories import ALL, DESCRIPTIONS
+from sqldiag.attribution.categories import ALL, DESCRIPTIONS, TRACED
 from sqldiag.charts import bars, timeline
 from sqldiag.diff import RunDiff
+from sqldiag.processes import process_table
 from sqldiag.record import write_atomic
 from sqldiag.units import fmt_bytes
 
@@ -29,7 +30,8 @@ def render(record: dict) -> str:
         r=record, s=record.get("summary", {}), categories=ALL, descriptions=DESCRIPTIONS,
         cats=cats, chart=timeline(record),
         peak_bars=bars(cats.get("peak", {})), end_bars=bars(cats.get("end", {})),
-        sites=record.get("breakdowns", {}).get("peak", {}).get("sites", []))
+        sites=record.get("breakdowns", {}).get("peak", {}).get("sites", []),
+        processes=process_table(record), traced_categories=TRACED)
 
 
 def write_report(record: dict, path: Path) -> Path:

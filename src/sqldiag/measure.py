@@ -9,6 +9,8 @@ and merges their results into one record.
 from __future__ import annotations
 
 import gc
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from sqldiag import database
+from sqldiag import database, follow
 from sqldiag.digest import RowDigest
 from sqldiag.probes import allocator
 from sqldiag.probes.census import live_type_counts, type_census
@@ -26,6 +28,7 @@ from sqldiag.probes.pymalloc import pymalloc_stats
 from sqldiag.probes.retention import measure_holders
 from sqldiag.probes.sampler import RssSampler, Sample, WatcherSampler
 from sqldiag.probes.tracing import TracingProbe
+from sqldiag.processes import child_entry
 from sqldiag.scenario_api import ScenarioContext
 from sqldiag.scenarios import ScenarioFile, load_module
 from sqldiag.schema import build_schema
@@ -61,6 +64,7 @@ class PassSpec:
     # after the pass's own work, an untraced run at [table, rows] that measures holders
     retention: list = field(default_factory=list)
     measure_holders: bool = False  # set on that run: measure holders at workload end
+    follow_children: bool = False  # measure multiprocessing children in themselves
 
     @property
     def traced(self) -> bool:
@@ -82,6 +86,8 @@ class MeasuredPass:
         self.mallinfo: dict[str, dict] = {}
         self.pymalloc: dict[str, dict | None] = {}
         self.holders: list[dict] | None = None
+        self.children: list[dict] = []  # results the followed child processes wrote
+        self._spool: Path | None = None
         self.trim_done = False
         self.wall_time = 0.0
         self.failure: str | None = None
@@ -171,6 +177,9 @@ class MeasuredPass:
         self.pymalloc[READY] = pymalloc_stats()
         if self.tracing is not None:
             self.tracing.start()
+        if self.spec.follow_children:
+            self._spool = Path(tempfile.mkdtemp(prefix="sqldiag-children-"))
+            follow.enable(self._spool, self.spec.trace_depth or 8)
         self._started = time.monotonic()
         self.mark(WORKLOAD_START, snapshot=False)
         if self.tracing is not None:
@@ -204,7 +213,12 @@ class MeasuredPass:
             self.pymalloc[AFTER_TRIM] = pymalloc_stats()
 
     def close(self) -> None:
-        """Stop the probes; traced snapshots are reduced here."""
+        """Stop the probes; traced snapshots are reduced here, followed children read."""
+        if self._spool is not None:
+            follow.disable()
+            self.children = follow.collect(self._spool)
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
         if self.tracing is not None:
             self.tracing.stop()
         self.sampler.stop()
@@ -259,6 +273,8 @@ class MeasuredPass:
                          "overhead": [s.overhead for s in samples],
                          "children_rss": [s.children_rss for s in samples]},
             "child_peaks": {str(pid): peak for pid, peak in self.sampler.child_peaks.items()},
+            "children": [child_entry(child) for child in self.children],
+            "t0_unix": round(time.time() - self.sampler.now(), 4),  # wall time of t=0
             "phases": list(self.phases),
             "breakdowns": breakdowns,
             "types": self.types,

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sqldiag.attribution.categories import ALL, DESCRIPTIONS
+from sqldiag.processes import process_table
 from sqldiag.units import fmt_bytes
 
 
@@ -38,6 +39,7 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
             end = cats.get("end", {}).get(name)
             table.add_row(name, fmt_bytes(peak), fmt_bytes(end), DESCRIPTIONS[name])
         console.print(table)
+    _print_processes(record, console)
     holders = [h for h in record.get("kept_alive") or [] if h.get("bytes")]
     if holders:
         kept = Table(title="kept alive by (at the workload's end)", title_justify="left")
@@ -56,3 +58,25 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
                   style="dim", markup=False)
     if report_path:
         console.print(f"record and report: {report_path}", markup=False, highlight=False)
+
+
+def _print_processes(record: dict, console: Console) -> None:
+    rows = process_table(record)
+    if not rows:
+        return
+    table = Table(title="processes (each at its own peak)", title_justify="left")
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    table.add_column("start")
+    table.add_column("peak RSS", justify="right")
+    table.add_column("peak USS", justify="right")
+    table.add_column("Python objects", justify="right")
+    table.add_column("largest", style="dim")
+    for row in rows:
+        cats = row["categories"]
+        largest = sorted(((b, c) for c, b in cats.items() if b), reverse=True)[:2]
+        table.add_row(row["process"], str(row["pid"] or ""), row["start_method"],
+                      fmt_bytes(row["peak_rss"]), fmt_bytes(row["peak_uss"]),
+                      fmt_bytes(sum(cats.values())),
+                      ", ".join(f"{c} {fmt_bytes(b)}" for b, c in largest))
+    console.print(table)

@@ -26,6 +26,10 @@ class RunCommand:
     description = """Run a Python program as `python` would, under sqldiag's probes, then
 write its record and report. sqldiag's own output goes to stderr.
 
+Threads, asyncio and multiprocessing children (fork, spawn, forkserver; Pool and
+ProcessPoolExecutor workers) are all measured: each child traces itself and the report
+shows every process and the total.
+
   sqldiag run myservice.py --batch 100
   sqldiag run -m myapp.jobs.export --since yesterday"""
 
@@ -35,6 +39,9 @@ write its record and report. sqldiag's own output goes to stderr.
         parser.add_argument("--name", help="name of the run folder (default: the program)")
         parser.add_argument("--trace-depth", type=int, default=DEFAULT_DEPTH,
                             help=f"tracemalloc frames per allocation (default {DEFAULT_DEPTH})")
+        parser.add_argument("--no-follow", dest="follow", action="store_false",
+                            help="do not measure multiprocessing children in themselves "
+                                 "(their RSS is still sampled)")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where the run folder is written (default ./reports)")
         parser.add_argument("program", nargs=argparse.REMAINDER,
@@ -53,7 +60,8 @@ write its record and report. sqldiag's own output goes to stderr.
         code = 0
         saved_argv, saved_main = sys.argv, sys.modules.get("__main__")
         capture = Capture(name=name, reports_dir=args.reports_dir,
-                          trace_depth=args.trace_depth, census=True)
+                          trace_depth=args.trace_depth, census=True,
+                          follow_children=args.follow)
         capture.source = "run"
         try:
             with capture:

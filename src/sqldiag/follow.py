@@ -1,0 +1,166 @@
+"""Follow child processes started by multiprocessing, each measured in the child itself.
+
+Every multiprocessing child (start methods fork, spawn and forkserver; Pool and
+concurrent.futures.ProcessPoolExecutor workers are such children) runs
+`BaseProcess._bootstrap`. While following is enabled that method is wrapped so that the
+child measures itself as a traced pass and writes its result to a spool folder that the
+parent reads when its own measurement ends.
+
+How the wrapper reaches the child:
+  fork        the child is a copy of the parent, wrapper and all;
+  spawn,      the Process object is pickled to the child. `start()` adds a token to it
+  forkserver  whose unpickling imports this module in the child and installs the wrapper
+              before `_bootstrap` runs.
+
+A Pool's workers are ended with SIGTERM (`Pool.terminate`, which `with Pool()` calls); a
+child that has no handler of its own for SIGTERM writes its result first, then dies of
+the signal as it would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import tracemalloc
+from multiprocessing import process as mp_process
+from pathlib import Path
+from typing import Any
+
+SPOOL_PREFIX = "child-"
+
+_config: dict[str, Any] | None = None  # {"spool": folder, "depth": frames}
+_original_start = mp_process.BaseProcess.start
+_original_bootstrap = mp_process.BaseProcess._bootstrap  # type: ignore[attr-defined]
+
+
+class _Token:
+    """Rides in a pickled Process object; unpickling it turns following on in the child."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def __reduce__(self):
+        return _arrive, (self.config,)
+
+
+def _arrive(config: dict[str, Any]) -> _Token:
+    _install(config)
+    return _Token(config)
+
+
+def enable(spool: Path, trace_depth: int) -> None:
+    """Measure every multiprocessing child started from now on; results go to `spool`."""
+    spool.mkdir(parents=True, exist_ok=True)
+    _install({"spool": str(spool), "depth": trace_depth})
+
+
+def disable() -> None:
+    global _config
+    _config = None
+    mp_process.BaseProcess.start = _original_start  # type: ignore[method-assign]
+    mp_process.BaseProcess._bootstrap = _original_bootstrap  # type: ignore[attr-defined]
+
+
+def _install(config: dict[str, Any]) -> None:
+    global _config
+    _config = config
+    mp_process.BaseProcess.start = _start  # type: ignore[method-assign]
+    mp_process.BaseProcess._bootstrap = _bootstrap  # type: ignore[attr-defined]
+
+
+def _start(self) -> None:
+    if _config is not None:
+        self._sqldiag_follow = _Token(_config)
+    _original_start(self)
+
+
+def _bootstrap(self, *args, **kwargs):
+    if _config is None:
+        return _original_bootstrap(self, *args, **kwargs)
+    child = ChildMeasure(self, _config)
+    child.begin()
+    failure = None
+    try:
+        code = _original_bootstrap(self, *args, **kwargs)
+        if code:
+            failure = f"exited with code {code}"
+        return code
+    finally:
+        child.end(failure)
+
+
+class ChildMeasure:
+    """One child's traced pass, from `_bootstrap` to its end (or SIGTERM)."""
+
+    def __init__(self, process: mp_process.BaseProcess, config: dict[str, Any]) -> None:
+        # imported here: the parent pays for this module only, not the probes
+        from sqldiag.measure import MeasuredPass, PassSpec
+
+        self.process = process
+        self.spool = Path(config["spool"])
+        self.measured = MeasuredPass(PassSpec(
+            kind="traced", scenario_name=process.name, scenario_path="", table="", rows=0,
+            workers=1, trace_depth=int(config["depth"]), follow_children=False))
+        self._done = threading.Lock()
+        self._handles_sigterm = False
+
+    def begin(self) -> None:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()  # a forked child starts with its parent's traces: drop them
+        self.measured.begin()
+        self.measured.in_workload = True
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            self._handles_sigterm = True
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if self.end("terminated by SIGTERM (as Pool.terminate() ends its workers)"):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def end(self, failure: str | None = None) -> bool:
+        """Write the result once; False when it was already written or being written."""
+        if not self._done.acquire(blocking=False):
+            return False
+        if self._handles_sigterm and threading.current_thread() is threading.main_thread():
+            # Pool.terminate() may signal a worker that is already ending on its own
+            # (it sent it the stop sentinel too): let that finish writing first.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        measured = self.measured
+        measured.in_workload = False
+        try:
+            measured.finish([], trim=False)
+        finally:
+            measured.close()
+        measured.failure = failure
+        result = measured.result()
+        result.update({
+            "pid": os.getpid(), "ppid": os.getppid(), "name": str(self.process.name)[:200],
+            "start_method": _start_method(self.process),
+        })
+        from sqldiag.record import write_atomic
+
+        write_atomic(self.spool / f"{SPOOL_PREFIX}{os.getpid()}.json",
+                     json.dumps(result).encode("utf-8"))
+        return True
+
+
+def _start_method(process: mp_process.BaseProcess) -> str:
+    import multiprocessing
+
+    return str(getattr(process, "_start_method", None)
+               or multiprocessing.get_start_method(allow_none=True) or "default")
+
+
+def collect(spool: Path) -> list[dict[str, Any]]:
+    """The results the children wrote, oldest first; unreadable files are skipped."""
+    results = []
+    for path in sorted(spool.glob(f"{SPOOL_PREFIX}*.json")):
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return sorted(results, key=lambda r: r.get("t0_unix") or 0)

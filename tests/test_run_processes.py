@@ -1,0 +1,62 @@
+"""`sqldiag run` follows multiprocessing children (fork, spawn, forkserver; Pool and
+ProcessPoolExecutor) and reports each process's memory and the total."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqldiag.record import load_record
+
+PROGRAM = Path(__file__).parent / "programs" / "processes.py"
+ROWS = 2000  # programs/processes.py loads this many items in every task
+
+
+@pytest.mark.parametrize("how", ["pool-fork", "pool-spawn", "executor-forkserver"])
+def test_children_are_followed_and_reported(tmp_path, how):
+    db = str(tmp_path / "items.sqlite3")
+    plain = subprocess.run([sys.executable, str(PROGRAM), how, db], capture_output=True,
+                           text=True, check=False, cwd=tmp_path, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(PROGRAM), how, db],
+                         capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    assert plain.returncode == 3 and run.returncode == 3, run.stderr
+    assert run.stdout == plain.stdout  # the program's own output, unchanged
+    assert f"(3, {ROWS}, " in run.stdout
+
+    run_dir = next((tmp_path / "reports").iterdir())
+    record = load_record(run_dir)
+    children = record["processes"]["children"]
+    method = how.split("-")[1]
+    assert len(children) == 2, children
+    assert {child["start_method"] for child in children} == {method}
+    assert len({child["pid"] for child in children}) == 2
+    main_orm = record["categories"]["peak"]["orm_objects"]
+    for child in children:
+        peak = child["categories"]["peak"]
+        # each worker loaded all the items through the ORM at least once
+        assert peak["orm_objects"] > ROWS * 300, peak
+        assert peak["driver_rows"] > ROWS * 100, peak
+        assert peak["identity_map"] > 0
+        assert child["peak_rss"] > 0 and child["peak_uss"] > 0
+        assert main_orm < peak["orm_objects"] / 5  # the parent itself loaded nothing
+        if how.startswith("executor"):
+            assert child["failure"] is None  # the executor stops its workers by message
+    assert any("child processes were followed" in line for line in record["verdict"])
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Processes</h2>" in html
+    for child in children:
+        assert f'<td class="num">{child["pid"]}</td>' in html
+    assert "processes (each at its own peak)" in run.stderr
+
+
+def test_children_are_not_followed_when_asked(tmp_path):
+    db = str(tmp_path / "items.sqlite3")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--no-follow",
+                          str(PROGRAM), "executor-spawn", db], capture_output=True, text=True,
+                         check=False, cwd=tmp_path, timeout=300)
+    assert run.returncode == 3, run.stderr
+    record = load_record(next((tmp_path / "reports").iterdir()))
+    assert record["processes"]["children"] == []
