@@ -1,0 +1,54 @@
+"""`sqldiag run` on an asyncio program: AsyncSession over aiomysql, asyncmy and asyncpg.
+
+asyncpg and asyncmy decode rows in compiled code that has no Python frames: the rules
+charge the event loop's data_received callback and SQLAlchemy's awaited execute. These
+tests pin down that rows land in driver_rows and orm_objects, not in other_python.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from sqldiag.record import load_record
+
+PROGRAM = Path(__file__).parent / "programs" / "async_load.py"
+ROWS = 2000
+ASYNC_DRIVERS = {"aiomysql": "mysql_url", "asyncmy": "mysql_url", "asyncpg": "pg_url"}
+
+
+@pytest.mark.parametrize("driver", sorted(ASYNC_DRIVERS))
+def test_asyncio_program_is_attributed(request, tmp_path, driver):
+    importlib.import_module(driver)  # a test extra: missing means a broken install
+    sync_url = make_url(request.getfixturevalue(ASYNC_DRIVERS[driver]))
+    url = sync_url.set(drivername=f"{sync_url.get_backend_name()}+{driver}")
+    url_text = url.render_as_string(hide_password=False)
+    plain = subprocess.run([sys.executable, str(PROGRAM), url_text, str(ROWS)],
+                           capture_output=True, text=True, check=False, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(PROGRAM), url_text,
+                          str(ROWS)], capture_output=True, text=True, check=False,
+                         cwd=tmp_path, timeout=300)
+    assert plain.returncode == 0 and run.returncode == 0, run.stderr
+    assert run.stdout == plain.stdout == f"loaded [{ROWS}, {ROWS}, {ROWS}] {plain.stdout.split()[-1]}\n"
+
+    record = load_record(next((tmp_path / "reports").iterdir()))
+    peak, end = record["breakdowns"]["peak"], record["breakdowns"]["end"]
+    cats = peak["categories"]
+    assert cats["orm_objects"] > ROWS * 300, cats  # at least one whole load was alive
+    assert cats["driver_rows"] > ROWS * 120, cats
+    assert cats["identity_map"] > 0
+    # the lists were dropped when the program ended: the rows are gone, and what stays
+    # (imports, caches) is not charged to rows
+    left = end["categories"]
+    assert left["orm_objects"] + left["driver_rows"] < 0.05 * (cats["orm_objects"]
+                                                                 + cats["driver_rows"]), left
+    # nothing row-sized is left in other_python at the places compiled drivers hide behind
+    hidden = [s for s in peak["sites"] if s["category"] == "other_python"
+              and ("selector_events" in s["file"] or s["function"] == "_execute_async")
+              and s["size"] > 64 * ROWS]
+    assert not hidden, hidden
