@@ -34,6 +34,17 @@ def _on_sigterm(signum, frame) -> None:
     raise Interrupted()
 
 
+def _default_signals_in_forks() -> None:
+    """A scenario's forked workers must not inherit this process's handlers: Pool ends
+    them with SIGTERM, which here means "write the pass's result" (the same goes for the
+    guard's SIGUSR1). They get Python's defaults, as under plain python."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    except ValueError:  # forked from a thread that is not the main one: nothing to undo
+        pass
+
+
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     spec = PassSpec(**json.loads(spec_path.read_text(encoding="utf-8")))
@@ -54,6 +65,7 @@ def main(argv: list[str]) -> int:
         os._exit(EXIT_MEMORY_GUARD)
 
     signal.signal(signal.SIGUSR1, on_guard_signal)
+    os.register_at_fork(after_in_child=_default_signals_in_forks)
     code = EXIT_OK
     try:
         if spec.kind != "calibrate":
@@ -100,7 +112,7 @@ def _retention(spec: PassSpec, url) -> dict | None:
         sub.execute(url)
     except Exception:  # noqa: BLE001 - the scenario is user code; the view is optional
         return None
-    return {"rows": rows, "holders": sub.holders or []}
+    return {"rows": rows, "holders": sub.holders or [], "peak": sub.holders_peak}
 
 
 def _calibrate(spec: PassSpec, url, bare: MeasuredPass, results: list[dict]) -> int:
