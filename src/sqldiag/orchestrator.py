@@ -219,9 +219,12 @@ class Orchestrator:
             table = opts.table if trace_rows == opts.rows else self.trace_table(trace_rows)
             self.status(f"pass 2/2: {trace_rows:,} rows x {opts.workers} workers under "
                         f"tracemalloc ({opts.trace_depth} frames)")
+            # multiprocessing children trace themselves when this pass is full size
             traced = self._run_passes([PassSpec(kind="traced", table=table, rows=trace_rows,
                                                 trace_depth=opts.trace_depth,
-                                                census=opts.census, **common)])[0]
+                                                census=opts.census,
+                                                follow_children=trace_rows == opts.rows,
+                                                **common)])[0]
         repeated = None
         if opts.repeat and not bare.get("failure"):
             rows = opts.rows if not sizes else sizes[-1]
