@@ -14,7 +14,8 @@ from sqldiag.attribution.rules import LIST_BLOCK_BYTES, classify
 SITES_PER_CATEGORY = 8
 TRACEBACK_FRAMES_KEPT = 12
 
-# Allocations whose most recent frame is in these files are the measuring's own.
+# Allocations with a frame in these files are the measuring's own (the sampler's threads
+# call psutil, whose frames come first).
 _SELF_MARKERS = ("/tracemalloc.py", "/sqldiag/attribution/", "/sqldiag/probes/", "/pympler/",
                  "/objgraph.py")
 
@@ -78,7 +79,7 @@ def breakdown_traces(traces: list) -> Breakdown:
     sites: dict[tuple[str, str, str], Site] = {}
     heaviest_path: dict[tuple[str, str, str], int] = {}  # a site shows its largest path
     for (frames, large), (size, count) in grouped.items():
-        if frames and _is_measuring(frames[0][0]):
+        if any(_is_measuring(filename) for filename, _ in frames):
             continue
         category, depth = classify(frames, LIST_BLOCK_BYTES if large else 0)
         categories[category] += size

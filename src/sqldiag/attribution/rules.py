@@ -92,8 +92,14 @@ RULES: tuple[Rule, ...] = (
     Rule(RESULT_LISTS, _SA + r"(engine|orm)/\w+\.py", min_block=LIST_BLOCK_BYTES,
          function=r"all|_allrows|_raw_all_rows|fetchall|_fetchall_impl|instances|chunks|scalars|_iter",
          why="one large block where rows are collected is the list that holds them"),
-    Rule(RESULT_LISTS, r"/multiprocessing/pool\.py", function=r"__init__|_set|map|_map_async|get",
-         why="a pool's result list keeps every task's return value until fetched"),
+    Rule(RESULT_LISTS, r"/multiprocessing/pool\.py",
+         function=r"__init__|_set|map|_map_async|get|_handle_results",
+         why="a pool's result list keeps every task's return value until fetched; its "
+             "result thread unpickles what the workers send"),
+    Rule(RESULT_LISTS, r"/concurrent/futures/process\.py",
+         function=r"wait_result_broken_or_wakeup|run|process_result_item",
+         why="a ProcessPoolExecutor's manager thread unpickles each worker's return value, "
+             "held by its Future until fetched"),
     # --- mapped instances
     Rule(ORM_OBJECTS, _SA + r"orm/(loading|instrumentation|state|attributes|strategies|"
                       r"collections|base|dynamic|writeonly)\.py",
