@@ -153,6 +153,14 @@ def test_kept_alive_by_names_the_holders(cli, sqlite_url, mysql_url):
     assert held["Session identity maps"] == 0  # every Session was closed
     assert any(line.startswith("Kept alive at the workload's end by: result held by its "
                                "caller") for line in record["verdict"])
+    # at the peak, inside pool.map, the finished workers' lists wait in the pool's result
+    # object until map returns them; its chain starts at a running function's local
+    peak = {h["holder"]: h for h in record["kept_alive_peak"]["holders"]}
+    pooled = peak["pool results not yet fetched"]
+    assert pooled["bytes"] > 0.3 * held["result held by its caller"]
+    assert pooled["chain"][0].startswith("local ") and pooled["chain"][-1] == "MapResult"
+    assert any(line.startswith("Kept alive at the workload's peak (") for line in
+               record["verdict"])
     _, pinned = _run(cli, mysql_url, "unclosed_session_thread", rows=2000, workers=2)
     held = {h["holder"]: h for h in pinned["kept_alive"]}
     assert held["driver buffers"]["objects"] == 2

@@ -335,20 +335,43 @@ def _streaming_fix(record: dict, rows: int, workers: int, per_row: float,
             f"estimated from this run's {per_row:,.0f} bytes per row. Measure it: {command}")
 
 
-def kept_alive(record: dict) -> list[dict]:
-    """Kept-alive-by at the workload end, scaled to the full row count (caches are not
-    scaled), with what no holder accounts for as "other"."""
+def _scaled_holders(record: dict, holders: list[dict]) -> list[dict]:
+    """Holders measured at the retention run's rows, scaled to the full row count
+    (caches are not scaled)."""
     retention = record.get("retention") or {}
     rows = (record.get("scenario", {}).get("params") or {}).get("rows")
     measured_rows = retention.get("rows")
-    if not retention.get("holders") or not rows or not measured_rows:
+    if not holders or not rows or not measured_rows:
         return []
     scale = rows / measured_rows
-    out = []
-    for holder in retention["holders"]:
-        factor = 1 if holder["holder"] == "compiled-SQL caches" else scale
-        out.append({**holder, "bytes": int(holder["bytes"] * factor)})
-    return out
+    return [{**h, "bytes": int(h["bytes"] * (1 if h["holder"] == "compiled-SQL caches"
+                                             else scale))} for h in holders]
+
+
+def kept_alive(record: dict) -> list[dict]:
+    """Kept-alive-by at the workload end, scaled to the full row count."""
+    return _scaled_holders(record, (record.get("retention") or {}).get("holders") or [])
+
+
+def kept_alive_peak(record: dict) -> dict | None:
+    """Kept-alive-by at the mark inside the workload where the holders held most."""
+    peak = (record.get("retention") or {}).get("peak") or {}
+    holders = _scaled_holders(record, peak.get("holders") or [])
+    if not holders:
+        return None
+    return {"label": str(peak.get("label") or ""), "holders": holders}
+
+
+def _holders_line(when: str, holders: list[dict]) -> str | None:
+    big = [h for h in holders if h["bytes"] >= 1 << 20]
+    if not big:
+        return None
+    text = f"Kept alive {when} by: " + ", ".join(
+        f"{h['holder']} {fmt_bytes(h['bytes'])}" for h in big) + "."
+    chained = next((h for h in big if h["chain"]), None)
+    if chained:
+        text += f" {chained['holder']}: " + " -> ".join(chained["chain"]) + "."
+    return text
 
 
 def analyse(record: dict) -> dict[str, Any]:
@@ -361,14 +384,12 @@ def analyse(record: dict) -> dict[str, Any]:
                                      if start is not None and growth[key] is not None else None)
                   for key in ("peak", "end") if breakdowns.get(key)}
     holders = kept_alive(record)
+    peak_holders = kept_alive_peak(record)
     lines = verdict(record, summary, categories)
-    big = [h for h in holders if h["bytes"] >= 1 << 20]
-    if big:
-        text = "Kept alive at the workload's end by: " + ", ".join(
-            f"{h['holder']} {fmt_bytes(h['bytes'])}" for h in big) + "."
-        chained = next((h for h in big if h["chain"]), None)
-        if chained:
-            text += f" {chained['holder']}: " + " -> ".join(chained["chain"]) + "."
+    found = [_holders_line(f"at the workload's peak ({peak_holders['label']})",
+                           peak_holders["holders"]) if peak_holders else None,
+             _holders_line("at the workload's end", holders)]
+    for text in reversed([t for t in found if t]):
         lines.insert(1 if lines else 0, text)
     return {"summary": summary, "categories": categories, "kept_alive": holders,
-            "verdict": lines}
+            "kept_alive_peak": peak_holders, "verdict": lines}

@@ -86,6 +86,8 @@ class MeasuredPass:
         self.mallinfo: dict[str, dict] = {}
         self.pymalloc: dict[str, dict | None] = {}
         self.holders: list[dict] | None = None
+        self.holders_peak: dict | None = None  # holders at the mark where they held most
+        self._holders_lock = threading.Lock()
         self.children: list[dict] = []  # results the followed child processes wrote
         self._spool: Path | None = None
         self.trim_done = False
@@ -113,12 +115,28 @@ class MeasuredPass:
             self.phases.append({"name": name, "t": round(sample.t, 4), "rss": sample.rss,
                                 "traced": sample.traced,
                                 "tracemalloc_overhead": sample.overhead})
+        if self.spec.measure_holders and self.in_workload:
+            self._holders_at(name)
         if self.tracing is None:
             return
         if snapshot:
             self.tracing.snapshot(name, sample.t)
         elif snapshot is None:
             self.tracing.consider_high(sample.traced, sample.t)
+
+    def _holders_at(self, label: str) -> None:
+        """Holders at a mark inside the workload; the largest measurement is the peak
+        view (for a pool, the results its result objects hold until they are fetched).
+        A mark that comes while another thread measures is skipped."""
+        if not self._holders_lock.acquire(blocking=False):
+            return
+        try:
+            holders = measure_holders(None)
+            total = sum(h["bytes"] for h in holders)
+            if self.holders_peak is None or total > self.holders_peak["bytes"]:
+                self.holders_peak = {"label": label, "bytes": total, "holders": holders}
+        finally:
+            self._holders_lock.release()
 
     def execute(self, url) -> None:
         engine = database.open_engine(url, pool_size=self.spec.workers,

@@ -40,9 +40,15 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
             table.add_row(name, fmt_bytes(peak), fmt_bytes(end), DESCRIPTIONS[name])
         console.print(table)
     _print_processes(record, console)
-    holders = [h for h in record.get("kept_alive") or [] if h.get("bytes")]
-    if holders:
-        kept = Table(title="kept alive by (at the workload's end)", title_justify="left")
+    peak = record.get("kept_alive_peak") or {}
+    for title, holders in ((f"kept alive by (at the workload's peak: {peak.get('label')})",
+                            peak.get("holders") or []),
+                           ("kept alive by (at the workload's end)",
+                            record.get("kept_alive") or [])):
+        holders = [h for h in holders if h.get("bytes")]
+        if not holders:
+            continue
+        kept = Table(title=title, title_justify="left")
         kept.add_column("holder")
         kept.add_column("objects", justify="right")
         kept.add_column("bytes", justify="right")

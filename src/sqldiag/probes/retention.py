@@ -1,7 +1,8 @@
 """Kept-alive-by: the holders that keep the workload's memory from being freed.
 
-At the workload-end phase, with the results still held, each known holder's retained
-size is measured by walking gc referents (no attribute access: pympler's asizeof calls
+At the workload-end phase, with the results still held (and, in the same run, at each
+phase mark during the workload, keeping the largest: the peak view), each known
+holder's retained size is measured by walking gc referents (no attribute access: pympler's asizeof calls
 hasattr, which runs SQLAlchemy's memoized properties, and it walks into the whole mapper
 registry). The walk counts data, not machinery: it stops at classes, modules, functions,
 code, frames, weak references, and SQLAlchemy or driver objects other than per-row ones
@@ -9,27 +10,35 @@ code, frames, weak references, and SQLAlchemy or driver objects other than per-r
 reachable from two holders: they are counted once, for the first holder in this order:
 
   1. the workload's return value, held by its caller (the user's result lists)
-  2. driver buffers: PyMySQL's buffered results still referenced by connections
-  3. Session identity maps (their dicts, keys and InstanceStates)
-  4. SQLAlchemy's compiled-statement caches of live engines
+  2. pool results not yet fetched: values held by multiprocessing(.dummy) pool result
+     objects (ApplyResult, MapResult, imap iterators) and concurrent.futures Futures
+  3. driver buffers: PyMySQL's buffered results still referenced by connections
+  4. Session identity maps (their dicts, keys and InstanceStates)
+  5. SQLAlchemy's compiled-statement caches of live engines
 
 Weak references are not followed, as the garbage collector does not follow them. A
-back-reference chain (objgraph) from each holder to a module global shows who keeps it.
+back-reference chain (objgraph) from each holder to a root a user recognises, a module
+global or a thread's frame (not sqldiag's own), shows who keeps it.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import types
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass
+from multiprocessing.pool import ApplyResult, IMapIterator
 
 import objgraph
 
-RESULT, DRIVER, IDENTITY, CACHE = ("result held by its caller", "driver buffers",
-                                   "Session identity maps", "compiled-SQL caches")
-HOLDER_ORDER = (RESULT, DRIVER, IDENTITY, CACHE)
+RESULT, POOL, DRIVER, IDENTITY, CACHE = (
+    "result held by its caller", "pool results not yet fetched", "driver buffers",
+    "Session identity maps", "compiled-SQL caches")
+HOLDER_ORDER = (RESULT, POOL, DRIVER, IDENTITY, CACHE)
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass
@@ -45,30 +54,70 @@ def find_holders(result: object) -> list[Holder]:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-    driver, identity, caches = [], [], []
+    pools, driver, identity, caches = [], [], [], []
     for obj in gc.get_objects():
         kind = type(obj)
-        if kind.__name__ == "MySQLResult" and kind.__module__.startswith("pymysql"):
+        if isinstance(obj, (ApplyResult, IMapIterator)) or (
+                isinstance(obj, Future) and obj.done() and not obj.cancelled()):
+            pools.append(obj)
+        elif kind.__name__ == "MySQLResult" and kind.__module__.startswith("pymysql"):
             driver.append(obj)
         elif isinstance(obj, Session):
             identity.append(obj.identity_map)
         elif isinstance(obj, Engine) and getattr(obj, "_compiled_cache", None) is not None:
             caches.append(obj._compiled_cache)
-    return [Holder(RESULT, [result] if result is not None else []), Holder(DRIVER, driver),
-            Holder(IDENTITY, identity), Holder(CACHE, caches)]
+    return [Holder(RESULT, [result] if result is not None else []), Holder(POOL, pools),
+            Holder(DRIVER, driver), Holder(IDENTITY, identity), Holder(CACHE, caches)]
+
+
+def _pool_values(container: object) -> object:
+    """What a pool result object holds for its caller: the value, not the pool machinery
+    (its pool, events and callbacks) that it also refers to."""
+    if isinstance(container, Future):
+        return container._result  # type: ignore[attr-defined]
+    if isinstance(container, IMapIterator):
+        return container._items  # type: ignore[attr-defined] # results not yet iterated
+    return getattr(container, "_value", None)
+
+
+def _running_locals() -> dict[int, str]:
+    """id of each object held by a local variable of a running function (any thread, not
+    sqldiag's own frames) -> where, e.g. "local self of get() in multiprocessing/pool.py:768".
+
+    Locals of running frames are invisible to gc.get_referrers (the thread owns them), so
+    they are read from the frames themselves."""
+    where: dict[int, str] = {}
+    for top in sys._current_frames().values():
+        frame: types.FrameType | None = top
+        while frame is not None:
+            code = frame.f_code
+            if not code.co_filename.startswith(_OWN_DIR):
+                place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
+                for name, value in list(frame.f_locals.items()):
+                    where.setdefault(id(value), f"local {name} of {code.co_name}() in "
+                                                f"{place}:{frame.f_lineno}")
+            frame = frame.f_back
+    return where
 
 
 def _chain(obj: object) -> list[str]:
-    """Type names from a module global down to `obj`, or [] when none within reach."""
+    """From a root a user recognises (a running function's local variable, or a module
+    global) down to `obj`; [] when none is within reach."""
+    held_by_locals = _running_locals()
+
+    def is_root(candidate: object) -> bool:
+        return id(candidate) in held_by_locals or objgraph.is_proper_module(candidate)
+
     try:
-        chain = objgraph.find_backref_chain(obj, objgraph.is_proper_module, max_depth=8)
+        chain = objgraph.find_backref_chain(obj, is_root, max_depth=8,
+                                            extra_ignore=(id(held_by_locals),))
     except Exception:  # noqa: BLE001 - a diagnostic aid; never fail the run over it
         return []
-    if len(chain) < 2 or not objgraph.is_proper_module(chain[0]):
+    if not chain or not is_root(chain[0]):
         return []
-    names = [f"module {chain[0].__name__}"]
-    names += [type(link).__qualname__ for link in chain[1:]]
-    return names
+    root = chain[0]
+    name = held_by_locals.get(id(root)) or f"module {root.__name__}"  # type: ignore[attr-defined]
+    return [name] + [type(link).__qualname__ for link in chain]
 
 
 _STOP_TYPES = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
@@ -110,13 +159,22 @@ def retained_sizes(roots: list[list]) -> list[int]:
     return sizes
 
 
+def _largest(objects: list) -> object:
+    """The holder object with the most direct referents (a MapResult with values, not an
+    empty Future): the one whose chain explains the bytes."""
+    return max(objects, key=lambda o: len(gc.get_referents(_pool_values(o)))
+               if isinstance(o, (ApplyResult, IMapIterator, Future)) else 0)
+
+
 def measure_holders(result: object) -> list[dict]:
     """Retained bytes per holder (shared bytes counted for the first holder only)."""
     holders = find_holders(result)
-    sizes = retained_sizes([h.objects for h in holders])
+    roots = [[_pool_values(c) for c in h.objects] if h.name == POOL else h.objects
+             for h in holders]
+    sizes = retained_sizes(roots)
     out = []
     for holder, size in zip(holders, sizes):
         out.append({"holder": holder.name, "objects": holder.count(), "bytes": int(size),
-                    "chain": _chain(holder.objects[0]) if holder.objects and
+                    "chain": _chain(_largest(holder.objects)) if holder.objects and
                     holder.name != RESULT else []})
     return out
