@@ -22,6 +22,44 @@ def run(ctx):
     return kept
 '''
 
+# pympler's asizeof follows every attribute, into SQLAlchemy's mappers, tables and event
+# registries (and fails there, on a listener that refuses weak references). Sizing the
+# held data means stopping at that machinery: every SQLAlchemy class but the per-row
+# ones. Scenario files paste this in.
+ASIZEOF_DATA = '''
+import inspect
+import sys
+
+from pympler import asizeof
+
+
+def data_asizeof(obj, keep=()):
+    """asizeof of obj, not counting SQLAlchemy's shared machinery."""
+    from sqlalchemy.orm.state import InstanceState
+
+    kept = {InstanceState, *keep}
+    machinery = set()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("sqlalchemy") and module is not None:
+            machinery.update(value for value in vars(module).values()
+                             if inspect.isclass(value) and value not in kept
+                             and value.__module__.startswith("sqlalchemy"))
+    sizer = asizeof.Asizer()
+    sizer.exclude_types(*machinery)
+    return sizer.asizeof(obj)
+'''
+
+ORM_KEPT = ASIZEOF_DATA + '''
+
+def run(ctx):
+    """ORM .all() with the Session closed: the objects are kept by the returned list."""
+    session = ctx.Session()
+    users = session.query(ctx.User).all()
+    session.close()
+    ctx.mark(f"asizeof {data_asizeof(users)}")
+    return users
+'''
+
 CORE_ALL = '''"""Core select().all(), kept."""
 from sqlalchemy import select
 
@@ -43,6 +81,12 @@ def _run(cli, url, tmp_path, source, name, rows=4000):
     return result.json(), load_record(result.json()["run_dir"])
 
 
+def _asizeof_mark(record: dict) -> int:
+    """The independent measure a scenario put in a phase name: "asizeof N"."""
+    return int(next(re.match(r"asizeof (\d+)", p["name"]).group(1)
+                    for p in record["phases"] if p["name"].startswith("asizeof ")))
+
+
 def _traced(categories: dict) -> dict:
     return {k: v for k, v in categories.items() if k != "allocator_free"}
 
@@ -54,9 +98,20 @@ def test_raw_dbapi_rows_are_driver_rows_kept_by_the_list(cli, any_url, tmp_path)
     held = {h["holder"]: h["bytes"] for h in record["kept_alive"]}
     assert held["result held by its caller"] >= 0.85 * peak["driver_rows"]
     # independent measure: pympler's asizeof of the same list, taken by the scenario
-    measured = int(next(re.match(r"asizeof (\d+)", p["name"]).group(1)
-                        for p in record["phases"] if p["name"].startswith("asizeof ")))
+    measured = _asizeof_mark(record)
     assert abs(peak["driver_rows"] / measured - 1) <= 0.10, (peak["driver_rows"], measured)
+
+
+def test_orm_objects_kept_by_the_list_agree_with_asizeof(cli, any_url, tmp_path):
+    _, record = _run(cli, any_url, tmp_path, ORM_KEPT, "orm_kept")
+    end = record["breakdowns"]["workload_end"]["categories"]  # the list is still held
+    held = sum(end[c] for c in ("orm_objects", "driver_rows", "identity_map",
+                                "sqlalchemy_rows", "result_lists"))
+    assert end["orm_objects"] + end["driver_rows"] >= 0.85 * held, end
+    kept = {h["holder"]: h["bytes"] for h in record["kept_alive"]}
+    assert kept["result held by its caller"] >= 0.85 * held
+    measured = _asizeof_mark(record)
+    assert abs(held / measured - 1) <= 0.10, (held, measured)
 
 
 def test_core_rows_are_sqlalchemy_and_driver_rows(cli, sqlite_url, tmp_path):
@@ -67,12 +122,12 @@ def test_core_rows_are_sqlalchemy_and_driver_rows(cli, sqlite_url, tmp_path):
     assert peak["sqlalchemy_rows"] > 0 and peak["orm_objects"] == 0
 
 
-SESSION_OPEN = '''"""Loads every user, drops them, keeps the Session open (modify=1: change them first)."""
-
+SESSION_OPEN = ASIZEOF_DATA + '''
 OPEN_SESSIONS = []  # a long-lived worker's Session, kept by the module
 
 
 def run(ctx):
+    """Loads every user, drops them, keeps the Session open (modify=1: change them first)."""
     session = ctx.Session()
     OPEN_SESSIONS.append(session)
     users = session.query(ctx.User).all()
@@ -80,6 +135,7 @@ def run(ctx):
         for user in users:
             user.age = (user.age or 0) + 1
     del users
+    ctx.mark(f"asizeof {data_asizeof(session.identity_map, keep=(type(session.identity_map),))}")
 '''
 
 
@@ -92,15 +148,18 @@ def _identity_map_bytes(cli, url, tmp_path, *options):
     from sqldiag.record import load_record
 
     record = load_record(result.json()["run_dir"])
-    return {h["holder"]: h["bytes"] for h in record["kept_alive"]}["Session identity maps"]
+    held = {h["holder"]: h["bytes"] for h in record["kept_alive"]}["Session identity maps"]
+    return held, _asizeof_mark(record)
 
 
 def test_open_session_keeps_its_identity_map_table_and_dirty_objects(cli, sqlite_url,
                                                                      tmp_path):
     """Objects the user dropped leave the identity map, but its hash table keeps its size
     until close(); objects that were modified stay alive in it until flush or rollback."""
-    clean = _identity_map_bytes(cli, sqlite_url, tmp_path)
-    dirty = _identity_map_bytes(cli, sqlite_url, tmp_path, "--option", "modify=1")
+    clean, _ = _identity_map_bytes(cli, sqlite_url, tmp_path)
+    dirty, measured = _identity_map_bytes(cli, sqlite_url, tmp_path, "--option", "modify=1")
+    # the kept-alive walk against pympler's asizeof of the same identity map
+    assert abs(dirty / measured - 1) <= 0.10, (dirty, measured)
     assert clean >= 4000 * 8  # an emptied dict still holds a table sized for 4,000 keys
     assert clean < 4000 * 200  # but not the objects
     assert dirty > 4000 * 300  # the modified objects themselves, kept by the Session

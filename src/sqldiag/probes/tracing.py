@@ -37,9 +37,14 @@ class TracingProbe:
     while `watching` (the workload runs)."""
 
     def __init__(self, depth: int, peak_step: float = 1.25, min_bytes: int = 256 << 10,
-                 end_label: str = "after gc.collect()") -> None:
+                 end_label: str = "after gc.collect()", held_label: str = "workload end",
+                 held_max_bytes: int = 32 << 20) -> None:
         self.depth = depth
         self.end_label = end_label  # the after-the-work snapshot, kept besides the peak
+        # the workload's end with its results still held: kept besides the peak too while
+        # it is small enough that a second raw snapshot costs little (tests, calibration)
+        self.held_label = held_label
+        self.held_max_bytes = held_max_bytes
         self.peak_step = peak_step
         self.min_bytes = min_bytes
         self.moments: list[TracedMoment] = []
@@ -80,11 +85,13 @@ class TracingProbe:
             rss = psutil.Process().memory_info().rss
             if label == HIGH:  # only the largest high is worth keeping
                 self.moments = [m for m in self.moments if m.label != HIGH]
-            if label != self.end_label and not label.startswith("after run "):
+            kept_besides = (label == self.end_label or label.startswith("after run ")
+                            or (label == self.held_label and traced <= self.held_max_bytes))
+            if not kept_besides:
                 # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
                 for other in self.moments:
                     if (other.label != self.end_label and not other.label.startswith("after run ")
-                            and other.raw is not None):
+                            and other.label != self.held_label and other.raw is not None):
                         if other.traced >= traced:
                             self.moments.append(TracedMoment(label, t, traced, rss, overhead))
                             return
