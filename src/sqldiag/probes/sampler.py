@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,16 @@ class Sample:
     traced: int | None  # tracemalloc's current traced bytes, when tracing
     overhead: int  # tracemalloc's own memory (part of RSS while tracing)
     children_rss: int = 0  # RSS of child processes (multiprocessing workers), summed
+
+
+def _leave_signals_to_the_main_thread() -> None:
+    """A process-directed signal goes to any thread that does not block it, and Python
+    runs its handler only when the main thread next runs: a SIGTERM taken by this
+    thread while the main thread waits on a lock (a Pool worker waiting for a task)
+    would never be handled. Our threads block the signals a workload reacts to."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT,
+                                                  signal.SIGUSR1})
 
 
 class RssSampler:
@@ -92,11 +103,13 @@ class RssSampler:
         return total
 
     def _children_loop(self) -> None:
+        _leave_signals_to_the_main_thread()
         while not self._stop.is_set():
             self._children_total = self._children_rss()
             self._stop.wait(max(self.period * 5, 0.25))
 
     def _loop(self) -> None:
+        _leave_signals_to_the_main_thread()
         while not self._stop.is_set():
             started = time.monotonic()
             sample = self.sample()
