@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 SPOOL_PREFIX = "child-"
+# A pool task can be over in a tenth of a second, and a child has no phase marks: its
+# traced peak is caught only by the sampler, so it samples more often than a scenario.
+CHILD_SAMPLE_PERIOD = 0.02
 
 _config: dict[str, Any] | None = None  # {"spool": folder, "depth": frames}
 _original_start = mp_process.BaseProcess.start
@@ -102,7 +105,8 @@ class ChildMeasure:
         self.spool = Path(config["spool"])
         self.measured = MeasuredPass(PassSpec(
             kind="traced", scenario_name=process.name, scenario_path="", table="", rows=0,
-            workers=1, trace_depth=int(config["depth"]), follow_children=False))
+            workers=1, trace_depth=int(config["depth"]), follow_children=False,
+            sample_period=CHILD_SAMPLE_PERIOD))
         self._done = threading.Lock()
         self._handles_sigterm = False
 
