@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
+from sqldiag.cache import cache_dir
 from sqldiag.errors import SqldiagError
 from sqldiag.redact import safe_url, scrub
 
@@ -33,9 +33,7 @@ _DRIVER_PACKAGES = {
 
 def default_sqlite_path() -> Path:
     """The embedded default database: a file in the per-user cache folder."""
-    folder = Path(platformdirs.user_cache_dir("sqldiag"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "sqldiag.sqlite3"
+    return cache_dir() / "sqldiag.sqlite3"
 
 
 def resolve_url(cli_url: str | None) -> URL:

@@ -6,12 +6,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sqldiag.attribution.categories import TRACED
+from sqldiag.attribution.categories import OTHER_PYTHON, TRACED
 from sqldiag.attribution.functions import function_at
 from sqldiag.attribution.paths import short_path
-from sqldiag.attribution.rules import LIST_BLOCK_BYTES, classify
+from sqldiag.attribution.rules import LIST_BLOCK_BYTES, classify, is_import
 
 SITES_PER_CATEGORY = 8
+IMPORT_SITE = "(module import)"
 TRACEBACK_FRAMES_KEPT = 12
 
 # Allocations with a frame in these files are the measuring's own (the sampler's threads
@@ -37,6 +38,7 @@ class Site:
     size: int = 0
     count: int = 0
     traceback: list[str] = field(default_factory=list)  # most recent frame first
+    frames: tuple = ()  # the heaviest path's raw frames, formatted into traceback at the end
 
     def to_dict(self) -> dict:
         return {"category": self.category, "file": self.file, "function": self.function,
@@ -85,14 +87,24 @@ def breakdown_traces(traces: list) -> Breakdown:
         categories[category] += size
         counts[category] += count
         filename, lineno = frames[max(depth, 0)] if frames else ("<unknown>", 0)
-        key = (category, short_path(filename), function_at(filename, lineno))
+        # Naming the function means parsing its file. An import's module code (every
+        # module imported while tracing) is named by what it is; other_python, which
+        # reaches into every library, is grouped by file and named after its heaviest
+        # path once the sites shown are chosen.
+        if is_import(frames):
+            function = IMPORT_SITE
+        elif category == OTHER_PYTHON:
+            function = ""
+        else:
+            function = function_at(filename, lineno)
+        key = (category, short_path(filename), function)
         site = sites.get(key)
         if site is None:
             site = sites[key] = Site(category, key[1], key[2], lineno)
         if size > heaviest_path.get(key, -1):
             heaviest_path[key] = size
             site.line = lineno
-            site.traceback = [_format_frame(f, n) for f, n in frames[:TRACEBACK_FRAMES_KEPT]]
+            site.frames = frames
         site.size += size
         site.count += count
     top: list[Site] = []
@@ -100,6 +112,10 @@ def breakdown_traces(traces: list) -> Breakdown:
         ranked = sorted((s for s in sites.values() if s.category == category),
                         key=lambda s: s.size, reverse=True)
         top.extend(ranked[:SITES_PER_CATEGORY])
+    for site in top:  # only the sites shown get their traceback formatted
+        site.traceback = [_format_frame(f, n) for f, n in site.frames[:TRACEBACK_FRAMES_KEPT]]
+        if not site.function and site.frames:
+            site.function = function_at(site.frames[0][0], site.frames[0][1])
     return Breakdown(total=sum(categories.values()), categories=categories, counts=counts,
                      sites=top)
 

@@ -139,6 +139,11 @@ def _frame_category(filename: str, lineno: int, large: bool) -> tuple[str, int] 
 IMPORT_FRAME = "<frozen importlib._bootstrap"
 
 
+def is_import(frames: Sequence[tuple[str, int]]) -> bool:
+    """True when the allocation was made while a module was being imported."""
+    return any(filename.startswith(IMPORT_FRAME) for filename, _ in frames)
+
+
 def classify(frames: Sequence[tuple[str, int]], block: int = 0) -> tuple[str, int]:
     """Category of an allocation and the index of the frame that decided it.
 
@@ -147,7 +152,7 @@ def classify(frames: Sequence[tuple[str, int]], block: int = 0) -> tuple[str, in
     innermost frame (index 0). The index is -1 when no frame matched and the category
     is other_python.
     """
-    if any(filename.startswith(IMPORT_FRAME) for filename, _ in frames):
+    if is_import(frames):
         return OTHER_PYTHON, 0
     large = block >= LIST_BLOCK_BYTES
     for depth, (filename, lineno) in enumerate(frames):

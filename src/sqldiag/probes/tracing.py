@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psutil
 
 from sqldiag.attribution.breakdown import Breakdown, breakdown_traces
+from sqldiag.attribution.functions import save_cache
 
 HIGH = "traced high"
 
@@ -73,6 +74,7 @@ class TracingProbe:
             traces += len(moment.raw)  # type: ignore[arg-type]
             moment.breakdown = breakdown_traces(moment.raw)  # type: ignore[arg-type]
             moment.raw = None
+        save_cache()
         self.analysis = {"seconds": round(time.perf_counter() - started, 3), "traces": traces,
                          "rss_before": rss_before, "rss_after": process.memory_info().rss}
 
