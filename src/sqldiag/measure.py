@@ -196,7 +196,7 @@ class MeasuredPass:
         self.mallinfo[READY] = allocator.mallinfo() or {}
         self.pymalloc[READY] = pymalloc_stats()
         if self.tracing is not None:
-            self.tracing.start()
+            self.tracing.start(clock=self.sampler.now)
             # The sampler thread catches traced highs; it waits for the GIL up to a switch
             # interval at each of its calls, and a short peak (a pool task's load) fell
             # between its samples. Handing the GIL over sooner costs the workload little:

@@ -8,9 +8,12 @@ tracing stops, and only the largest "traced high" is kept at any time.
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -19,6 +22,16 @@ from sqldiag.attribution.breakdown import Breakdown, breakdown_traces
 from sqldiag.attribution.functions import save_cache
 
 HIGH = "traced high"
+
+
+def _drop_inherited_callbacks() -> None:
+    """A forked child inherits the parent's probes: they must not snapshot in it."""
+    gc.callbacks[:] = [callback for callback in gc.callbacks
+                       if not isinstance(getattr(callback, "__self__", None), TracingProbe)]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_callbacks)
 
 
 @dataclass
@@ -54,13 +67,25 @@ class TracingProbe:
         self.analysis: dict | None = None  # cost of reducing the raw snapshots
         self._lock = threading.Lock()
         self._largest_snapshot = 0
+        self._clock: Callable[[], float] = time.monotonic
 
-    def start(self) -> None:
+    def start(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         tracemalloc.start(self.depth)
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """Garbage collections come with allocation (every 700 new container objects in
+        the youngest generation), in the allocating thread: a check here sees a short
+        peak that the sampler thread, waiting for the GIL, can miss."""
+        if phase == "start" and self.watching:
+            self.consider_high(tracemalloc.get_traced_memory()[0], self._clock())
 
     def stop(self) -> None:
         """Stop tracing and reduce the raw snapshots to breakdowns; the cost of the
         reduction (time, traces read, RSS before and after) is kept in `analysis`."""
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if tracemalloc.is_tracing():
             self.traced_peak = max(self.traced_peak, tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
