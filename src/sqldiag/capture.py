@@ -3,6 +3,8 @@
 The block runs once, under tracemalloc; RSS figures are taken net of tracemalloc's own
 memory. On exit a run record and HTML report are written to `reports_dir`; `run.record`
 and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
+Children started by multiprocessing inside the block measure themselves (see follow.py)
+and appear in the record's processes unless `follow_children=False`.
 """
 
 from __future__ import annotations

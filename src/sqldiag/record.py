@@ -20,6 +20,13 @@ A record is a JSON object (optionally gzip-compressed) with these top-level keys
     categories        {"peak"|"end": {category: bytes}} including allocator_free
     types             {"peak"|"end": {"sampled_every", "types": [{"type","count","size"}]}}
     allocator         {"glibc", "malloc_trim", "mallinfo": {phase: {...}}}
+    processes         {"children_peak_rss": {pid: bytes}, "children": [{"pid", "ppid",
+                       "name", "start_method", "failure", "wall_time_s", "start_rss",
+                       "peak_rss", "end_rss", "peak_uss", "traced_peak", "categories":
+                       {"peak"|"end": {category: bytes}}, "sites", "timeline"}]} for
+                       multiprocessing children that measured themselves
+    kept_alive        [{"holder", "objects", "bytes", "chain"}] at the workload's end
+    kept_alive_peak   {"label", "holders": [...]} at the mark where holders held most
     summary           key figures in bytes: start_rss, peak_rss, end_rss, trim_rss, ...
     verdict           [plain-language findings, most important first]
     wall_time_s       seconds the workload ran

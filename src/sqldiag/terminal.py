@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sqldiag.attribution.categories import ALL, DESCRIPTIONS
@@ -41,7 +42,8 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
         console.print(table)
     _print_processes(record, console)
     peak = record.get("kept_alive_peak") or {}
-    for title, holders in ((f"kept alive by (at the workload's peak: {peak.get('label')})",
+    peak_title = f"kept alive by (at the workload's peak: {escape(str(peak.get('label')))})"
+    for title, holders in ((peak_title,
                             peak.get("holders") or []),
                            ("kept alive by (at the workload's end)",
                             record.get("kept_alive") or [])):
@@ -53,7 +55,8 @@ def print_summary(record: dict, console: Console, report_path: str | None = None
         kept.add_column("objects", justify="right")
         kept.add_column("bytes", justify="right")
         for holder in holders:
-            kept.add_row(holder["holder"], str(holder["objects"]), fmt_bytes(holder["bytes"]))
+            kept.add_row(escape(str(holder["holder"])), str(holder["objects"]),
+                         fmt_bytes(holder["bytes"]))
         console.print(kept)
     console.print("[bold]verdict[/bold]", markup=True)
     for line in record.get("verdict", []):
@@ -81,7 +84,8 @@ def _print_processes(record: dict, console: Console) -> None:
     for row in rows:
         cats = row["categories"]
         largest = sorted(((b, c) for c, b in cats.items() if b), reverse=True)[:2]
-        table.add_row(row["process"], str(row["pid"] or ""), row["start_method"],
+        table.add_row(escape(str(row["process"])), str(row["pid"] or ""),
+                      escape(str(row["start_method"])),
                       fmt_bytes(row["peak_rss"]), fmt_bytes(row["peak_uss"]),
                       fmt_bytes(sum(cats.values())),
                       ", ".join(f"{c} {fmt_bytes(b)}" for b, c in largest))
