@@ -129,16 +129,14 @@ class MeasuredPass:
     def _holders_at(self, label: str) -> None:
         """Holders at a mark inside the workload; the largest measurement is the peak
         view (for a pool, the results its result objects hold until they are fetched).
-        A mark that comes while another thread measures is skipped."""
-        if not self._holders_lock.acquire(blocking=False):
-            return
-        try:
+        A mark that comes while another thread measures waits its turn: the worker
+        that marks cannot hand its result over meanwhile, so the last worker's mark
+        still sees every other result held."""
+        with self._holders_lock:
             holders = measure_holders(None)
             total = sum(h["bytes"] for h in holders)
             if self.holders_peak is None or total > self.holders_peak["bytes"]:
                 self.holders_peak = {"label": label, "bytes": total, "holders": holders}
-        finally:
-            self._holders_lock.release()
 
     def execute(self, url) -> None:
         engine = database.open_engine(url, pool_size=self.spec.workers,
