@@ -113,7 +113,9 @@ class ChildMeasure:
     def begin(self) -> None:
         if tracemalloc.is_tracing():
             tracemalloc.stop()  # a forked child starts with its parent's traces: drop them
-        self.measured.begin()
+        # no full collection: in a forked child it would write to every object header
+        # inherited from the parent and turn those shared pages into the child's own (USS)
+        self.measured.begin(collect=False)
         self.measured.in_workload = True
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):

@@ -186,9 +186,11 @@ class MeasuredPass:
         if self.tracing is not None:
             self.tracing.watching = False
 
-    def begin(self) -> None:
-        """Start the probes and mark "ready" and "workload start"."""
-        gc.collect()
+    def begin(self, collect: bool = True) -> None:
+        """Start the probes and mark "ready" and "workload start" (after a full
+        collection unless `collect` is False)."""
+        if collect:
+            gc.collect()
         self.sampler.start()
         self.mark(READY, snapshot=False)
         self.mallinfo[READY] = allocator.mallinfo() or {}
