@@ -60,12 +60,16 @@ def run(ctx):
     return users
 '''
 
-CORE_ALL = '''"""Core select().all(), kept."""
+CORE_ALL = ASIZEOF_DATA + '''
 from sqlalchemy import select
+from sqlalchemy.engine import Row
+
 
 def run(ctx):
+    """Core select().all(), kept."""
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(ctx.table)).all()
+    ctx.mark(f"asizeof {data_asizeof(rows, keep=(Row,))}")
     return rows
 '''
 
@@ -115,11 +119,15 @@ def test_orm_objects_kept_by_the_list_agree_with_asizeof(cli, any_url, tmp_path)
 
 
 def test_core_rows_are_sqlalchemy_and_driver_rows(cli, sqlite_url, tmp_path):
-    out, _ = _run(cli, sqlite_url, tmp_path, CORE_ALL, "core_kept")
+    out, record = _run(cli, sqlite_url, tmp_path, CORE_ALL, "core_kept")
     peak = _traced(out["categories"]["peak"])
     rows_share = (peak["sqlalchemy_rows"] + peak["driver_rows"] + peak["result_lists"])
     assert rows_share >= 0.85 * sum(peak.values()), peak
     assert peak["sqlalchemy_rows"] > 0 and peak["orm_objects"] == 0
+    end = record["breakdowns"]["workload_end"]["categories"]  # the Rows are still held
+    held = end["sqlalchemy_rows"] + end["driver_rows"] + end["result_lists"]
+    measured = _asizeof_mark(record)
+    assert abs(held / measured - 1) <= 0.10, (held, measured)
 
 
 SESSION_OPEN = ASIZEOF_DATA + '''
