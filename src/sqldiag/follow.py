@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import tracemalloc
 from multiprocessing import process as mp_process
@@ -82,8 +83,11 @@ def _start(self) -> None:
 def _bootstrap(self, *args, **kwargs):
     if _config is None:
         return _original_bootstrap(self, *args, **kwargs)
-    child = ChildMeasure(self, _config)
-    child.begin()
+    try:
+        child = ChildMeasure(self, _config)
+        child.begin()
+    except Exception:  # noqa: BLE001 - measuring must never stop the user's child
+        return _original_bootstrap(self, *args, **kwargs)
     failure = None
     try:
         code = _original_bootstrap(self, *args, **kwargs)
@@ -91,7 +95,11 @@ def _bootstrap(self, *args, **kwargs):
             failure = f"exited with code {code}"
         return code
     finally:
-        child.end(failure)
+        try:
+            child.end(failure)
+        except Exception as exc:  # noqa: BLE001 - nor change how it ends
+            sys.stderr.write(f"sqldiag: child {os.getpid()} not recorded: "
+                             f"{type(exc).__name__}: {exc}\n")
 
 
 class ChildMeasure:
