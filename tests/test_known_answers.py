@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 RAW_DBAPI = '''"""Raw DB-API: cursor.fetchall() kept in a list, no SQLAlchemy result objects."""
 from pympler import asizeof
 
@@ -106,8 +108,9 @@ def test_raw_dbapi_rows_are_driver_rows_kept_by_the_list(cli, any_url, tmp_path)
     assert abs(peak["driver_rows"] / measured - 1) <= 0.10, (peak["driver_rows"], measured)
 
 
-def test_orm_objects_kept_by_the_list_agree_with_asizeof(cli, any_url, tmp_path):
-    _, record = _run(cli, any_url, tmp_path, ORM_KEPT, "orm_kept")
+@pytest.mark.parametrize("database", ["sqlite_url", "mysql_url"])  # a C and a Python driver
+def test_orm_objects_kept_by_the_list_agree_with_asizeof(cli, request, database, tmp_path):
+    _, record = _run(cli, request.getfixturevalue(database), tmp_path, ORM_KEPT, "orm_kept")
     end = record["breakdowns"]["workload_end"]["categories"]  # the list is still held
     held = sum(end[c] for c in ("orm_objects", "driver_rows", "identity_map",
                                 "sqlalchemy_rows", "result_lists"))

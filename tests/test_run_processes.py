@@ -74,10 +74,13 @@ def _names_are_inert(record: dict) -> None:
 
 
 def test_children_are_not_followed_when_asked(tmp_path):
-    db = str(tmp_path / "items.sqlite3")
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--no-follow",
-                          str(PROGRAM), "executor-spawn", db], capture_output=True, text=True,
-                         check=False, cwd=tmp_path, timeout=300)
-    assert run.returncode == 3, run.stderr
+    script = tmp_path / "one_child.py"
+    script.write_text("import multiprocessing\n\n\ndef work():\n    pass\n\n\n"
+                      "if __name__ == '__main__':\n"
+                      "    child = multiprocessing.get_context('spawn').Process(target=work)\n"
+                      "    child.start()\n    child.join()\n    print(child.exitcode)\n")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--no-follow", str(script)],
+                         capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and run.stdout == "0\n", run.stderr
     record = load_record(next((tmp_path / "reports").iterdir()))
     assert record["processes"]["children"] == []

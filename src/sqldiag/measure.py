@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -91,7 +90,6 @@ class MeasuredPass:
         self._holders_lock = threading.Lock()
         self.children: list[dict] = []  # results the followed child processes wrote
         self._spool: Path | None = None
-        self._switch_interval: float | None = None
         self.trim_done = False
         self.wall_time = 0.0
         self.failure: str | None = None
@@ -197,12 +195,6 @@ class MeasuredPass:
         self.pymalloc[READY] = pymalloc_stats()
         if self.tracing is not None:
             self.tracing.start(clock=self.sampler.now)
-            # The sampler thread catches traced highs; it waits for the GIL up to a switch
-            # interval at each of its calls, and a short peak (a pool task's load) fell
-            # between its samples. Handing the GIL over sooner costs the workload little:
-            # only the sampler asks for it.
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(min(self._switch_interval, 0.001))
         if self.spec.follow_children:
             self._spool = Path(tempfile.mkdtemp(prefix="sqldiag-children-"))
             follow.enable(self._spool, self.spec.trace_depth or 8)
@@ -247,9 +239,6 @@ class MeasuredPass:
             self._spool = None
         if self.tracing is not None:
             self.tracing.stop()
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
         self.sampler.stop()
 
     def _iterations(self) -> list[dict]:

@@ -67,6 +67,7 @@ class TracingProbe:
         self.analysis: dict | None = None  # cost of reducing the raw snapshots
         self._lock = threading.Lock()
         self._largest_snapshot = 0
+        self._next_high_at = 0.0  # perf_counter time before which no high is taken
         self._clock: Callable[[], float] = time.monotonic
 
     def start(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -128,11 +129,18 @@ class TracingProbe:
             self._largest_snapshot = max(self._largest_snapshot, traced)
 
     def consider_high(self, traced: int | None, t: float) -> None:
-        """Called with each sample: snapshot when traced memory reaches a new high."""
+        """Called with each sample and collection: snapshot when traced memory reaches a
+        new high. A snapshot costs time in proportion to the traces (seconds for
+        millions); the next one waits at least twice as long as the last one took, so
+        snapshots take at most a third of the run (short peaks cost milliseconds)."""
         if not self.watching or traced is None or traced < self.min_bytes:
             return
-        if traced >= self._largest_snapshot * self.peak_step and not self._lock.locked():
+        if (traced >= self._largest_snapshot * self.peak_step and not self._lock.locked()
+                and time.perf_counter() >= self._next_high_at):
+            started = time.perf_counter()
             self.snapshot(HIGH, t)
+            finished = time.perf_counter()
+            self._next_high_at = finished + 2 * (finished - started)
 
     def raw_snapshots(self) -> list[list]:
         """The raw trace lists held until tracing stops (for the census to skip)."""
