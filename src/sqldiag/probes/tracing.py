@@ -22,8 +22,6 @@ from sqldiag.attribution.breakdown import Breakdown, breakdown_traces
 from sqldiag.attribution.functions import save_cache
 
 HIGH = "traced high"
-HIGH_SPACING = 10  # wait this many times a high's snapshot cost before the next one
-CHEAP_SNAPSHOT_S = 0.05  # ...unless it was cheaper than this (a child's short peak)
 
 
 def _drop_inherited_callbacks() -> None:
@@ -133,10 +131,8 @@ class TracingProbe:
     def consider_high(self, traced: int | None, t: float) -> None:
         """Called with each sample and collection: snapshot when traced memory reaches a
         new high. A snapshot costs time in proportion to the traces (seconds for
-        millions); after one over 50 ms the next waits ten times as long as it took, so
-        those take at most a tenth of the run (a short peak's cost milliseconds:
-        --trace full at 100,000 x 10 took 460-500 s with a factor of two, 283 s before
-        the gc callback)."""
+        millions); the next one waits at least twice as long as the last one took, so
+        snapshots take at most a third of the run (short peaks cost milliseconds)."""
         if not self.watching or traced is None or traced < self.min_bytes:
             return
         if (traced >= self._largest_snapshot * self.peak_step and not self._lock.locked()
@@ -144,9 +140,7 @@ class TracingProbe:
             started = time.perf_counter()
             self.snapshot(HIGH, t)
             finished = time.perf_counter()
-            cost = finished - started
-            if cost > CHEAP_SNAPSHOT_S:
-                self._next_high_at = finished + HIGH_SPACING * cost
+            self._next_high_at = finished + 2 * (finished - started)
 
     def raw_snapshots(self) -> list[list]:
         """The raw trace lists held until tracing stops (for the census to skip)."""
