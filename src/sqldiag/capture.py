@@ -57,16 +57,10 @@ class Capture(contextlib.ContextDecorator):
     def __exit__(self, exc_type, exc, tb) -> bool:
         measured = self._pass
         assert measured is not None
-        measured.in_workload = False
         failure = None
         if exc_type is not None:
             failure = f"the captured code raised {exc_type.__name__}: {exc}"
-        try:
-            measured.finish([], trim=False)
-        finally:
-            measured.close()
-        measured.failure = failure
-        result = measured.result()
+        result = measured.end_in_process(failure)
         result["rows"] = None
         self.record = assemble_record(
             created=self._created,

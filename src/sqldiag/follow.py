@@ -143,14 +143,7 @@ class ChildMeasure:
             # Pool.terminate() may signal a worker that is already ending on its own
             # (it sent it the stop sentinel too): let that finish writing first.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        measured = self.measured
-        measured.in_workload = False
-        try:
-            measured.finish([], trim=False)
-        finally:
-            measured.close()
-        measured.failure = failure
-        result = measured.result()
+        result = self.measured.end_in_process(failure)
         result.update({
             "pid": os.getpid(), "ppid": os.getppid(), "name": str(self.process.name)[:200],
             "start_method": _start_method(self.process),

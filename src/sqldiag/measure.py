@@ -230,6 +230,17 @@ class MeasuredPass:
             self.mallinfo[AFTER_TRIM] = allocator.mallinfo() or {}
             self.pymalloc[AFTER_TRIM] = pymalloc_stats()
 
+    def end_in_process(self, failure: str | None) -> dict[str, Any]:
+        """End a pass whose workload ran in this process's own code (a capture, a
+        followed child): mark the end phases, stop the probes, return the result."""
+        self.in_workload = False
+        try:
+            self.finish([], trim=False)
+        finally:
+            self.close()
+        self.failure = failure
+        return self.result()
+
     def close(self) -> None:
         """Stop the probes; traced snapshots are reduced here, followed children read."""
         if self._spool is not None:
