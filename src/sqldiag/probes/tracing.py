@@ -46,11 +46,12 @@ class TracedMoment:
 
 
 class TracingProbe:
-    """Runs tracemalloc with `depth` frames; snapshots at phases, and from the sampler
-    thread whenever traced memory passes `peak_step` times the largest snapshot so far
-    while `watching` (the workload runs)."""
+    """Runs tracemalloc with `depth` frames; snapshots at phases, and (from the sampler
+    thread or a garbage collection) whenever traced memory passes a step above the
+    largest snapshot so far while `watching` (the workload runs)."""
 
-    def __init__(self, depth: int, peak_step: float = 1.25, min_bytes: int = 256 << 10,
+    def __init__(self, depth: int, peak_step: float = 1.25, fine_step: float = 1.05,
+                 free_seconds: float = 1.0, min_bytes: int = 256 << 10,
                  end_label: str = "after gc.collect()", held_label: str = "workload end",
                  held_max_bytes: int = 32 << 20) -> None:
         self.depth = depth
@@ -60,6 +61,11 @@ class TracingProbe:
         self.held_label = held_label
         self.held_max_bytes = held_max_bytes
         self.peak_step = peak_step
+        # until snapshots of highs have cost `free_seconds` of CPU in all, take them at
+        # every `fine_step` and without waiting: a small run's peak is then caught
+        # within 5% whatever the machine's load; a large run spends that much more
+        self.fine_step = fine_step
+        self._free_left = free_seconds
         self.min_bytes = min_bytes
         self.moments: list[TracedMoment] = []
         self.traced_peak = 0  # tracemalloc's own peak of traced bytes
@@ -104,43 +110,81 @@ class TracingProbe:
         self.analysis = {"seconds": round(time.perf_counter() - started, 3), "traces": traces,
                          "rss_before": rss_before, "rss_after": process.memory_info().rss}
 
-    def snapshot(self, label: str, t: float) -> None:
+    def snapshot(self, label: str, t: float, new_high: bool = False) -> bool:
+        """Snapshot now; with `new_high`, only if traced memory is above every snapshot
+        so far (a high seen by one thread may be gone, or already taken by another, once
+        this one has the lock). Returns whether a snapshot was kept. (tracemalloc does
+        not trace the raw snapshots it returns.)"""
         if not tracemalloc.is_tracing():
-            return
+            return False
         with self._lock:
             traced = tracemalloc.get_traced_memory()[0]
-            overhead = tracemalloc.get_tracemalloc_memory()
-            rss = psutil.Process().memory_info().rss
-            if label == HIGH:  # only the largest high is worth keeping
-                self.moments = [m for m in self.moments if m.label != HIGH]
+            if new_high and traced <= self._largest_snapshot:
+                return False
             kept_besides = (label == self.end_label or label.startswith("after run ")
                             or (label == self.held_label and traced <= self.held_max_bytes))
-            if not kept_besides:
-                # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
-                for other in self.moments:
-                    if (other.label != self.end_label and not other.label.startswith("after run ")
-                            and other.label != self.held_label and other.raw is not None):
-                        if other.traced >= traced:
-                            self.moments.append(TracedMoment(label, t, traced, rss, overhead))
-                            return
-                        other.raw = None
+            # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
+            rivals = [] if kept_besides else [
+                m for m in self.moments if m.raw is not None and self._is_peak_candidate(m)]
+            if any(m.traced >= traced for m in rivals):
+                self._append(TracedMoment(label, t, traced, *self._costs()))
+                return True
+            small = traced <= self.held_max_bytes
+            if not small:  # drop the rivals first: two large raw snapshots may not fit
+                self._drop(rivals)
             raw = tracemalloc.take_snapshot().traces._traces
-            self.moments.append(TracedMoment(label, t, traced, rss, overhead, raw=raw))
+            if small:
+                # The workload runs on whenever this thread gives up the GIL, as it may
+                # between reading the total and the snapshot: what counts is what the
+                # snapshot holds (summing it costs ~1% of taking it).
+                traced = sum(trace[1] for trace in raw)
+                if new_high and traced <= self._largest_snapshot:
+                    return False  # the rivals, still held, stay the peak
+                self._drop(rivals)
+            self._append(TracedMoment(label, t, traced, *self._costs(), raw=raw))
             self._largest_snapshot = max(self._largest_snapshot, traced)
+            return True
+
+    def _is_peak_candidate(self, moment: TracedMoment) -> bool:
+        return (moment.label not in (self.end_label, self.held_label)
+                and not moment.label.startswith("after run "))
+
+    def _drop(self, rivals: list[TracedMoment]) -> None:
+        for moment in rivals:
+            moment.raw = None
+        self.moments = [m for m in self.moments if m.label != HIGH or m.raw is not None]
+
+    def _append(self, moment: TracedMoment) -> None:
+        if moment.label == HIGH:  # only the largest high is worth keeping
+            self.moments = [m for m in self.moments if m.label != HIGH]
+        self.moments.append(moment)
+
+    @staticmethod
+    def _costs() -> tuple[int, int]:
+        """RSS and tracemalloc's own memory now (reading RSS gives up the GIL)."""
+        return psutil.Process().memory_info().rss, tracemalloc.get_tracemalloc_memory()
 
     def consider_high(self, traced: int | None, t: float) -> None:
         """Called with each sample and collection: snapshot when traced memory reaches a
         new high. A snapshot costs time in proportion to the traces (seconds for
-        millions); the next one waits at least twice as long as the last one took, so
-        snapshots take at most a third of the run (short peaks cost milliseconds)."""
+        millions). Within the free allowance highs are taken at every `fine_step`; after
+        it at every `peak_step`, and the next one waits at least twice as long as the
+        last one took, so snapshots take at most a third of the rest of the run. Costs
+        are CPU time: a loaded machine makes a snapshot longer on the clock, and that
+        must not make the probe skip highs."""
         if not self.watching or traced is None or traced < self.min_bytes:
             return
-        if (traced >= self._largest_snapshot * self.peak_step and not self._lock.locked()
+        step = self.fine_step if self._free_left > 0 else self.peak_step
+        if (traced >= self._largest_snapshot * step and not self._lock.locked()
                 and time.perf_counter() >= self._next_high_at):
-            started = time.perf_counter()
-            self.snapshot(HIGH, t)
-            finished = time.perf_counter()
-            self._next_high_at = finished + 2 * (finished - started)
+            cpu = time.thread_time()
+            if not self.snapshot(HIGH, t, new_high=True):
+                return
+            cost = time.thread_time() - cpu
+            if self._free_left > 0:
+                self._free_left -= cost
+            else:
+                self._next_high_at = time.perf_counter() + 2 * cost
 
     def raw_snapshots(self) -> list[list]:
         """The raw trace lists held until tracing stops (for the census to skip)."""
