@@ -26,7 +26,7 @@ from sqldiag.probes import allocator
 from sqldiag.probes.census import live_type_counts, type_census
 from sqldiag.probes.pymalloc import pymalloc_stats
 from sqldiag.probes.retention import measure_holders
-from sqldiag.probes.sampler import RssSampler, Sample, WatcherSampler
+from sqldiag.probes.sampler import RssSampler, WatcherSampler
 from sqldiag.probes.tracing import TracingProbe
 from sqldiag.processes import child_entry
 from sqldiag.scenario_api import ScenarioContext
@@ -100,12 +100,9 @@ class MeasuredPass:
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss) if spec.kind == "bare"
-            else RssSampler(spec.sample_period, on_sample=self._on_sample))
+            else RssSampler(spec.sample_period, on_traced=(
+                self.tracing.consider_high if self.tracing is not None else None)))
         self._lock = threading.Lock()
-
-    def _on_sample(self, sample: Sample) -> None:
-        if self.tracing is not None:
-            self.tracing.consider_high(sample.traced, sample.t)
 
     def mark(self, name: str, snapshot: bool | None = None) -> None:
         """Record a phase; snapshot=None lets the tracing probe decide (new highs only)."""

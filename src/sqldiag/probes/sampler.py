@@ -39,8 +39,12 @@ def _leave_signals_to_the_main_thread() -> None:
 class RssSampler:
     """Samples RSS (and USS where cheap enough) every `period` seconds.
 
-    `on_sample` is called from the sampler thread with each sample; the tracing probe uses
-    it to take a snapshot when traced memory reaches a new high.
+    `on_traced(traced_bytes, t)` is called from the sampler thread with each sample and,
+    between samples, every `traced_period` seconds while tracemalloc runs: the tracing
+    probe uses it to snapshot new highs. Allocating non-container objects (strings,
+    bytes) never triggers a garbage collection, so a peak built of them is seen only
+    here; reading the traced total costs ~1 us, where a sample reads /proc and gives
+    up the GIL twice, which beside a busy workload costs a switch interval each.
 
     Child processes are found by scanning /proc, one file read per process on the machine;
     each read gives up the GIL and, beside a busy workload, waits up to a switch interval
@@ -49,10 +53,12 @@ class RssSampler:
     """
 
     def __init__(self, period: float = 0.05, with_uss: bool = True,
-                 on_sample: Callable[[Sample], None] | None = None) -> None:
+                 on_traced: Callable[[int, float], None] | None = None,
+                 traced_period: float = 0.005) -> None:
         self.period = period
         self.with_uss = with_uss
-        self.on_sample = on_sample
+        self.on_traced = on_traced
+        self.traced_period = traced_period
         self.samples: list[Sample] = []
         self.child_peaks: dict[int, int] = {}  # pid -> peak RSS seen
         self.ignored_pids: set[int] = set()  # our own helpers (the watcher)
@@ -110,16 +116,25 @@ class RssSampler:
 
     def _loop(self) -> None:
         _leave_signals_to_the_main_thread()
+        next_sample = time.monotonic()
         while not self._stop.is_set():
             started = time.monotonic()
-            sample = self.sample()
-            if self.on_sample is not None:
-                self.on_sample(sample)
-            # USS reads /proc/pid/smaps; on a large heap that alone can take tens of ms.
-            elapsed = time.monotonic() - started
-            if elapsed > self.period and self.with_uss:
-                self.with_uss = False
-            self._stop.wait(max(self.period - elapsed, 0.001))
+            if started < next_sample:
+                if self.on_traced is not None and tracemalloc.is_tracing():
+                    self.on_traced(tracemalloc.get_traced_memory()[0], self.now())
+            else:
+                sample = self.sample()
+                if self.on_traced is not None and sample.traced is not None:
+                    self.on_traced(sample.traced, sample.t)
+                # USS reads /proc/pid/smaps; on a large heap that alone takes tens of ms.
+                elapsed = time.monotonic() - started
+                if elapsed > self.period and self.with_uss:
+                    self.with_uss = False
+                next_sample = started + max(self.period, elapsed + 0.001)
+            wait = next_sample - time.monotonic()
+            if self.on_traced is not None and tracemalloc.is_tracing():
+                wait = min(wait, self.traced_period)
+            self._stop.wait(max(wait, 0.001))
 
     def start(self) -> RssSampler:
         self._thread.start()
