@@ -7,14 +7,11 @@ from typing import Any
 
 from sqldiag import __version__, environment
 from sqldiag.analysis import analyse
+from sqldiag.database import driver_distribution
 from sqldiag.leak import leak_verdict
 from sqldiag.model import fit_model
 from sqldiag.probes import allocator
 from sqldiag.record import FORMAT, SCHEMA_VERSION
-
-DRIVER_PACKAGES = {"pymysql": "PyMySQL", "psycopg": "psycopg", "psycopg2": "psycopg2",
-                   "mysqldb": "mysqlclient", "asyncpg": "asyncpg", "aiomysql": "aiomysql",
-                   "asyncmy": "asyncmy", "pg8000": "pg8000"}
 
 
 def assemble_record(*, created: datetime, scenario: dict, database: dict, command: str,
@@ -42,7 +39,7 @@ def assemble_record(*, created: datetime, scenario: dict, database: dict, comman
         "command": command,
         "scenario": scenario,
         "database": database,
-        "environment": environment.describe(DRIVER_PACKAGES.get(database.get("driver") or "")),
+        "environment": environment.describe(driver_distribution(database.get("driver") or "")),
         "measurement": {
             "method": method,
             "trace_depth": traced["trace_depth"] if traced else 0,

@@ -17,18 +17,25 @@ from sqldiag.redact import safe_url, scrub
 URL_ENV = "SQLDIAG_URL"
 CONNECT_TIMEOUT_S = 10
 
-# The DB-API package to install for each SQLAlchemy driver name.
-_DRIVER_PACKAGES = {
-    "pymysql": "pymysql",
-    "mysqldb": "mysqlclient",
-    "mysqlconnector": "mysql-connector-python",
-    "asyncmy": "asyncmy",
-    "aiomysql": "aiomysql",
-    "psycopg": "psycopg[binary]",
-    "psycopg2": "psycopg2-binary",
-    "asyncpg": "asyncpg",
-    "pg8000": "pg8000",
+# For each SQLAlchemy driver name: the distribution a record names with its version,
+# and what to pip install when it is missing.
+DRIVER_DISTRIBUTIONS = {
+    "pymysql": ("PyMySQL", "pymysql"),
+    "mysqldb": ("mysqlclient", "mysqlclient"),
+    "mysqlconnector": ("mysql-connector-python", "mysql-connector-python"),
+    "asyncmy": ("asyncmy", "asyncmy"),
+    "aiomysql": ("aiomysql", "aiomysql"),
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "asyncpg": ("asyncpg", "asyncpg"),
+    "pg8000": ("pg8000", "pg8000"),
 }
+
+
+def driver_distribution(driver: str) -> str | None:
+    """The installed distribution behind a SQLAlchemy driver name, if we know it."""
+    entry = DRIVER_DISTRIBUTIONS.get(driver)
+    return entry[0] if entry else None
 
 
 def default_sqlite_path() -> Path:
@@ -79,7 +86,7 @@ def open_engine(url: URL, pool_size: int = 5,
     except NoSuchModuleError:
         raise SqldiagError(f"SQLAlchemy has no dialect {url.drivername!r}") from None
     except ModuleNotFoundError as exc:
-        package = _DRIVER_PACKAGES.get(url.get_driver_name(), exc.name)
+        package = DRIVER_DISTRIBUTIONS.get(url.get_driver_name(), (None, exc.name))[1]
         raise SqldiagError(f"the driver for {url.drivername} is not installed: "
                            f"pip install {package}") from None
     return engine
