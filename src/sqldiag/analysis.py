@@ -23,6 +23,7 @@ from sqldiag.attribution.categories import (
     SQLALCHEMY_ROWS,
     STATEMENT_CACHE,
     TRACED,
+    summed,
 )
 from sqldiag.model import predict
 from sqldiag.units import fmt_bytes
@@ -300,12 +301,10 @@ def verdict(record: dict, summary: dict, categories: dict[str, dict[str, int]]) 
 def _children_line(children: list[dict]) -> str:
     """What the followed child processes held, in one sentence."""
     methods: dict[str, int] = {}
-    held: dict[str, int] = {}
     for child in children:
         method = str(child.get("start_method") or "?")
         methods[method] = methods.get(method, 0) + 1
-        for name, size in ((child.get("categories") or {}).get("peak") or {}).items():
-            held[name] = held.get(name, 0) + int(size or 0)
+    held = summed([(child.get("categories") or {}).get("peak") or {} for child in children])
     how = ", ".join(f"{method} x{count}" for method, count in sorted(methods.items()))
     peaks = [int(c.get("peak_rss") or 0) for c in children]
     top = ", ".join(f"{c} {fmt_bytes(b)}" for c, b in _top(held, 3))

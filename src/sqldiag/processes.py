@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqldiag.analysis import net_rss
-from sqldiag.attribution.categories import TRACED
+from sqldiag.attribution.categories import TRACED, summed
 
 MAX_POINTS = 240  # a child's timeline is thinned to this many samples in the record
 TOP_SITES = 8
@@ -83,7 +83,7 @@ def process_table(record: dict[str, Any]) -> list[dict[str, Any]]:
                      "peak_rss": child.get("peak_rss"), "peak_uss": child.get("peak_uss"),
                      "end_rss": child.get("end_rss"), "failure": child.get("failure"),
                      "categories": dict((child.get("categories") or {}).get("peak") or {})})
-    total_cats = {c: sum(int(r["categories"].get(c, 0) or 0) for r in rows) for c in TRACED}
+    total_cats = summed([r["categories"] for r in rows])
     rows.append({"process": "all (sum of peaks)", "pid": None,
                  "start_method": "", "failure": None,
                  "peak_rss": sum(int(r["peak_rss"] or 0) for r in rows),

@@ -24,3 +24,8 @@ DESCRIPTIONS = {
     OTHER_PYTHON: "traced Python memory that fits no other category",
     ALLOCATOR_FREE: "RSS the allocator holds that no live object uses",
 }
+
+
+def summed(breakdowns: list[dict]) -> dict[str, int]:
+    """Bytes per traced category added over several breakdowns (e.g. processes' peaks)."""
+    return {name: sum(int(b.get(name) or 0) for b in breakdowns) for name in TRACED}
