@@ -119,8 +119,9 @@ class RssSampler:
         next_sample = time.monotonic()
         while not self._stop.is_set():
             started = time.monotonic()
+            watch_traced = self.on_traced is not None and tracemalloc.is_tracing()
             if started < next_sample:
-                if self.on_traced is not None and tracemalloc.is_tracing():
+                if watch_traced:
                     self.on_traced(tracemalloc.get_traced_memory()[0], self.now())
             else:
                 sample = self.sample()
@@ -132,7 +133,7 @@ class RssSampler:
                     self.with_uss = False
                 next_sample = started + max(self.period, elapsed + 0.001)
             wait = next_sample - time.monotonic()
-            if self.on_traced is not None and tracemalloc.is_tracing():
+            if watch_traced:
                 wait = min(wait, self.traced_period)
             self._stop.wait(max(wait, 0.001))
 

@@ -121,11 +121,10 @@ class TracingProbe:
             traced = tracemalloc.get_traced_memory()[0]
             if new_high and traced <= self._largest_snapshot:
                 return False
-            kept_besides = (label == self.end_label or label.startswith("after run ")
-                            or (label == self.held_label and traced <= self.held_max_bytes))
             # a raw snapshot costs ~100 bytes a trace: keep one peak candidate only
-            rivals = [] if kept_besides else [
-                m for m in self.moments if m.raw is not None and self._is_peak_candidate(m)]
+            rivals = [] if self._kept_besides(label, traced) else [
+                m for m in self.moments
+                if m.raw is not None and not self._kept_besides(m.label, m.traced)]
             if any(m.traced >= traced for m in rivals):
                 self._append(TracedMoment(label, t, traced, *self._costs()))
                 return True
@@ -145,9 +144,10 @@ class TracingProbe:
             self._largest_snapshot = max(self._largest_snapshot, traced)
             return True
 
-    def _is_peak_candidate(self, moment: TracedMoment) -> bool:
-        return (moment.label not in (self.end_label, self.held_label)
-                and not moment.label.startswith("after run "))
+    def _kept_besides(self, label: str, traced: int) -> bool:
+        """Snapshots kept beside the peak candidate rather than competing with it."""
+        return (label == self.end_label or label.startswith("after run ")
+                or (label == self.held_label and traced <= self.held_max_bytes))
 
     def _drop(self, rivals: list[TracedMoment]) -> None:
         for moment in rivals:
