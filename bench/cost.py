@@ -25,9 +25,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from sqldiag.database import resolve_url
-from sqldiag.schema import build_schema
-from sqldiag.seeding import ensure_seeded
+from sqldiag.record.store import load_record
+from sqldiag.workload.database import resolve_url
+from sqldiag.workload.schema import build_schema
+from sqldiag.workload.seeding import ensure_seeded
 
 HERE = Path(__file__).resolve().parent
 MB = 1 << 20
@@ -75,8 +76,8 @@ def main() -> None:
             runs.append(("sqldiag --trace full", ["--trace", "full"]))
         for name, extra in runs:
             wall, peak, out = measure([*sqldiag, *extra, "--reports-dir", reports])
-            run_dir = Path(json.loads(out)["run_dir"])
-            records[name] = json.loads((run_dir / "record.json").read_text())
+            printed = json.loads(out)
+            records[name] = (load_record(printed["run_dir"]), printed["summary"])
             rows.append((name, wall, peak))
         if importlib.util.find_spec("memray"):
             capture = Path(reports) / "post.bin"
@@ -85,12 +86,12 @@ def main() -> None:
             rows.append(("memray --trace-python-allocators", wall, peak))
 
     print(f"leak_repro, {args.rows:,} rows x {args.workers} workers on "
-          f"{url.get_backend_name()} ({records['sqldiag (default)']['database']['server_version']})")
+          f"{url.get_backend_name()} ({records['sqldiag (default)'][0].database.server_version})")
     print(f"{'run':<34} {'wall s':>8} {'x bare':>7} {'peak RSS MB':>12} {'x bare':>7}")
     for name, w, p in rows:
         print(f"{name:<34} {w:8.1f} {w / bare['wall_s']:7.2f} {p / MB:12.0f} "
               f"{p / bare['peak_rss']:7.2f}")
-    default = records["sqldiag (default)"]["summary"]
+    default = records["sqldiag (default)"][1]
     predicted = default.get("predicted_peak_rss")
     if predicted:
         print(f"default run: predicted peak RSS {predicted / MB:.0f} MB from the calibration "
@@ -98,11 +99,11 @@ def main() -> None:
               f"({predicted / default['peak_rss'] - 1:+.1%}); the post's code alone "
               f"{bare['peak_rss'] / MB:.0f} MB ({predicted / bare['peak_rss'] - 1:+.1%})")
     full = records.get("sqldiag --trace full")
-    if full and full["measurement"].get("analysis"):
-        cost = full["measurement"]["analysis"]
-        print(f"analysis step of --trace full: {cost['traces']:,} traces reduced to categories "
-              f"in {cost['seconds']:.1f} s; RSS {cost['rss_before'] / MB:.0f} MB before, "
-              f"{cost['rss_after'] / MB:.0f} MB after")
+    cost = full[0].measurement.analysis if full else None
+    if cost is not None:
+        print(f"analysis step of --trace full: {cost.traces:,} traces reduced to categories "
+              f"in {cost.seconds:.1f} s; RSS {(cost.rss_before or 0) / MB:.0f} MB before, "
+              f"{(cost.rss_after or 0) / MB:.0f} MB after")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from multiprocessing.dummy import Pool
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from sqldiag.schema import build_schema
+from sqldiag.workload.schema import build_schema
 
 
 def main() -> None:

@@ -67,8 +67,8 @@ def any_url(request) -> str:
 def create_foreign_users(url: str, table: str, rows: int, first_name: str | None = None) -> None:
     """A table of the users shape that sqldiag did not create (no sqldiag_tables entry),
     filled with the deterministic rows; `first_name` replaces the first row's name."""
-    from sqldiag.schema import build_schema
-    from sqldiag.seeding import generate_rows
+    from sqldiag.workload.schema import build_schema
+    from sqldiag.workload.seeding import generate_rows
 
     engine = create_engine(url)
     schema = build_schema(table)
@@ -110,3 +110,18 @@ def cli(tmp_path):
                               text=True, env=full_env, timeout=timeout, cwd=cwd or tmp_path)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
     return run
+
+
+def run_view(target: str | Path) -> dict:
+    """A saved run as a user's JSON sees it: the record's measured parts, with the
+    analysis of this version (summary, categories, kept-alive views, verdict) beside them,
+    and the leak verdict inside `repeat`."""
+    from sqldiag.analysis.analyse import analyse
+    from sqldiag.record.store import load_record
+
+    record = load_record(target)
+    analysis = analyse(record)
+    view = record.to_json() | analysis.to_json()
+    if view.get("repeat") is not None and analysis.leak is not None:
+        view["repeat"] = view["repeat"] | analysis.to_json()["leak"]
+    return view

@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 
-from sqldiag.record import load_record
-from sqldiag.scenarios import builtin_scenarios
+from conftest import run_view
+
+from sqldiag.workload.scenarios import builtin_scenarios
 
 TRACED_KEYS = ("driver_rows", "sqlalchemy_rows", "orm_objects", "identity_map",
                "result_lists", "statement_cache", "other_python")
@@ -18,7 +19,7 @@ def _run(cli, url, scenario, *extra, rows=2000, workers=3):
                  str(workers), "--json", "--no-census", "--table", f"cat_{rows}", *extra)
     assert result.code == 0, (scenario, result.stderr)
     out = result.json()
-    return out, load_record(out["run_dir"])
+    return out, run_view(out["run_dir"])
 
 
 def test_every_builtin_scenario_has_a_description():

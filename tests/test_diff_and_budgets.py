@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from sqldiag.budgets import Budget, check_budgets, parse_budget
-from sqldiag.diff import diff_records, growth_failures
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.budgets import Budget, check_budgets, parse_budget
+from sqldiag.analysis.diff import diff_records, growth_failures
 from sqldiag.errors import SqldiagError
-from sqldiag.record import load_record
+from sqldiag.record.store import load_record
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +67,19 @@ def test_growth_is_named_and_fails_ci(two_runs, cli, tmp_path):
 
 def test_sites_match_by_function_not_line(two_runs):
     a = load_record(two_runs[0])
-    b = json.loads(json.dumps(a))
-    for site in b["breakdowns"]["peak"]["sites"]:
-        site["line"] += 7  # the code moved, nothing else changed
+    peak = a.breakdowns["peak"]
+    moved = tuple(replace(site, line=site.line + 7) for site in peak.sites)
+    b = replace(a, breakdowns={**a.breakdowns, "peak": replace(peak, sites=moved)})
+    assert b.breakdowns["peak"].sites != peak.sites  # the code moved, nothing else changed
     assert diff_records(a, b).sites == []
 
 
 def test_budgets_on_a_record(two_runs):
-    record = load_record(two_runs[0])
-    peak = record["summary"]["peak_rss"]
-    assert check_budgets(record, [Budget("peak_rss", peak)]) == []
-    broken = check_budgets(record, [Budget("peak_rss", peak - 1),
-                                    parse_budget("orm_objects=1KB")])
+    analysis = analyse(load_record(two_runs[0]))
+    peak = analysis.summary.peak_rss
+    assert check_budgets(analysis, [Budget("peak_rss", peak)]) == []
+    broken = check_budgets(analysis, [Budget("peak_rss", peak - 1),
+                                      parse_budget("orm_objects=1KB")])
     assert len(broken) == 2 and broken[0].startswith("peak_rss")
     assert "orm_objects" in broken[1]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqldiag.attribution.categories import ALL, OTHER_PYTHON, TRACED
-from sqldiag.record import load_record
+from conftest import run_view
+
+from sqldiag.record.categories import ALL, OTHER_PYTHON, TRACED
 
 
 def _traced_peak(summary_json: dict) -> dict[str, int]:
@@ -33,7 +34,7 @@ def test_leak_repro_attributes_rows_to_orm_and_driver(cli, any_url, tmp_path):
     assert end["driver_rows"] < 0.05 * peak["driver_rows"], end
 
     run_dir = Path(out["run_dir"])
-    record = load_record(run_dir)
+    record = run_view(run_dir)
     assert (run_dir / "report.html").is_file()
     assert record["scenario"]["params"] == {"rows": 2000, "workers": 3, "text_bytes": None,
                                             "table": "e2e_users", "options": {}}
@@ -77,7 +78,7 @@ def run(ctx):
                  "--workers", "1", "--json", "--no-census")
     assert result.code == 0, result.stderr
     out = result.json()
-    record = load_record(out["run_dir"])
+    record = run_view(out["run_dir"])
     assert record["scenario"]["source"] == "file"
     assert record["scenario"]["description"] == "Loads every user through Core and keeps the rows."
     names = [p["name"] for p in record["phases"]]
@@ -94,7 +95,7 @@ def test_default_database_is_sqlite_in_user_cache(cli, tmp_path):
     assert result.code == 0, result.stderr
     assert (cache / "sqldiag" / "sqldiag.sqlite3").is_file()
     assert not list(Path(tmp_path).glob("*.sqlite3"))
-    record = load_record(result.json()["run_dir"])
+    record = run_view(result.json()["run_dir"])
     assert record["database"]["dialect"] == "sqlite"
 
 
@@ -126,12 +127,12 @@ def test_calibrated_model_agrees_with_a_full_trace(cli, sqlite_url):
     full = cli(*common, "--trace", "full")
     assert default.code == 0, default.stderr
     assert full.code == 0, full.stderr
-    record = load_record(default.json()["run_dir"])
+    record = run_view(default.json()["run_dir"])
     how = record["measurement"]
     assert how["method"] == "calibrated"
     assert how["model"]["rows"] == [400, 800, 1200]
     assert how["model"]["linearity"]["peak"] < 0.05
-    assert load_record(full.json()["run_dir"])["measurement"]["method"] == "full-trace"
+    assert run_view(full.json()["run_dir"])["measurement"]["method"] == "full-trace"
     predicted, traced = default.json()["categories"]["peak"], full.json()["categories"]["peak"]
     for category in ("orm_objects", "driver_rows", "identity_map"):
         assert abs(predicted[category] / traced[category] - 1) < 0.10, (category, predicted,

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from sqldiag.record import load_record
+from conftest import run_view
 
 SLOW_SCENARIO = '''"""Marks a phase, then waits to be interrupted."""
 import time
@@ -51,7 +50,7 @@ def test_signal_mid_run_keeps_partial_record(tmp_path, sqlite_url, sig, reason):
     assert f"run incomplete: {reason}" in err
     assert "Traceback" not in err
     run_dir = next((tmp_path / "reports").iterdir())
-    record = load_record(run_dir)
+    record = run_view(run_dir)
     assert record["status"] == {"complete": False, "reason": record["status"]["reason"]}
     assert reason in record["status"]["reason"]
     assert "started" in [p["name"] for p in record["phases"]]
@@ -79,7 +78,7 @@ def run(ctx):
                  "--workers", "1", "--max-rss", "300MB")
     assert result.code == 4, result.stderr
     assert "stopped by the memory guard" in result.stderr
-    record = load_record(next((tmp_path / "reports").iterdir()))
+    record = run_view(next((tmp_path / "reports").iterdir()))
     assert not record["status"]["complete"]
     assert "passed --max-rss 300 MB" in record["status"]["reason"]
     assert max(record["timeline"]["rss"]) < 600 << 20

@@ -82,9 +82,9 @@ def _run(cli, url, tmp_path, source, name, rows=4000):
     result = cli("scenario", str(path), "--url", url, "--rows", str(rows), "--workers", "1",
                  "--table", "known_users", "--json", "--no-census")
     assert result.code == 0, result.stderr
-    from sqldiag.record import load_record
+    from conftest import run_view
 
-    return result.json(), load_record(result.json()["run_dir"])
+    return result.json(), run_view(result.json()["run_dir"])
 
 
 def _asizeof_mark(record: dict) -> int:
@@ -156,9 +156,9 @@ def _identity_map_bytes(cli, url, tmp_path, *options):
     result = cli("scenario", str(path), "--url", url, "--rows", "4000", "--workers", "1",
                  "--table", "known_users", "--json", "--no-census", *options)
     assert result.code == 0, result.stderr
-    from sqldiag.record import load_record
+    from conftest import run_view
 
-    record = load_record(result.json()["run_dir"])
+    record = run_view(result.json()["run_dir"])
     held = {h["holder"]: h["bytes"] for h in record["kept_alive"]}["Session identity maps"]
     return held, _asizeof_mark(record)
 

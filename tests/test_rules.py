@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sqldiag.attribution.categories import (
+from sqldiag.capture.attribution.functions import function_at
+from sqldiag.capture.attribution.rules import LIST_BLOCK_BYTES, RULES, classify
+from sqldiag.record.categories import (
     DRIVER_ROWS,
     IDENTITY_MAP,
     ORM_OBJECTS,
@@ -20,8 +22,6 @@ from sqldiag.attribution.categories import (
     SQLALCHEMY_ROWS,
     STATEMENT_CACHE,
 )
-from sqldiag.attribution.functions import function_at
-from sqldiag.attribution.rules import LIST_BLOCK_BYTES, RULES, classify
 
 # Minimal copies of the shapes that matter, per release (function names, key lines).
 SOURCES = {
@@ -223,3 +223,20 @@ def test_stdlib_pool_results_are_result_lists():
     lines = Path(filename).read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if "self._value = [None] * length" in text)
     assert classify([(filename, line)], 800)[0] == RESULT_LISTS
+
+
+def test_the_measuring_own_allocations_are_recognised_by_their_files():
+    """The probes' and the reducer's own frames are left out of every category: the
+    markers must match where those modules really are."""
+    import tracemalloc as tracemalloc_module
+
+    import pympler.asizeof
+    import sqlalchemy.orm.loading
+
+    from sqldiag.capture.attribution import breakdown
+    from sqldiag.capture.probes import retention, sampler
+
+    for own in (sampler.__file__, retention.__file__, breakdown.__file__,
+                tracemalloc_module.__file__, pympler.asizeof.__file__):
+        assert breakdown._is_measuring(own), own
+    assert not breakdown._is_measuring(sqlalchemy.orm.loading.__file__)

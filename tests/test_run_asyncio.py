@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_view
 from sqlalchemy.engine import make_url
-
-from sqldiag.record import load_record
 
 PROGRAM = Path(__file__).parent / "programs" / "async_load.py"
 ROWS = 2000
@@ -36,7 +35,7 @@ def test_asyncio_program_is_attributed(request, tmp_path, driver):
     assert plain.returncode == 0 and run.returncode == 0, run.stderr
     assert run.stdout == plain.stdout == f"loaded [{ROWS}, {ROWS}, {ROWS}] {plain.stdout.split()[-1]}\n"
 
-    record = load_record(next((tmp_path / "reports").iterdir()))
+    record = run_view(next((tmp_path / "reports").iterdir()))
     peak, end = record["breakdowns"]["peak"], record["breakdowns"]["end"]
     cats = peak["categories"]
     assert cats["orm_objects"] > ROWS * 300, cats  # at least one whole load was alive

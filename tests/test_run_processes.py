@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from sqldiag.record import load_record
+from conftest import run_view
 
 PROGRAM = Path(__file__).parent / "programs" / "processes.py"
 ROWS = 2000  # programs/processes.py loads this many items in every task
@@ -27,7 +26,7 @@ def test_children_are_followed_and_reported(tmp_path, how):
     assert f"(3, {ROWS}, " in run.stdout
 
     run_dir = next((tmp_path / "reports").iterdir())
-    record = load_record(run_dir)
+    record = run_view(run_dir)
     children = record["processes"]["children"]
     method = how.split("-")[1]
     assert len(children) == 2, children
@@ -50,26 +49,37 @@ def test_children_are_followed_and_reported(tmp_path, how):
     for child in children:
         assert f'<td class="num">{child["pid"]}</td>' in html
     assert "processes (each at its own peak)" in run.stderr
-    _names_are_inert(record)
+    _names_are_inert(run_dir)
 
 
-def _names_are_inert(record: dict) -> None:
+def _names_are_inert(run_dir) -> None:
     """A child's name is the program's to choose: markup in it is shown, not obeyed."""
     import io
+    from dataclasses import replace
 
     from rich.console import Console
 
-    from sqldiag.html_report import render
-    from sqldiag.terminal import print_summary
+    from sqldiag.analysis.analyse import analyse
+    from sqldiag.record.parts import Holder, HoldersAt, Retention, RunParams
+    from sqldiag.record.store import load_record
+    from sqldiag.reporters.html import render
+    from sqldiag.reporters.terminal import print_summary
 
     name = "[bold red]<img src=x onerror=alert(1)>"
-    record["processes"]["children"][0]["name"] = name
-    record["kept_alive_peak"] = {"label": name, "holders": [
-        {"holder": name, "objects": 1, "bytes": 1, "chain": []}]}
-    html = render(record)
+    record = load_record(run_dir)
+    children = record.processes.children
+    record = replace(
+        record,
+        processes=replace(record.processes,
+                          children=(replace(children[0], name=name), *children[1:])),
+        scenario=replace(record.scenario, params=RunParams(rows=1, workers=1)),
+        retention=Retention(rows=1, peak=HoldersAt(name, 1, (Holder(name, 1, 1 << 20),))))
+    analysis = analyse(record)
+    assert analysis.kept_alive_peak is not None
+    html = render(record, analysis)
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     out = io.StringIO()
-    print_summary(record, Console(file=out, width=400, color_system=None))
+    print_summary(record, analysis, Console(file=out, width=400, color_system=None))
     assert name in out.getvalue()
 
 
@@ -82,5 +92,5 @@ def test_children_are_not_followed_when_asked(tmp_path):
     run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--no-follow", str(script)],
                          capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
     assert run.returncode == 0 and run.stdout == "0\n", run.stderr
-    record = load_record(next((tmp_path / "reports").iterdir()))
+    record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["processes"]["children"] == []

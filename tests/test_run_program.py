@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqldiag.record import load_record
+from conftest import run_view
 
 PROGRAM = '''
 import sys
@@ -66,7 +66,7 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     assert "loaded=9000 stdin=hello" in run.stdout
     assert f"argv=['{db}', '--flag']" in run.stdout and "name=__main__" in run.stdout
     run_dir = next((tmp_path / "reports").iterdir())
-    record = load_record(run_dir)
+    record = run_view(run_dir)
     assert record["scenario"]["source"] == "run"
     peak = record["categories"]["peak"]
     assert peak["orm_objects"] > 3 * 3000 * 300
@@ -86,7 +86,7 @@ def test_module_runs_with_dash_m(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("job __main__ [")
     assert run.stdout.rstrip().endswith("'x']")
-    assert load_record(next((tmp_path / "reports").iterdir()))["status"]["complete"]
+    assert run_view(next((tmp_path / "reports").iterdir()))["status"]["complete"]
 
 
 def test_missing_script_is_one_line(tmp_path):
@@ -104,6 +104,6 @@ def test_program_that_raises_keeps_record_marked_incomplete(tmp_path):
                          capture_output=True, text=True, check=False, cwd=tmp_path)
     assert run.returncode == 1
     assert "RuntimeError: boom" in run.stderr  # the program's own traceback, as python shows
-    record = load_record(next((tmp_path / "reports").iterdir()))
+    record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["status"]["complete"] is False
     assert "RuntimeError: boom" in record["status"]["reason"]

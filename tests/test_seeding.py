@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from sqldiag.errors import SqldiagError
-from sqldiag.schema import build_schema
-from sqldiag.seeding import ensure_seeded, generate_rows
+from sqldiag.workload.schema import build_schema
+from sqldiag.workload.seeding import ensure_seeded, generate_rows
 
 
 def test_rows_are_deterministic_and_realistic():

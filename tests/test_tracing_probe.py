@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 
-from sqldiag.probes.tracing import HIGH, TracingProbe
+from sqldiag.capture.probes.tracing import HIGH, TracingProbe
 
 
 def test_a_stale_high_never_replaces_a_larger_one():
@@ -48,3 +48,27 @@ def test_highs_are_taken_at_fine_steps_while_free():
         probe.stop()
     peak = probe.peak_moment()
     assert peak is not None and peak.traced >= top / 1.05
+
+
+def test_stop_waits_for_a_snapshot_in_progress_and_none_starts_after():
+    """A high snapshotted by the sampler thread drops its rivals' raw traces; stop()
+    reduced those same raw traces without waiting, and a repeat pass failed half the
+    time with "object of type 'NoneType' has no len()"."""
+    import threading
+
+    probe = TracingProbe(depth=4, min_bytes=0)
+    probe.start()
+    kept = [str(i) * 10 for i in range(20_000)]
+    probe.watching = True
+    assert probe.snapshot(HIGH, 1.0, new_high=True)
+    probe._lock.acquire()  # the sampler thread is inside snapshot()
+    stopping = threading.Thread(target=probe.stop)
+    stopping.start()
+    stopping.join(0.3)
+    assert stopping.is_alive(), "stop() must wait for the snapshot in progress"
+    probe._lock.release()
+    stopping.join(10)
+    assert not stopping.is_alive()
+    assert not probe.snapshot(HIGH, 2.0, new_high=True)  # tracing is over
+    assert all(m.breakdown is not None for m in probe.moments)
+    assert len(kept) == 20_000

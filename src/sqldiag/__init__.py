@@ -1,10 +1,12 @@
 """sqldiag: explain where a Python database workload's memory goes."""
 
-__version__ = "0.1.0"
+from sqldiag._version import __version__
+
+__all__ = ["__version__", "capture"]
 
 
 def capture(name: str = "capture", **kwargs):
-    """`with sqldiag.capture(name=...) as run:` measures the block; see sqldiag.capture."""
-    from sqldiag.capture import Capture
+    """`with sqldiag.capture(name=...) as run:` measures the block; see sqldiag.api."""
+    from sqldiag.api import Capture
 
     return Capture(name=name, **kwargs)

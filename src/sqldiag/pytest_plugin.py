@@ -54,7 +54,7 @@ _HANDLE = pytest.StashKey[_CaptureHandle]()
 
 
 def _budgets(marker: pytest.Mark) -> list:
-    from sqldiag.budgets import Budget, parse_budget
+    from sqldiag.analysis.budgets import Budget, parse_budget
 
     budgets = []
     for name, value in marker.kwargs.items():
@@ -70,8 +70,8 @@ def pytest_runtest_call(item: pytest.Item):
     marker = item.get_closest_marker(MARKER)
     if marker is None:
         return (yield)
-    from sqldiag.budgets import check_budgets
-    from sqldiag.capture import Capture
+    from sqldiag.analysis.budgets import check_budgets
+    from sqldiag.api import Capture
     from sqldiag.errors import SqldiagError
 
     try:
@@ -90,7 +90,9 @@ def pytest_runtest_call(item: pytest.Item):
         finally:
             if handle is not None:
                 handle.active = None
-    broken = check_budgets(capture.record or {}, budgets)
+    if capture.analysis is None:
+        pytest.fail("sqldiag: the test was not measured", pytrace=False)
+    broken = check_budgets(capture.analysis, budgets)
     if broken:
         record = capture.run_dir / "record.json" if capture.run_dir else "?"
         pytest.fail(f"sqldiag budget exceeded: {'; '.join(broken)} (record: {record})",

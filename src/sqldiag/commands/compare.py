@@ -7,18 +7,19 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from sqldiag import database
-from sqldiag.attribution.categories import TRACED
-from sqldiag.commands.scenario import ScenarioCommand, run_options
-from sqldiag.compare import compare_rows, digest_mismatches
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.compare import compare_rows, digest_mismatches
+from sqldiag.capture.runner import ScenarioRunner
+from sqldiag.commands.arguments import add_run_arguments, run_options
 from sqldiag.errors import EXIT_OK, SqldiagError
-from sqldiag.html_report import write_compare_report
-from sqldiag.orchestrator import Orchestrator
-from sqldiag.record import new_run_dir, save_record
-from sqldiag.scenarios import find_scenario
-from sqldiag.units import fmt_bytes
+from sqldiag.record.codec import encode
+from sqldiag.record.store import new_run_dir
+from sqldiag.reporters.html import write_compare_report
+from sqldiag.reporters.run_folder import save_run
+from sqldiag.reporters.terminal import print_compare
+from sqldiag.workload import database
+from sqldiag.workload.scenarios import find_scenario
 
 
 class CompareCommand:
@@ -33,7 +34,7 @@ first one (an order-independent checksum); a mismatch fails the comparison.
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenarios", nargs="+", help="built-in names or .py paths")
-        ScenarioCommand.add_run_arguments(parser)
+        add_run_arguments(parser)
         parser.add_argument("--html", type=Path, metavar="FILE",
                             help="where to write the HTML table (default: compare.html in "
                                  "the reports folder)")
@@ -50,42 +51,24 @@ first one (an order-independent checksum); a mismatch fails the comparison.
             err.print(f"sqldiag compare [{index}/{len(scenarios)}] {scenario.name}",
                       markup=False, highlight=False, style="dim")
             opts = run_options(args, scenario, url)
-            session = Orchestrator(opts, status=lambda m: err.print(
+            runner = ScenarioRunner(opts, status=lambda m: err.print(
                 f"  {m}", markup=False, highlight=False, style="dim"))
-            record = session.run()
-            run_dir = new_run_dir(args.reports_dir, scenario.name)
-            save_record(record, run_dir)
-            if session.failure:
-                raise SqldiagError(f"{scenario.name}: run incomplete: {session.failure} "
+            record = runner.run()
+            run_dir = save_run(record, analyse(record), args.reports_dir, scenario.name)
+            if runner.failure:
+                raise SqldiagError(f"{scenario.name}: run incomplete: {runner.failure} "
                                    f"(partial record in {run_dir})")
             records.append(record)
         rows = compare_rows(records)
         html_path = args.html or new_run_dir(args.reports_dir, "compare") / "compare.html"
         write_compare_report(records, rows, html_path)
         if args.json:
-            print(json.dumps({"rows": rows, "html": str(html_path)}, indent=2))
+            print(json.dumps({"rows": encode(rows), "html": str(html_path)}, indent=2))
         else:
-            _print_table(rows, Console())
+            print_compare(rows, Console())
             print(f"html: {html_path}")
         mismatches = digest_mismatches(rows)
         if mismatches and not args.allow_different_rows:
             raise SqldiagError("the scenarios did not consume the same rows: "
                                + ", ".join(mismatches) + " (--allow-different-rows to accept)")
         return EXIT_OK
-
-
-def _print_table(rows: list[dict], console: Console) -> None:
-    table = Table(title="scenarios side by side (every category: --json or the HTML)",
-                  title_justify="left")
-    for column in ("scenario", "peak RSS", "end RSS", "after trim", "wall s", "rows/s",
-                   "same rows", "largest at peak"):
-        table.add_column(column, justify="left" if column in ("scenario", "largest at peak")
-                         else "right")
-    for row in rows:
-        traced = {c: v for c, v in row["peak"].items() if c in TRACED}
-        largest = max(traced, key=traced.get) if traced else None
-        table.add_row(row["scenario"], fmt_bytes(row["peak_rss"]), fmt_bytes(row["end_rss"]),
-                      fmt_bytes(row["trim_rss"]), f"{row['wall_s']:.1f}",
-                      f"{row['rows_per_s']:,.0f}", row["same_rows"],
-                      f"{largest} {fmt_bytes(traced[largest])}" if largest else "n/a")
-    console.print(table)

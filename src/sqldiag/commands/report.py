@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
+from sqldiag.analysis.analyse import analyse
 from sqldiag.errors import EXIT_OK
-from sqldiag.html_report import REPORT_NAME, write_report
-from sqldiag.record import checked_render, load_record, resolve_record_path
-from sqldiag.terminal import print_summary
+from sqldiag.record.store import load_record, resolve_record_path
+from sqldiag.reporters.html import REPORT_NAME, write_report
+from sqldiag.reporters.json_output import run_json
+from sqldiag.reporters.terminal import print_summary
 
 
 class ReportCommand:
@@ -28,11 +29,11 @@ class ReportCommand:
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         record = load_record(args.run)
+        analysis = analyse(record)
         html_path = args.html or resolve_record_path(args.run).parent / REPORT_NAME
-        checked_render(args.run, lambda: write_report(record, html_path))
+        write_report(record, analysis, html_path)
         if args.json:
-            print(json.dumps({"summary": record["summary"], "categories": record["categories"],
-                              "verdict": record["verdict"]}, indent=2))
+            print(run_json(record, analysis))
         else:
-            checked_render(args.run, lambda: print_summary(record, Console(), str(html_path)))
+            print_summary(record, analysis, Console(), str(html_path))
         return EXIT_OK

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sqldiag.capture import DEFAULT_DEPTH, Capture
+from sqldiag.api import Capture
+from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
 from sqldiag.errors import SqldiagError
-from sqldiag.terminal import print_summary
+from sqldiag.reporters.terminal import print_summary
 
 
 class RunCommand:
@@ -37,8 +38,8 @@ shows every process and the total.
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module as `python -m MODULE` does")
         parser.add_argument("--name", help="name of the run folder (default: the program)")
-        parser.add_argument("--trace-depth", type=int, default=DEFAULT_DEPTH,
-                            help=f"tracemalloc frames per allocation (default {DEFAULT_DEPTH})")
+        parser.add_argument("--trace-depth", type=int, default=DEFAULT_TRACE_DEPTH,
+                            help=f"tracemalloc frames per allocation (default {DEFAULT_TRACE_DEPTH})")
         parser.add_argument("--no-follow", dest="follow", action="store_false",
                             help="do not measure multiprocessing children in themselves "
                                  "(their RSS is still sampled)")
@@ -75,8 +76,9 @@ shows every process and the total.
             if saved_main is not None:
                 sys.modules["__main__"] = saved_main
         sys.stdout.flush()
-        if capture.record is not None:
-            print_summary(capture.record, Console(stderr=True), str(capture.run_dir))
+        if capture.record is not None and capture.analysis is not None:
+            print_summary(capture.record, capture.analysis, Console(stderr=True),
+                          str(capture.run_dir))
         return code
 
 

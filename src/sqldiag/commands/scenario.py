@@ -3,64 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shlex
 import sys
 import time
-from pathlib import Path
 
-import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sqldiag import database
-from sqldiag.budgets import check_budgets, parse_budget
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.budgets import check_budgets, parse_budget
+from sqldiag.capture.runner import ScenarioRunner
+from sqldiag.commands.arguments import add_run_arguments, run_options
 from sqldiag.errors import EXIT_ERROR, EXIT_OK, BudgetExceeded
-from sqldiag.html_report import REPORT_NAME, write_report
-from sqldiag.orchestrator import Orchestrator, RunOptions
-from sqldiag.record import new_run_dir, save_record
-from sqldiag.redact import safe_url
-from sqldiag.scenarios import builtin_scenarios, find_scenario
-from sqldiag.terminal import print_summary
-from sqldiag.units import parse_size
-
-DEFAULT_TRACE_DEPTH = 8
-DEFAULT_MAX_RSS_SHARE = 0.75
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be between 0 (no tracing) and 100")
-    return value
-
-
-def _table(text: str) -> str:
-    if not _TABLE_NAME.match(text):
-        raise argparse.ArgumentTypeError(f"not a plain table name: {text!r}")
-    return text
-
-
-def _option(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+from sqldiag.reporters.json_output import run_json
+from sqldiag.reporters.run_folder import save_run
+from sqldiag.reporters.terminal import print_summary
+from sqldiag.workload import database
+from sqldiag.workload.scenarios import builtin_scenarios, find_scenario
 
 
 class ScenarioCommand:
@@ -79,7 +37,7 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenario", help="built-in scenario name, path to a .py file, "
                                              "or `list`")
-        self.add_run_arguments(parser)
+        add_run_arguments(parser)
         parser.add_argument("--budget", type=str, action="append", default=[],
                             metavar="NAME=SIZE",
                             help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
@@ -87,49 +45,6 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                                  "--budget orm_objects=50MB); repeatable")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON on stdout instead of the table")
-
-    @staticmethod
-    def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-        """The options of a run: database, sizes, tracing, guard (shared with compare)."""
-        parser.add_argument("--url", help="SQLAlchemy database URL (default: $SQLDIAG_URL, "
-                                          "else an embedded SQLite file in the user cache)")
-        parser.add_argument("--rows", type=_positive, default=100_000,
-                            help="rows in the users table (default 100,000)")
-        parser.add_argument("--workers", type=_positive, default=10,
-                            help="concurrent workers (default 10)")
-        parser.add_argument("--text-bytes", type=_positive, default=None,
-                            help="typical length of the address TEXT values (default 40-60 "
-                                 "characters; over 512 bytes CPython uses the C allocator)")
-        parser.add_argument("--table", type=_table, default="users",
-                            help="table name to create and read (default users)")
-        parser.add_argument("--trace", choices=("auto", "full", "scaled", "off"),
-                            default="auto",
-                            help="how memory is attributed to categories. auto (default): "
-                                 "up to 60,000 rows x workers a traced run at full size; above, "
-                                 "tracemalloc runs at three small sizes after the bare run and "
-                                 "a fixed + per-row model predicts the full size. full: a "
-                                 "traced run at full size (slow, memory-hungry). scaled: one "
-                                 "traced run at about 60,000 rows x workers, scaled linearly. "
-                                 "off: RSS only")
-        parser.add_argument("--trace-rows", type=_positive, default=None,
-                            help="rows for the traced pass (overrides --trace auto's choice)")
-        parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
-                            help=f"tracemalloc frames per allocation (default "
-                                 f"{DEFAULT_TRACE_DEPTH})")
-        parser.add_argument("--no-census", action="store_true",
-                            help="skip the object-type census (pympler) at peak and end")
-        parser.add_argument("--option", type=_option, action="append", default=[],
-                            metavar="KEY=VALUE", help="passed to the scenario in ctx.options")
-        parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
-                            help="where run folders are written (default ./reports)")
-        parser.add_argument("--repeat", type=_positive, default=None, metavar="N",
-                            help="leak or peak: run the workload N more times under tracemalloc "
-                                 "and report what keeps growing after gc.collect() (N >= 3)")
-        parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
-                            help="memory guard: stop the workload when its RSS passes SIZE and "
-                                 "keep the record (default: 75%% of this machine's memory)")
-        parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                            help="give up on a database that does not answer (default 10)")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.scenario == "list":
@@ -152,26 +67,23 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
                 err.print(f"sqldiag [{time.perf_counter() - started:5.1f}s] {message}",
                           markup=False, highlight=False, style="dim")
 
-            session = Orchestrator(opts, progress=seeding, status=status)
-            record = session.run()
-        run_dir = new_run_dir(args.reports_dir, scenario.name)
-        save_record(record, run_dir)
-        write_report(record, run_dir / REPORT_NAME)
+            runner = ScenarioRunner(opts, progress=seeding, status=status)
+            record = runner.run()
+        analysis = analyse(record)
+        run_dir = save_run(record, analysis, args.reports_dir, scenario.name)
         if args.json:
-            print(json.dumps({"run_dir": str(run_dir.resolve()), "status": record["status"],
-                              "summary": record["summary"], "categories": record["categories"],
-                              "verdict": record["verdict"]}, indent=2))
+            print(run_json(record, analysis, run_dir))
         else:
-            print_summary(record, Console(), str(run_dir))
-        if session.failure is None:
-            broken = check_budgets(record, budgets)
+            print_summary(record, analysis, Console(), str(run_dir))
+        if runner.failure is None:
+            broken = check_budgets(analysis, budgets)
             if broken:
                 raise BudgetExceeded("budget exceeded: " + "; ".join(broken) +
                                      f" (record: {run_dir / 'record.json'})")
             return EXIT_OK
-        print(f"sqldiag: error: run incomplete: {session.failure} (partial record in "
+        print(f"sqldiag: error: run incomplete: {runner.failure} (partial record in "
               f"{run_dir})", file=sys.stderr)
-        return session.exit_code or EXIT_ERROR
+        return runner.exit_code or EXIT_ERROR
 
     @staticmethod
     def _list() -> int:
@@ -180,42 +92,3 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
             console.print(f"[bold]{scenario.name:<24}[/bold] {scenario.description}",
                           highlight=False)
         return EXIT_OK
-
-
-def run_options(args: argparse.Namespace, scenario, url) -> RunOptions:
-    """RunOptions from the shared run arguments."""
-    return RunOptions(scenario=scenario, url=url, rows=args.rows, workers=args.workers,
-                      text_bytes=args.text_bytes, table=args.table,
-                      trace=args.trace, trace_depth=args.trace_depth,
-                      trace_rows=args.trace_rows, census=not args.no_census,
-                      options=dict(args.option), command=_reproduce(args, scenario, url),
-                      connect_timeout=args.connect_timeout, repeat=args.repeat or 0,
-                      max_rss=parse_size(args.max_rss) if args.max_rss
-                      else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
-
-
-def _reproduce(args: argparse.Namespace, scenario, url) -> str:
-    """The command line that reproduces this run, without the password."""
-    spec = scenario.name if scenario.is_builtin else str(scenario.path)
-    parts = ["python", "-m", "sqldiag", "scenario", spec, "--url", safe_url(url),
-             "--rows", str(args.rows), "--workers", str(args.workers)]
-    if args.text_bytes:
-        parts += ["--text-bytes", str(args.text_bytes)]
-    if args.table != "users":
-        parts += ["--table", args.table]
-    if args.trace != "auto":
-        parts += ["--trace", args.trace]
-    if args.trace_rows:
-        parts += ["--trace-rows", str(args.trace_rows)]
-    if args.trace_depth != DEFAULT_TRACE_DEPTH:
-        parts += ["--trace-depth", str(args.trace_depth)]
-    for key, value in args.option:
-        parts += ["--option", f"{key}={value}"]
-    if args.max_rss:
-        parts += ["--max-rss", args.max_rss]
-    if args.repeat:
-        parts += ["--repeat", str(args.repeat)]
-    for budget in getattr(args, "budget", []):
-        parts += ["--budget", budget]
-    return shlex.join(parts)
-

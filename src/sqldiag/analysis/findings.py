@@ -1,0 +1,432 @@
+"""The verdict as a table of findings: each rule detects one thing in a run, computes
+its figures and words its sentence. Rules are pure functions of the record and the
+figures analysed from it; each is named, and its thresholds are named constants here.
+
+The verdict lists headline findings first (what happened), then the fixes that fit,
+then context on the method (child processes, how the categories were measured); within
+a section, in the order of this file.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqldiag.analysis.leak import LeakVerdict
+from sqldiag.analysis.summary import Summary
+from sqldiag.record.categories import (
+    ALLOCATOR_FREE,
+    DRIVER_ROWS,
+    IDENTITY_MAP,
+    ORM_OBJECTS,
+    OTHER_PYTHON,
+    SQLALCHEMY_ROWS,
+    summed,
+)
+from sqldiag.record.codec import JsonValue
+from sqldiag.record.parts import ChildProcess, Holder, HoldersAt, Method, Record
+from sqldiag.record.phases import END, PEAK, WORKLOAD_END
+from sqldiag.units import fmt_bytes
+
+# -- thresholds -------------------------------------------------------------------------
+# The whole result set is held at once when, at the workload's end (results still held),
+# traced memory is at least this share of the traced peak ...
+HELD_AT_END_SHARE = 0.5
+# ... and rows (driver, Core, ORM) are at least this share of the traced peak ...
+ROW_CATEGORIES_SHARE = 0.5
+# ... and the scenario consumed at least this share of its rows (when it counted them).
+ROWS_CONSUMED_SHARE = 0.9
+# Rows a streaming fix keeps per worker (yield_per, partitions, pages).
+STREAM_BATCH_ROWS = 1000
+# RSS left after the work is free memory, not live objects, when what is still traced is
+# below this share of it.
+TRACED_LEFT_SHARE = 0.5
+# pymalloc is named as the holder of free memory when its arenas grew by this share of
+# what stayed.
+PYMALLOC_GAP_SHARE = 0.3
+# malloc_trim is a fix worth naming when it gave back this share of what stayed, and at
+# least this much.
+TRIM_FIX_SHARE = 0.3
+TRIM_FIX_MIN_BYTES = 16 << 20
+# ORM objects outlive the work when they are this share of what is still traced, and
+# what is traced is at least this much.
+ORM_LEFT_SHARE = 0.3
+ORM_LEFT_MIN_BYTES = 8 << 20
+# A holder is named in the verdict from this size on.
+HOLDER_MIN_BYTES = 1 << 20
+LARGEST_SHOWN = 3
+
+
+class Section(enum.IntEnum):
+    HEADLINE = 0
+    FIX = 1
+    CONTEXT = 2
+
+
+@dataclass(frozen=True)
+class Finding(JsonValue):
+    """One sentence of the verdict, with the rule that wrote it and its figures."""
+
+    rule: str
+    section: Section
+    text: str
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What every rule reads: the record and the figures analysed from it."""
+
+    record: Record
+    summary: Summary
+    categories: dict[str, dict[str, int]]
+    kept_alive: tuple[Holder, ...] = ()
+    kept_alive_peak: HoldersAt | None = None
+    leak: LeakVerdict | None = None
+
+    @property
+    def peak_categories(self) -> dict[str, int]:
+        return self.categories.get(PEAK, {})
+
+    @property
+    def end_categories(self) -> dict[str, int]:
+        return self.categories.get(END, {})
+
+
+Rule = Callable[[Facts], "Finding | None"]
+RULES: list[tuple[str, Section, Rule]] = []
+
+
+def rule(section: Section) -> Callable[[Callable[[Facts], tuple[str, dict] | str | None]],
+                                       Rule]:
+    """Register a rule; it returns its sentence (and optionally figures) or None."""
+
+    def register(func: Callable[[Facts], tuple[str, dict] | str | None]) -> Rule:
+        def run(facts: Facts) -> Finding | None:
+            found = func(facts)
+            if found is None:
+                return None
+            text, figures = found if isinstance(found, tuple) else (found, {})
+            return Finding(func.__name__, section, text,
+                           {k: float(v) for k, v in figures.items() if v is not None})
+
+        RULES.append((func.__name__, section, run))
+        return run
+
+    return register
+
+
+def findings(facts: Facts) -> tuple[Finding, ...]:
+    """Every rule that fires, headline first, then fixes, then context."""
+    found = [f for _, _, run in RULES if (f := run(facts)) is not None]
+    return tuple(sorted(found, key=lambda f: f.section))  # stable: file order within
+
+
+def largest(cats: dict[str, int], n: int = LARGEST_SHOWN) -> list[tuple[str, int]]:
+    """The largest traced categories (allocator_free is not one)."""
+    traced = [(c, b) for c, b in cats.items() if c != ALLOCATOR_FREE and b > 0]
+    return sorted(traced, key=lambda cb: cb[1], reverse=True)[:n]
+
+
+def _named(cats: dict[str, int], n: int = LARGEST_SHOWN) -> str:
+    return ", ".join(f"{c} {fmt_bytes(b)}" for c, b in largest(cats, n))
+
+
+# -- what happened ----------------------------------------------------------------------
+@rule(Section.HEADLINE)
+def incomplete_run(facts: Facts) -> str | None:
+    status = facts.record.status
+    if status.complete:
+        return None
+    return (f"INCOMPLETE RUN: {status.reason}; the figures cover what was measured before "
+            "it stopped.")
+
+
+@dataclass(frozen=True)
+class WholeResult:
+    rows: int
+    workers: int
+    traced: int
+    per_row: float
+
+
+def whole_result_held(facts: Facts) -> WholeResult | None:
+    """Every worker's whole result alive at once: most of the traced peak is rows, and it
+    is still held when the workload ends."""
+    record, summary = facts.record, facts.summary
+    rows, workers = record.rows or 0, record.workers or 0
+    traced = summary.traced_peak_snapshot
+    if not (traced and rows and workers):
+        return None
+    snapshots = record.measurement.snapshots
+    at_end = [s.traced for s in snapshots if s.label == WORKLOAD_END]
+    highest = max((s.traced for s in snapshots), default=0)
+    held = (at_end[0] / highest if at_end and highest else 0) * traced
+    cats = facts.peak_categories
+    rows_heavy = sum(cats.get(c, 0) for c in (ORM_OBJECTS, DRIVER_ROWS, SQLALCHEMY_ROWS))
+    consumed = record.digest.rows if record.digest is not None else None
+    whole = consumed is None or consumed >= ROWS_CONSUMED_SHARE * rows
+    if whole and held >= HELD_AT_END_SHARE * traced and rows_heavy >= ROW_CATEGORIES_SHARE \
+            * traced:
+        return WholeResult(rows, workers, traced, traced / (rows * workers))
+    return None
+
+
+@rule(Section.HEADLINE)
+def peak_is_whole_result(facts: Facts) -> tuple[str, dict] | None:
+    whole, s = whole_result_held(facts), facts.summary
+    if whole is None or s.peak_rss is None or s.growth is None:
+        return None
+    return ((f"Peak RSS {fmt_bytes(s.peak_rss)} ({fmt_bytes(s.growth)} above the start) = the "
+            f"whole result set held {whole.workers} times at once: {whole.workers} workers x "
+            f"{whole.rows:,} rows x ~{whole.per_row:,.0f} bytes per row "
+            f"({fmt_bytes(whole.traced)} of live Python objects). Largest: "
+            f"{_named(facts.peak_categories)}."),
+            {"peak_rss": s.peak_rss, "growth": s.growth, "bytes_per_row": whole.per_row,
+             "traced": whole.traced})
+
+
+@rule(Section.HEADLINE)
+def peak_traced(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    if (s.peak_rss is None or s.growth is None or not s.traced_peak_snapshot
+            or whole_result_held(facts) is not None):
+        return None
+    return ((f"Peak RSS {fmt_bytes(s.peak_rss)} ({fmt_bytes(s.growth)} above the start); live "
+            f"Python objects at peak {fmt_bytes(s.traced_peak_snapshot)}; largest: "
+            f"{_named(facts.peak_categories)}."),
+            {"peak_rss": s.peak_rss, "growth": s.growth, "traced": s.traced_peak_snapshot})
+
+
+@rule(Section.HEADLINE)
+def peak_untraced(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    if s.peak_rss is None or s.growth is None or s.traced_peak_snapshot:
+        return None
+    return ((f"Peak RSS {fmt_bytes(s.peak_rss)} ({fmt_bytes(s.growth)} above the start); not "
+            "traced, so no categories."), {"peak_rss": s.peak_rss, "growth": s.growth})
+
+
+def _holders_text(when: str, holders: tuple[Holder, ...]) -> tuple[str, dict] | None:
+    big = [h for h in holders if h.bytes >= HOLDER_MIN_BYTES]
+    if not big:
+        return None
+    text = f"Kept alive {when} by: " + ", ".join(
+        f"{h.holder} {fmt_bytes(h.bytes)}" for h in big) + "."
+    chained = next((h for h in big if h.chain), None)
+    if chained:
+        text += f" {chained.holder}: " + " -> ".join(chained.chain) + "."
+    return text, {"bytes": sum(h.bytes for h in big)}
+
+
+@rule(Section.HEADLINE)
+def kept_alive_at_peak(facts: Facts) -> tuple[str, dict] | None:
+    peak = facts.kept_alive_peak
+    if peak is None:
+        return None
+    return _holders_text(f"at the workload's peak ({peak.label})", peak.holders)
+
+
+@rule(Section.HEADLINE)
+def kept_alive_at_end(facts: Facts) -> tuple[str, dict] | None:
+    return _holders_text("at the workload's end", facts.kept_alive)
+
+
+@rule(Section.HEADLINE)
+def leak_or_peak(facts: Facts) -> tuple[str, dict] | None:
+    if facts.leak is None or facts.record.repeat is None:
+        return None
+    return (f"{facts.leak.line} (repeat runs at {facts.record.repeat.rows:,} rows)",
+            {"per_run": facts.leak.per_run, "leak": int(facts.leak.leak)})
+
+
+def _left_after_work(s: Summary) -> int | None:
+    if s.start_rss is None or s.end_rss is None:
+        return None
+    return s.end_rss - s.start_rss
+
+
+@rule(Section.HEADLINE)
+def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    left = _left_after_work(s)
+    if left is None or left <= 0 or s.traced_end is None or \
+            s.traced_end >= TRACED_LEFT_SHARE * left:
+        return None
+    free = left - s.traced_end
+    text = (f"RSS left after the work ({fmt_bytes(left)} above the start) is not live "
+            f"objects ({fmt_bytes(s.traced_end)} still traced) but free memory held by "
+            f"the allocator: {fmt_bytes(free)}.")
+    if s.trim_rss is not None and s.start_rss is not None:
+        text += (f" malloc_trim(0) returned {fmt_bytes(s.trim_released)}; "
+                 f"{fmt_bytes(max(s.trim_rss - s.start_rss, 0))} stays above the start.")
+    gap = s.gap_trim or s.gap_end
+    if gap and gap.pymalloc_arenas > PYMALLOC_GAP_SHARE * max(left, 1):
+        text += (f" Who holds it: pymalloc keeps {fmt_bytes(gap.pymalloc_arenas)} "
+                 f"more in arenas than at the start, {fmt_bytes(gap.pymalloc_free)} "
+                 "of it free but pinned (an arena is returned only when every block "
+                 "in it is free, and a few survivors spread over many arenas keep "
+                 f"them); glibc keeps {fmt_bytes(gap.glibc_free)} free in "
+                 f"{gap.glibc_arenas or '?'} malloc arenas; "
+                 f"{fmt_bytes(gap.rest)} is elsewhere.")
+    elif gap:
+        text += (f" Who holds it: glibc keeps {fmt_bytes(gap.glibc_free)} free, "
+                 f"pymalloc {fmt_bytes(gap.pymalloc_arenas)} in arenas, "
+                 f"{fmt_bytes(gap.rest)} elsewhere.")
+    return text, {"left": left, "free": free, "traced_end": s.traced_end}
+
+
+@rule(Section.HEADLINE)
+def objects_alive_after_work(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    left = _left_after_work(s)
+    if left is None or left <= 0 or s.traced_end is None or \
+            s.traced_end < TRACED_LEFT_SHARE * left:
+        return None
+    return ((f"After the work {fmt_bytes(s.traced_end)} of Python objects are still alive "
+            f"({_named(facts.end_categories, 2)}): something holds them (a cache, a Session, "
+            "a global); repeat the workload to tell a leak from a one-time cost."),
+            {"left": left, "traced_end": s.traced_end})
+
+
+@rule(Section.HEADLINE)
+def rss_returned(facts: Facts) -> str | None:
+    left = _left_after_work(facts.summary)
+    if left is None or left > 0:
+        return None
+    return "RSS returned to the start after the work."
+
+
+# -- what to change ---------------------------------------------------------------------
+@rule(Section.FIX)
+def fix_streaming(facts: Facts) -> tuple[str, dict] | None:
+    """Streaming keeps a batch per worker instead of the whole result: the saving is
+    estimated from this run's own bytes per row."""
+    whole = whole_result_held(facts)
+    if whole is None:
+        return None
+    record = facts.record
+    batch = min(STREAM_BATCH_ROWS, whole.rows)
+    saving = max(whole.traced - whole.workers * batch * whole.per_row, 0)
+    command = (f"sqldiag compare {record.scenario.name} fix_yield_per fix_core_partitions "
+               f"fix_keyset_pages --rows {whole.rows} --workers {whole.workers} --url "
+               f"{record.database.url or ''}")
+    if record.params and record.params.text_bytes:
+        command += f" --text-bytes {record.params.text_bytes}"
+    return ((f"Fix: stream instead of materialising whole results. With yield_per({batch}) on "
+            f"a server-side cursor (scenario fix_yield_per), Core partitions() (fix_core_"
+            f"partitions) or keyset pages (fix_keyset_pages) each worker holds about {batch:,} "
+            f"rows, not {whole.rows:,}: about {fmt_bytes(saving)} less live memory at peak, "
+            f"estimated from this run's {whole.per_row:,.0f} bytes per row. Measure it: "
+            f"{command}"), {"saving": saving, "batch_rows": batch})
+
+
+@rule(Section.FIX)
+def fix_leak_scope(facts: Facts) -> str | None:
+    leak = facts.leak
+    if leak is None or not leak.leak or not {IDENTITY_MAP, ORM_OBJECTS} & set(leak.categories):
+        return None
+    return ("Fix: mapped objects pile up across runs: something long-lived (a Session never "
+            "closed, a module-level cache) keeps them; scope Sessions to one unit of work "
+            "and do not keep loaded objects; scenario session_leak shows this growth.")
+
+
+@rule(Section.FIX)
+def fix_malloc_trim(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    left = _left_after_work(s)
+    released = s.trim_released or 0
+    if s.trim_rss is None or left is None or left <= 0:
+        return None
+    if released <= TRIM_FIX_SHARE * left or released <= TRIM_FIX_MIN_BYTES:
+        return None
+    return ((f"Fix: RSS that stays up is glibc's free memory: calling malloc_trim(0) after "
+            f"large batches gave back {fmt_bytes(released)} here; the long_text and "
+            "long_text_arena_max scenarios (with --text-bytes 650) show it and "
+            "MALLOC_ARENA_MAX side by side."), {"released": released})
+
+
+@rule(Section.FIX)
+def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
+    traced_end = facts.summary.traced_end or 0
+    orm = facts.end_categories.get(IDENTITY_MAP, 0) + facts.end_categories.get(ORM_OBJECTS, 0)
+    if orm <= ORM_LEFT_SHARE * max(traced_end, 1) or traced_end <= ORM_LEFT_MIN_BYTES:
+        return None
+    return (("Fix: ORM objects outlive the work, as a Session that is never closed keeps them "
+            "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
+            "expunge_all() between batches; scenario session_leak shows the growth."),
+            {"orm_at_end": orm})
+
+
+# -- context ----------------------------------------------------------------------------
+def children_sentence(children: tuple[ChildProcess, ...]) -> str:
+    """What the followed child processes held, in one sentence."""
+    methods: dict[str, int] = {}
+    for child in children:
+        method = str(child.start_method or "?")
+        methods[method] = methods.get(method, 0) + 1
+    held = summed([child.categories.get(PEAK, {}) for child in children])
+    how = ", ".join(f"{method} x{count}" for method, count in sorted(methods.items()))
+    peaks = [child.peak_rss or 0 for child in children]
+    return (f"{len(children)} child processes were followed ({how}); at their own peaks they "
+            f"held {fmt_bytes(sum(held.values()))} of Python objects ({_named(held)}) and "
+            f"{fmt_bytes(sum(peaks))} RSS summed (largest {fmt_bytes(max(peaks))}); the "
+            "figures above are the main process's, the processes table has each one.")
+
+
+@rule(Section.CONTEXT)
+def followed_children(facts: Facts) -> str | None:
+    children = facts.record.processes.children
+    return children_sentence(children) if children else None
+
+
+@rule(Section.CONTEXT)
+def child_processes_rss(facts: Facts) -> tuple[str, dict] | None:
+    processes = facts.record.processes
+    if processes.children or not processes.children_peak_rss:
+        return None
+    peaks = sorted(processes.children_peak_rss.values(), reverse=True)
+    return ((f"{len(peaks)} child processes peaked at {fmt_bytes(peaks[0])} RSS at most "
+            f"({fmt_bytes(sum(peaks))} summed); the figures above are the parent's."),
+            {"largest": peaks[0], "summed": sum(peaks)})
+
+
+@rule(Section.CONTEXT)
+def model_not_linear(facts: Facts) -> str | None:
+    model = facts.record.measurement.model
+    if not facts.summary.model_rejected or facts.summary.explained_share is None:
+        return None
+    rows_used = model.rows[-1] if model and model.rows else 0
+    return (f"Memory did not grow in proportion to the rows here (streaming or paging): "
+            f"the calibration runs were not linear in rows, or a per-row model would "
+            f"predict more live memory than RSS ever held, so the categories are those "
+            f"measured at {rows_used:,} rows, unscaled.")
+
+
+def measured_basis(record: Record, summary: Summary) -> str:
+    """How the categories were measured, in a few words."""
+    how = record.measurement
+    model_rows = how.model.rows if how.model else ()
+    if summary.model_rejected:
+        return f"traced at {model_rows[-1] if model_rows else 0:,} rows, unscaled"
+    if how.method is Method.SCALED_TRACE:
+        return f"traced at {how.traced_rows or 0:,} rows and scaled x{summary.scale:.1f}"
+    if how.method is Method.CALIBRATED:
+        return ("traced at " + ", ".join(f"{r:,}" for r in model_rows)
+                + " rows, fitted as fixed + per-row cost")
+    return "traced at full size"
+
+
+@rule(Section.CONTEXT)
+def explained_share(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    if s.explained_share is None:
+        return None
+    other = facts.peak_categories.get(OTHER_PYTHON, 0)
+    traced = s.traced_peak_snapshot or 1
+    return ((f"The categories ({measured_basis(facts.record, s)}) explain "
+            f"{s.explained_share:.0%} of the RSS growth at peak ({other / traced:.0%} of "
+            "traced bytes fell in other_python); the rest is allocator overhead and memory "
+            "outside Python's allocators."),
+            {"explained_share": s.explained_share, "other_python_share": other / traced})

@@ -1,0 +1,77 @@
+"""How a run was measured, in sentences: the one home of that prose, which the report
+shows and the verdict's explained-share finding abbreviates (findings.measured_basis)."""
+
+from __future__ import annotations
+
+from sqldiag.analysis.summary import Summary
+from sqldiag.record.parts import Method, Record
+from sqldiag.record.phases import PEAK
+from sqldiag.units import fmt_bytes
+
+
+def _rss_source(record: Record) -> str:
+    how = record.measurement
+    if how.method is Method.IN_PROCESS:
+        return (f"One run, in the measured program's own process, under tracemalloc "
+                f"({how.trace_depth} frames); RSS sampled every {how.sample_period_s} s and "
+                "taken net of tracemalloc's own memory.")
+    uss = " (with USS)" if how.uss_sampled else ""
+    return (f"RSS, its peak, end and the malloc_trim probe come from a bare run of the "
+            f"workload at full size, sampled every {how.sample_period_s} s by a separate "
+            f"watcher process{uss}; no tracing.")
+
+
+def _categories_source(record: Record, summary: Summary) -> str | None:
+    how = record.measurement
+    if how.method is Method.CALIBRATED and how.model is not None:
+        residual = how.model.linearity.get(PEAK)
+        worst = f"{residual * 100:.1f}%" if residual is not None else "n/a"
+        text = (f"Categories come from tracemalloc ({how.trace_depth} frames) at "
+                f"{', '.join(str(r) for r in how.model.rows)} rows, run beside the bare run; a "
+                f"fixed + per-row line per category (worst residual {worst} at peak) predicts "
+                f"{how.full_rows or 0:,} rows")
+        if summary.model_rejected:
+            text += (", but the prediction exceeded the measured RSS growth and was rejected: "
+                     f"the figures are those at {how.model.rows[-1]} rows, unscaled")
+        text += (f". Predicted peak RSS {fmt_bytes(summary.predicted_peak_rss)} against "
+                 f"{fmt_bytes(summary.peak_rss)} measured")
+        if summary.model_error is not None:
+            text += f" ({summary.model_error * 100:+.1f}%)"
+        return text + "."
+    if how.method is Method.SCALED_TRACE:
+        return (f"Categories come from a second run under tracemalloc ({how.trace_depth} "
+                f"frames) on {how.traced_rows or 0:,} rows, scaled x{how.scale or 1:.1f} to the "
+                "full row count (statement_cache is not scaled).")
+    if how.method is Method.FULL_TRACE:
+        return (f"Categories come from a second run of the same size under tracemalloc "
+                f"({how.trace_depth} frames).")
+    if how.method is Method.RSS_ONLY:
+        return "No tracing: no categories."
+    return None
+
+
+def how_measured(record: Record, summary: Summary) -> list[str]:
+    """The method, then what it cost and what it may miss."""
+    sentences = [_rss_source(record)]
+    categories = _categories_source(record, summary)
+    if categories:
+        sentences.append(categories)
+    return sentences
+
+
+def measuring_notes(record: Record) -> list[str]:
+    """Figures about the measuring itself: the traced peak against the snapshot the
+    categories come from, and what reducing the snapshots cost."""
+    how, peak = record.measurement, record.breakdowns.get(PEAK)
+    notes = []
+    if how.traced_peak and peak is not None:
+        rows = f" at {how.traced_rows:,} rows" if how.traced_rows else ""
+        notes.append(f"In the traced run{rows}, tracemalloc's own peak of traced memory was "
+                     f"{fmt_bytes(how.traced_peak)}; the peak snapshot the categories come from "
+                     f"held {fmt_bytes(peak.total)} ({100 * peak.total / how.traced_peak:.0f}%): "
+                     "snapshots are taken when traced memory reaches a new high, so a short "
+                     "transient between samples can be missed.")
+    if how.analysis is not None:
+        notes.append(f"Reducing {how.analysis.traces:,} raw traces to categories took "
+                     f"{how.analysis.seconds} s.")
+    return notes

@@ -1,0 +1,205 @@
+"""Key figures of a run, computed from its record's measurements (pure functions).
+
+RSS figures come from the bare pass (no tracing), or net of tracemalloc's own memory in
+an in-process run. Traced categories come from the traced pass: the calibration model's
+prediction at full size, or the traced run's breakdown scaled by rows (statement_cache
+excepted; see record.categories.row_scale). `allocator_free` at a moment is the RSS
+growth above the "ready" phase that the traced categories do not account for: free
+memory kept by pymalloc and glibc, plus untraced C buffers (libpq, libmysqlclient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqldiag.record.categories import ALLOCATOR_FREE, TRACED, holder_scale, row_scale
+from sqldiag.record.codec import JsonValue
+from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Record
+from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY
+
+# A prediction above this share of the measured RSS growth cannot be live memory: the
+# workload's memory did not grow with the row count (streaming, paging), so the model is
+# rejected and the largest calibration run's own figures are used unscaled.
+MODEL_REJECT_RATIO = 1.25
+# Calibration points further than this from their line: the workload is not linear in
+# rows at these sizes (a batch or page limit, or a missed transient peak).
+MODEL_MAX_RESIDUAL = 0.03
+
+
+@dataclass(frozen=True)
+class RssGap(JsonValue):
+    """RSS above the "ready" phase at a phase after the work, split by who holds it."""
+
+    rss_growth: int
+    pymalloc_arenas: int
+    pymalloc_live: int
+    pymalloc_free: int
+    glibc_free: int
+    glibc_arenas: int | None
+    rest: int
+
+
+@dataclass(frozen=True)
+class Summary(JsonValue):
+    """The key figures in bytes (None where the run did not measure them)."""
+
+    start_rss: int | None
+    peak_rss: int | None
+    peak_t: float | None
+    end_rss: int | None
+    trim_rss: int | None
+    trim_released: int | None
+    traced_peak_snapshot: int | None
+    traced_end: int | None
+    scale: float
+    explained_share: float | None
+    predicted_peak_rss: int | None
+    gap_end: RssGap | None
+    gap_trim: RssGap | None
+    model_rejected: bool
+    model_error: float | None
+
+    @property
+    def growth(self) -> int | None:
+        """Peak RSS above the start."""
+        if self.peak_rss is None or self.start_rss is None:
+            return None
+        return self.peak_rss - self.start_rss
+
+
+def _net_at(record: Record, name: str) -> int | None:
+    phase = record.phase(name)
+    return phase.net_rss if phase is not None else None
+
+
+def _peak_net(record: Record) -> int | None:
+    return max(record.timeline.net_rss(), default=None)
+
+
+def model_rejected(record: Record) -> bool:
+    """True when the calibration model cannot describe this run (see the thresholds)."""
+    how = record.measurement
+    if how.model is None or not how.full_rows:
+        return False
+    residual = how.model.linearity.get(PEAK)
+    if residual is not None and residual > MODEL_MAX_RESIDUAL:
+        return True
+    predicted = sum(how.model.predict(PEAK, how.full_rows).values())
+    start, peak = _net_at(record, READY), _peak_net(record)
+    if start is None or peak is None:
+        return False
+    return predicted > MODEL_REJECT_RATIO * max(peak - start, 1)
+
+
+def scaled(breakdown: Breakdown | None, scale: float) -> dict[str, int]:
+    """A breakdown's traced categories taken to full size by `scale`."""
+    if breakdown is None:
+        return {}
+    return {c: int(breakdown.category(c) * row_scale(c, scale)) for c in TRACED}
+
+
+def traced_categories(record: Record, moment: str) -> dict[str, int]:
+    """Traced bytes per category at full size: the calibration model's prediction, or the
+    traced run's breakdown scaled by rows (1 when it ran at full size)."""
+    how = record.measurement
+    breakdown = record.breakdowns.get(moment)
+    if how.model is not None and how.full_rows:
+        if model_rejected(record):
+            return scaled(breakdown, 1.0)
+        predicted = how.model.predict(moment, how.full_rows)
+        if predicted:
+            return {c: predicted.get(c, 0) for c in TRACED}
+    return scaled(breakdown, how.scale or 1.0)
+
+
+def rss_gap(record: Record, phase: str) -> RssGap | None:
+    """RSS above the "ready" phase at `phase`, split by who holds it: pymalloc's arenas
+    (live blocks, free blocks and free pools inside arenas that cannot be returned while
+    any block in them lives), glibc's free chunks (mallinfo2), and the rest (live C
+    allocations, untraced buffers, memory the OS has not reclaimed)."""
+    py, glibc = record.allocator.pymalloc, record.allocator.mallinfo
+    start, now = record.phase(READY), record.phase(phase)
+    py_start, py_now = py.get(READY), py.get(phase)
+    if start is None or now is None or py_start is None or py_now is None:
+        return None
+    growth = now.net_rss - start.net_rss
+    arenas = py_now.arena_bytes - py_start.arena_bytes
+    live = py_now.used_bytes - py_start.used_bytes
+    glibc_now, glibc_start = glibc.get(phase), glibc.get(READY)
+    glibc_free = ((glibc_now.free_bytes or 0) - ((glibc_start.free_bytes or 0)
+                                                 if glibc_start else 0)) if glibc_now else 0
+    return RssGap(rss_growth=growth, pymalloc_arenas=arenas, pymalloc_live=live,
+                  pymalloc_free=arenas - live, glibc_free=glibc_free,
+                  glibc_arenas=glibc_now.arenas if glibc_now else None,
+                  rest=growth - arenas - glibc_free)
+
+
+def summarise(record: Record) -> Summary:
+    net = record.timeline.net_rss()
+    start, end, trim = (_net_at(record, READY), _net_at(record, AFTER_GC),
+                        _net_at(record, AFTER_TRIM))
+    peak_net = max(net, default=None)
+    peak_at = record.timeline.t[net.index(peak_net)] if net and peak_net is not None else None
+    peak_traced = sum(traced_categories(record, PEAK).values()) or None
+    end_traced = sum(traced_categories(record, END).values()) \
+        if END in record.breakdowns else None
+    predicted_peak = (start + peak_traced) if start is not None and peak_traced else None
+    growth = (peak_net - start) if peak_net is not None and start is not None else None
+    explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
+    return Summary(
+        start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
+        trim_released=(end - trim) if end is not None and trim is not None else None,
+        traced_peak_snapshot=peak_traced, traced_end=end_traced,
+        scale=record.measurement.scale or 1.0,
+        explained_share=round(explained, 4) if explained is not None else None,
+        predicted_peak_rss=predicted_peak,
+        gap_end=rss_gap(record, AFTER_GC), gap_trim=rss_gap(record, AFTER_TRIM),
+        model_rejected=model_rejected(record),
+        model_error=round(predicted_peak / peak_net - 1, 4)
+        if predicted_peak and peak_net else None)
+
+
+def categories_at(record: Record, moment: str, growth: int | None) -> dict[str, int]:
+    """Traced categories at full size plus allocator_free from the RSS growth."""
+    if moment not in record.breakdowns:
+        return {}
+    cats = traced_categories(record, moment)
+    if cats and growth is not None:
+        cats[ALLOCATOR_FREE] = max(0, growth - sum(cats.values()))
+    return cats
+
+
+def all_categories(record: Record, summary: Summary) -> dict[str, dict[str, int]]:
+    """Categories at peak and at end, for the moments the record has a breakdown of."""
+    reached = {PEAK: summary.peak_rss, END: summary.end_rss}
+    start = summary.start_rss
+    return {moment: categories_at(record, moment, (reached[moment] - start)
+                                  if start is not None and reached[moment] is not None
+                                  else None)
+            for moment in MOMENTS if moment in record.breakdowns}
+
+
+def _scaled_holders(record: Record, holders: tuple[Holder, ...]) -> tuple[Holder, ...]:
+    """Holders measured at the retention run's rows, scaled to the full row count."""
+    retention = record.retention
+    if not holders or retention is None or not record.rows or not retention.rows:
+        return ()
+    scale = record.rows / retention.rows
+    return tuple(Holder(h.holder, h.objects, int(h.bytes * holder_scale(h.holder, scale)),
+                        h.chain) for h in holders)
+
+
+def kept_alive(record: Record) -> tuple[Holder, ...]:
+    """Kept-alive-by at the workload end, scaled to the full row count."""
+    return _scaled_holders(record, record.retention.holders if record.retention else ())
+
+
+def kept_alive_peak(record: Record) -> HoldersAt | None:
+    """Kept-alive-by at the mark inside the workload where the holders held most."""
+    peak = record.retention.peak if record.retention else None
+    if peak is None:
+        return None
+    holders = _scaled_holders(record, peak.holders)
+    if not holders:
+        return None
+    return HoldersAt(peak.label, sum(h.bytes for h in holders), holders)

@@ -1,0 +1,76 @@
+"""Measure a block of your own code in-process: `with sqldiag.capture(name=...) as run:`.
+
+The block runs once, under tracemalloc; RSS figures are taken net of tracemalloc's own
+memory. On exit a run record and HTML report are written to `reports_dir`; `run.record`
+and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
+Children started by multiprocessing inside the block measure themselves (see follow.py)
+and appear in the record's processes unless `follow_children=False`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+from sqldiag.analysis.analyse import Analysis, analyse
+from sqldiag.capture.assemble import assemble_record
+from sqldiag.capture.follow import Follower
+from sqldiag.capture.measure import MeasuredPass
+from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec
+from sqldiag.record.parts import Database, Record, Scenario
+from sqldiag.reporters.run_folder import save_run
+
+
+class Capture(contextlib.ContextDecorator):
+    def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
+                 trace_depth: int = DEFAULT_TRACE_DEPTH, census: bool = False,
+                 follow_children: bool = True) -> None:
+        self.name = name
+        self.reports_dir = Path(reports_dir)
+        self.spec = PassSpec(kind=PassKind.TRACED, scenario_name=name, scenario_path="", table="",
+                             rows=0, workers=1, trace_depth=trace_depth, census=census,
+                             follow_children=follow_children)
+        self.record: Record | None = None
+        self.analysis: Analysis | None = None
+        self.run_dir: Path | None = None
+        self._pass: MeasuredPass | None = None
+        self._created = datetime.now(timezone.utc)
+        self.source = "capture"  # what the record's scenario.source says
+
+    def mark(self, phase: str) -> None:
+        """Mark a phase on the timeline (thread-safe)."""
+        if self._pass is not None:
+            self._pass.mark(phase)
+
+    def __enter__(self) -> Self:
+        self._created = datetime.now(timezone.utc)
+        follower = Follower(self.spec.trace_depth) if self.spec.follow_children else None
+        self._pass = MeasuredPass(self.spec, follower)
+        self._pass.begin()
+        self._pass.in_workload = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        measured = self._pass
+        assert measured is not None
+        failure = None
+        if exc_type is not None:
+            failure = f"the captured code raised {exc_type.__name__}: {exc}"
+        result = measured.end_in_process(failure)
+        self.record = assemble_record(
+            created=self._created,
+            scenario=Scenario(name=self.name, source=self.source,
+                              description=f"{self.source}: {self.name}"),
+            database=Database(), command=shlex.join([sys.executable, *sys.argv]),
+            bare=result, traced=result, full_rows=None, failure=failure)
+        self.analysis = analyse(self.record)
+        self.run_dir = save_run(self.record, self.analysis, self.reports_dir, self.name)
+        self._pass = None
+        return False  # never swallow the block's exception

@@ -1,0 +1,51 @@
+"""The calibration fit: traced bytes per category as fixed + per-row cost.
+
+The full-size workload runs bare; tracing runs at three small sizes with the same number
+of workers. For each moment (peak, end) and category, a least-squares line through the
+three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
+predicts the full size from it). Linearity is kept as how far the points lie from their
+line. The fit is how the calibration runs are reduced for the record, as snapshots are
+reduced to breakdowns: the runs' own breakdowns are not kept.
+"""
+
+from __future__ import annotations
+
+from sqldiag.capture.results import PassResult
+from sqldiag.record.categories import STATEMENT_CACHE, TRACED
+from sqldiag.record.parts import CalibrationModel
+from sqldiag.record.phases import MOMENTS
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    slope = 0.0 if var == 0 else sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
+    return mean_y - slope * mean_x, slope
+
+
+def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
+    """The model fitted from calibration pass results, or None when none could be."""
+    usable = [c for c in calibrations if c.breakdowns]
+    rows = [float(c.rows) for c in usable]
+    fits: dict[str, dict[str, tuple[float, ...]]] = {}
+    linearity: dict[str, float | None] = {}
+    for moment in MOMENTS:
+        points = [c.breakdowns.get(moment) for c in usable]
+        if len(points) < 2 or any(p is None for p in points):
+            continue
+        fits[moment] = {}
+        for category in TRACED:
+            ys = [float(p.category(category)) for p in points]  # type: ignore[union-attr]
+            if category == STATEMENT_CACHE:
+                fits[moment][category] = (max(ys), 0.0)  # compiled once, not per row
+            else:
+                fits[moment][category] = _fit(rows, ys)
+        totals = [float(p.total) for p in points]  # type: ignore[union-attr]
+        fixed, per_row = _fit(rows, totals)
+        residuals = [abs(t - (fixed + per_row * r)) / t for r, t in zip(rows, totals) if t]
+        linearity[moment] = round(max(residuals), 4) if len(rows) > 2 and residuals else None
+    if not fits:
+        return None
+    return CalibrationModel(rows=tuple(int(r) for r in rows), fits=fits, linearity=linearity)

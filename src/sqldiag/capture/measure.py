@@ -1,0 +1,321 @@
+"""One measured pass of a scenario, in the process that runs the workload.
+
+A pass is either bare (RSS sampling and phase marks only, so that RSS is what the
+workload alone does) or traced (tracemalloc, snapshots reduced to category breakdowns,
+and a census of live types). The runner runs each pass in its own child process and
+assembles their results into one record.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+from sqlalchemy.orm import sessionmaker
+
+from sqldiag.capture.attribution.breakdown import Breakdown as TracedBreakdown
+from sqldiag.capture.plan import PassKind, PassSpec
+from sqldiag.capture.probes import allocator
+from sqldiag.capture.probes.census import live_type_counts, type_census
+from sqldiag.capture.probes.pymalloc import pymalloc_stats
+from sqldiag.capture.probes.retention import measure_holders
+from sqldiag.capture.probes.sampler import RssSampler, WatcherSampler
+from sqldiag.capture.probes.tracing import TracedMoment, TracingProbe
+from sqldiag.capture.results import PassResult
+from sqldiag.record.parts import (
+    Breakdown,
+    ChildProcess,
+    Digest,
+    Holder,
+    HoldersAt,
+    Iteration,
+    Mallinfo,
+    Phase,
+    PymallocStats,
+    Site,
+    SnapshotMark,
+    Timeline,
+    TypeCensus,
+)
+from sqldiag.record.phases import (
+    AFTER_GC,
+    AFTER_TRIM,
+    AT_WORKLOAD_END,
+    END,
+    PEAK,
+    READY,
+    WORKLOAD_END,
+    WORKLOAD_START,
+)
+from sqldiag.workload import database
+from sqldiag.workload.digest import RowDigest
+from sqldiag.workload.scenario_api import ScenarioContext
+from sqldiag.workload.scenarios import ScenarioFile, load_module
+from sqldiag.workload.schema import build_schema
+
+
+class ChildFollower(Protocol):
+    """Measures multiprocessing children started between start() and stop()."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> tuple[ChildProcess, ...]: ...
+
+
+class Interrupted(BaseException):
+    """SIGTERM, turned into an exception so the partial result is still written."""
+
+
+class MeasuredPass:
+    """Runs the workload once under the probes; everything measured is kept as it is
+    measured, so a failure half-way still leaves a result with what was measured."""
+
+    def __init__(self, spec: PassSpec, follower: ChildFollower | None = None) -> None:
+        self.spec = spec
+        self.follower = follower
+        self.phases: list[Phase] = []
+        self.types: dict[str, TypeCensus] = {}
+        self.mallinfo: dict[str, Mallinfo] = {}
+        self.pymalloc: dict[str, PymallocStats | None] = {}
+        self.holders: tuple[Holder, ...] | None = None
+        self.holders_peak: HoldersAt | None = None  # at the mark where holders held most
+        self._holders_lock = threading.Lock()
+        self.children: tuple[ChildProcess, ...] = ()
+        self._following = False
+        self.iterations: list[tuple[int, str, dict[str, int]]] = []  # run, label, types
+        self.trim_done = False
+        self.wall_time = 0.0
+        self.failure: str | None = None
+        self.in_workload = False  # True while the scenario's own code runs
+        self._started = time.monotonic()
+        self.digest: RowDigest | None = None
+        self.server_version = "unknown"
+        self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
+        self.sampler: RssSampler = (
+            WatcherSampler(spec.sample_period, spec.max_rss) if spec.kind is PassKind.BARE
+            else RssSampler(spec.sample_period, on_traced=(
+                self.tracing.consider_high if self.tracing is not None else None)))
+        self._lock = threading.Lock()
+
+    def mark(self, name: str, snapshot: bool | None = None) -> None:
+        """Record a phase; snapshot=None lets the tracing probe decide (new highs only)."""
+        name = str(name)[:200]
+        sample = self.sampler.sample()
+        with self._lock:
+            self.phases.append(Phase(name=name, t=round(sample.t, 4), rss=sample.rss,
+                                     traced=sample.traced,
+                                     tracemalloc_overhead=sample.overhead))
+        if self.spec.measure_holders and self.in_workload:
+            self._holders_at(name)
+        if self.tracing is None:
+            return
+        if snapshot:
+            self.tracing.snapshot(name, sample.t)
+        elif snapshot is None:
+            self.tracing.consider_high(sample.traced, sample.t)
+
+    def _holders_at(self, label: str) -> None:
+        """Holders at a mark inside the workload; the largest measurement is the peak
+        view (for a pool, the results its result objects hold until they are fetched).
+        A mark that comes while another thread measures waits its turn: the worker
+        that marks cannot hand its result over meanwhile, so the last worker's mark
+        still sees every other result held."""
+        with self._holders_lock:
+            holders = measure_holders(None)
+            total = sum(h.bytes for h in holders)
+            if self.holders_peak is None or total > self.holders_peak.bytes:
+                self.holders_peak = HoldersAt(label=label, bytes=total, holders=holders)
+
+    def _allocator_state(self, phase: str) -> None:
+        """glibc's and pymalloc's own figures at a phase."""
+        glibc = allocator.mallinfo()
+        self.mallinfo[phase] = Mallinfo(**glibc) if glibc else Mallinfo()
+        stats = pymalloc_stats()
+        self.pymalloc[phase] = PymallocStats(**stats) if stats else None
+
+    def execute(self, url) -> None:
+        engine = database.open_engine(url, pool_size=self.spec.workers,
+                                      connect_timeout=self.spec.connect_timeout)
+        try:
+            self.server_version = database.server_version(engine)
+            schema = build_schema(self.spec.table)
+            module = load_module(ScenarioFile(self.spec.scenario_name,
+                                              Path(self.spec.scenario_path)))
+            ctx = ScenarioContext(engine=engine, Session=sessionmaker(engine), User=schema.User,
+                                  table=schema.table, rows=self.spec.rows,
+                                  workers=self.spec.workers, mark=self.mark,
+                                  options=dict(self.spec.options))
+            self.digest = ctx.digest
+            if self.spec.kind is PassKind.REPEAT:
+                self._repeat(module, ctx)
+            else:
+                self._workload(module, ctx)
+        finally:
+            self.close()
+            engine.dispose()
+
+    def _workload(self, module: ModuleType, ctx: ScenarioContext) -> None:
+        self.begin()
+        self.in_workload = True
+        held = [module.run(ctx)]  # the only reference: finish() empties it
+        self.in_workload = False
+        self.finish(held)
+
+    def _repeat(self, module: ModuleType, ctx: ScenarioContext) -> None:
+        """Leak or peak: run the workload again and again; after each run, with its
+        results dropped and gc.collect(), count live objects by type and snapshot the
+        traced heap (reduced to categories after tracing stops)."""
+        self.begin()
+        for index in range(self.spec.repeat):
+            self.in_workload = True
+            held = [module.run(ctx)]
+            self.in_workload = False
+            held.clear()
+            gc.collect()
+            label = f"after run {index + 1}"
+            self.mark(label, snapshot=True)
+            self.iterations.append((index + 1, label, live_type_counts()))
+        self.wall_time = time.monotonic() - self._started
+        if self.tracing is not None:
+            self.tracing.watching = False
+
+    def begin(self, collect: bool = True) -> None:
+        """Start the probes and mark "ready" and "workload start" (after a full
+        collection unless `collect` is False)."""
+        if collect:
+            gc.collect()
+        self.sampler.start()
+        self.mark(READY, snapshot=False)
+        self._allocator_state(READY)
+        if self.tracing is not None:
+            self.tracing.start(clock=self.sampler.now)
+        if self.follower is not None:
+            self.follower.start()
+            self._following = True
+        self._started = time.monotonic()
+        self.mark(WORKLOAD_START, snapshot=False)
+        if self.tracing is not None:
+            self.tracing.watching = True
+
+    def finish(self, held: list, trim: bool = True) -> None:
+        """Mark the end phases while the results in `held` are still alive, then empty it
+        (it must be their only holder) and measure what stays; `trim` runs the
+        malloc_trim(0) probe on a bare pass."""
+        self.wall_time = time.monotonic() - self._started
+        if self.tracing is not None:
+            self.tracing.watching = False
+        self.mark(WORKLOAD_END, snapshot=True)
+        if self.spec.measure_holders and held:
+            self.holders = measure_holders(held[0])
+        if self.spec.census:
+            self.types[PEAK] = type_census(exclude=self._own_data())
+        held.clear()
+        gc.collect()
+        self.mark(AFTER_GC, snapshot=True)
+        self._allocator_state(AFTER_GC)
+        if self.spec.census:
+            self.types[END] = type_census(exclude=self._own_data())
+        if self.tracing is not None or not trim:
+            return  # trimming a traced heap says nothing about the bare workload
+        if allocator.malloc_trim():
+            self.trim_done = True
+            self.mark(AFTER_TRIM, snapshot=False)
+            self._allocator_state(AFTER_TRIM)
+
+    def end_in_process(self, failure: str | None) -> PassResult:
+        """End a pass whose workload ran in this process's own code (a capture, a
+        followed child): mark the end phases, stop the probes, return the result."""
+        self.in_workload = False
+        try:
+            self.finish([], trim=False)
+        finally:
+            self.close()
+        self.failure = failure
+        return self.result()
+
+    def close(self) -> None:
+        """Stop the probes; traced snapshots are reduced here, followed children read."""
+        if self._following and self.follower is not None:
+            self._following = False
+            self.children = self.follower.stop()
+        if self.tracing is not None:
+            self.tracing.stop()
+        self.sampler.stop()
+
+    def _iterations(self) -> tuple[Iteration, ...]:
+        """Per repeat run: traced bytes by category and live objects by type."""
+        out = []
+        for run, label, types in self.iterations:
+            moment = self.tracing.moment(label) if self.tracing else None
+            reduced = moment.breakdown if moment is not None else None
+            out.append(Iteration(run=run, types=types,
+                                 traced=reduced.total if reduced else None,
+                                 categories=dict(reduced.categories) if reduced else {}))
+        return tuple(out)
+
+    def _own_data(self) -> list:
+        return self.tracing.raw_snapshots() if self.tracing is not None else []
+
+    def _breakdowns(self) -> dict[str, Breakdown]:
+        tracing = self.tracing
+        if tracing is None:
+            return {}
+        moments = ((PEAK, tracing.peak_moment()), (AT_WORKLOAD_END, tracing.moment(WORKLOAD_END)),
+                   (END, tracing.moment(AFTER_GC)))
+        return {key: _breakdown(moment) for key, moment in moments
+                if moment is not None and moment.breakdown is not None}
+
+    def result(self) -> PassResult:
+        """The pass's measurements as plain data."""
+        samples = self.sampler.samples
+        tracing = self.tracing
+        return PassResult(
+            kind=self.spec.kind,
+            rows=self.spec.rows,
+            workers=self.spec.workers,
+            failure=self.failure,
+            server_version=self.server_version,
+            wall_time_s=round(self.wall_time, 3),
+            sample_period_s=self.spec.sample_period,
+            trace_depth=self.spec.trace_depth if tracing else 0,
+            traced_peak=tracing.traced_peak if tracing else None,
+            analysis=tracing.analysis if tracing else None,
+            uss_sampled=any(s.uss is not None for s in samples),
+            snapshots=tuple(SnapshotMark(m.label, round(m.t, 4), m.traced)
+                            for m in (tracing.moments if tracing else [])),
+            timeline=Timeline(t=tuple(round(s.t, 4) for s in samples),
+                              rss=tuple(s.rss for s in samples),
+                              uss=tuple(s.uss for s in samples),
+                              traced=tuple(s.traced for s in samples),
+                              overhead=tuple(s.overhead for s in samples),
+                              children_rss=tuple(s.children_rss for s in samples)),
+            child_peaks={str(pid): peak for pid, peak in self.sampler.child_peaks.items()},
+            children=self.children,
+            t0_unix=round(time.time() - self.sampler.now(), 4),
+            phases=tuple(self.phases),
+            breakdowns=self._breakdowns(),
+            types=dict(self.types),
+            mallinfo=dict(self.mallinfo),
+            pymalloc=dict(self.pymalloc),
+            malloc_trim=self.trim_done,
+            holders=self.holders,
+            holders_peak=self.holders_peak,
+            iterations=self._iterations(),
+            digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
+        )
+
+
+def _breakdown(moment: TracedMoment) -> Breakdown:
+    """A traced moment's reduced breakdown as a record part."""
+    reduced: TracedBreakdown = moment.breakdown  # type: ignore[assignment]
+    return Breakdown(
+        total=reduced.total, categories=dict(reduced.categories), counts=dict(reduced.counts),
+        sites=tuple(Site(category=s.category, file=s.file, function=s.function, line=s.line,
+                         size=s.size, count=s.count, traceback=tuple(s.traceback))
+                    for s in reduced.sites),
+        label=moment.label, t=round(moment.t, 4), traced=moment.traced, rss=moment.rss,
+        tracemalloc_overhead=moment.overhead)

@@ -1,0 +1,52 @@
+"""The category vocabulary shared by records, reports and diffs (see DESIGN.md)."""
+
+DRIVER_ROWS = "driver_rows"
+SQLALCHEMY_ROWS = "sqlalchemy_rows"
+ORM_OBJECTS = "orm_objects"
+IDENTITY_MAP = "identity_map"
+RESULT_LISTS = "result_lists"
+STATEMENT_CACHE = "statement_cache"
+OTHER_PYTHON = "other_python"
+ALLOCATOR_FREE = "allocator_free"
+
+# Categories of traced Python memory, in report order.
+TRACED = (DRIVER_ROWS, SQLALCHEMY_ROWS, ORM_OBJECTS, IDENTITY_MAP, RESULT_LISTS,
+          STATEMENT_CACHE, OTHER_PYTHON)
+ALL = TRACED + (ALLOCATOR_FREE,)
+
+DESCRIPTIONS = {
+    DRIVER_ROWS: "rows as the DB-API driver materialised them, and their values",
+    SQLALCHEMY_ROWS: "SQLAlchemy Core Row objects and result buffers",
+    ORM_OBJECTS: "mapped instances, their __dict__ and InstanceState",
+    IDENTITY_MAP: "the Session's identity map: keys and its dict",
+    RESULT_LISTS: "lists that hold a whole result (.all(), pool results)",
+    STATEMENT_CACHE: "compiled SQL and other per-engine caches",
+    OTHER_PYTHON: "traced Python memory that fits no other category",
+    ALLOCATOR_FREE: "RSS the allocator holds that no live object uses",
+}
+
+
+def summed(breakdowns: list[dict[str, int]]) -> dict[str, int]:
+    """Bytes per traced category added over several breakdowns (e.g. processes' peaks)."""
+    return {name: sum(int(b.get(name) or 0) for b in breakdowns) for name in TRACED}
+
+
+def row_scale(category: str, scale: float) -> float:
+    """The factor that takes `category`'s bytes from a run on fewer rows to full size:
+    `scale` (full rows / traced rows), except for statement_cache, which holds each
+    compiled statement once whatever the row count."""
+    return 1.0 if category == STATEMENT_CACHE else scale
+
+
+# Holders of kept-alive memory (kept-alive-by), in the order shared bytes are charged.
+HOLDER_RESULT = "result held by its caller"
+HOLDER_POOL = "pool results not yet fetched"
+HOLDER_DRIVER = "driver buffers"
+HOLDER_IDENTITY = "Session identity maps"
+HOLDER_CACHE = "compiled-SQL caches"
+HOLDER_ORDER = (HOLDER_RESULT, HOLDER_POOL, HOLDER_DRIVER, HOLDER_IDENTITY, HOLDER_CACHE)
+
+
+def holder_scale(holder: str, scale: float) -> float:
+    """As row_scale, for a holder: compiled-SQL caches do not grow with rows."""
+    return 1.0 if holder == HOLDER_CACHE else scale

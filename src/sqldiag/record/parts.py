@@ -1,0 +1,403 @@
+"""The run record as frozen value classes: what was measured, nothing derived.
+
+Every part reads from JSON with `Part.from_json(data)` (checked field by field; see
+codec.py) and writes with `part.to_json()`. Summary figures, categories with
+allocator_free, kept-alive views and the verdict are not here: the analysis stage
+computes them from these parts whenever a record is read, so an old record gets
+today's analysis.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from sqldiag.record.categories import STATEMENT_CACHE, TRACED
+from sqldiag.record.codec import JsonValue
+
+FORMAT = "sqldiag-run"
+SCHEMA_VERSION = 2  # 2: derived figures are no longer stored; 1 still loads
+
+
+class Method(str, enum.Enum):
+    """How the categories of a run were measured."""
+
+    RSS_ONLY = "rss-only"  # no tracing: RSS only
+    IN_PROCESS = "in-process-trace"  # the program traced in its own process
+    FULL_TRACE = "full-trace"  # a second, traced run at full size
+    SCALED_TRACE = "scaled-trace"  # a traced run on fewer rows, scaled up
+    CALIBRATED = "calibrated"  # traced at three small sizes, fitted fixed + per-row
+
+
+@dataclass(frozen=True)
+class Status(JsonValue):
+    complete: bool = True
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunParams(JsonValue):
+    """The workload's size, as the command line gave it."""
+
+    rows: int
+    workers: int
+    text_bytes: int | None = None
+    table: str = "users"
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario(JsonValue):
+    name: str
+    source: str = "builtin"  # "builtin", "file", "run", "capture", "pytest"
+    path: str = ""
+    description: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    params: RunParams | None = None  # None for a program or block of the user's own
+
+
+@dataclass(frozen=True)
+class Database(JsonValue):
+    url: str | None = None  # password removed
+    dialect: str | None = None
+    driver: str | None = None
+    server_version: str | None = None
+
+
+@dataclass(frozen=True)
+class DriverPackage(JsonValue):
+    package: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment(JsonValue):
+    sqldiag: str | None = None
+    python: str | None = None
+    python_implementation: str | None = None
+    sqlalchemy: str | None = None
+    sqlalchemy_compiled: bool = False
+    driver: DriverPackage = field(default_factory=DriverPackage)
+    os: str | None = None
+    libc: str | None = None
+    machine: str | None = None
+    cpus: int | None = None
+    memory_total: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Phase(JsonValue):
+    """A mark on the timeline: its time, RSS, traced bytes and tracemalloc's own memory."""
+
+    name: str
+    t: float
+    rss: int
+    traced: int | None = None
+    tracemalloc_overhead: int | None = None
+
+    @property
+    def net_rss(self) -> int:
+        """RSS less tracemalloc's own memory (the same as RSS in an untraced run)."""
+        return self.rss - (self.tracemalloc_overhead or 0)
+
+
+@dataclass(frozen=True)
+class Timeline(JsonValue):
+    """RSS samples; `overhead` is tracemalloc's own memory at each sample."""
+
+    t: tuple[float, ...] = ()
+    rss: tuple[int, ...] = ()
+    uss: tuple[int | None, ...] = ()
+    traced: tuple[int | None, ...] = ()
+    overhead: tuple[int | None, ...] = ()
+    children_rss: tuple[int | None, ...] = ()
+
+    def net_rss(self) -> list[int]:
+        """RSS net of tracemalloc's own memory, sample by sample."""
+        overhead = self.overhead or (0,) * len(self.rss)
+        return [r - (o or 0) for r, o in zip(self.rss, overhead)]
+
+    def net_uss(self) -> list[int]:
+        overhead = self.overhead or (0,) * len(self.uss)
+        return [u - (o or 0) for u, o in zip(self.uss, overhead) if u]
+
+
+@dataclass(frozen=True)
+class Site(JsonValue):
+    """Where a category's bytes were allocated: the frame that decided the category."""
+
+    category: str
+    file: str
+    function: str
+    line: int
+    size: int = 0
+    count: int = 0
+    traceback: tuple[str, ...] = ()  # most recent frame first
+
+
+@dataclass(frozen=True)
+class Breakdown(JsonValue):
+    """Traced bytes per category at one moment of a traced run."""
+
+    total: int
+    categories: dict[str, int]
+    counts: dict[str, int] = field(default_factory=dict)
+    sites: tuple[Site, ...] = ()
+    label: str = ""
+    t: float = 0.0
+    traced: int | None = None
+    rss: int | None = None
+    tracemalloc_overhead: int | None = None
+
+    def category(self, name: str) -> int:
+        return int(self.categories.get(name, 0))
+
+
+@dataclass(frozen=True)
+class SnapshotMark(JsonValue):
+    label: str
+    t: float
+    traced: int
+
+
+@dataclass(frozen=True)
+class Reduction(JsonValue):
+    """What reducing raw snapshots to categories cost, after tracing stopped."""
+
+    seconds: float
+    traces: int
+    rss_before: int | None = None
+    rss_after: int | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationModel(JsonValue):
+    """Per moment and category, a least-squares line (fixed, per row) through the
+    calibration runs; `linearity` is the worst relative residual of the total."""
+
+    rows: tuple[int, ...]
+    fits: dict[str, dict[str, tuple[float, ...]]]
+    linearity: dict[str, float | None] = field(default_factory=dict)
+
+    def predict(self, moment: str, rows: int) -> dict[str, int]:
+        """Predicted traced bytes per category at `rows` rows (never negative)."""
+        fits = self.fits.get(moment) or {}
+        return {c: max(0, int(line[0] + line[1] * rows)) for c, line in fits.items()
+                if len(line) == 2}
+
+
+@dataclass(frozen=True)
+class CalibrationRun(JsonValue):
+    rows: int
+    wall_time_s: float
+    peak_total: int | None = None
+    end_total: int | None = None
+
+
+@dataclass(frozen=True)
+class Measurement(JsonValue):
+    """How the run was measured and what measuring cost."""
+
+    method: Method
+    trace_depth: int = 0
+    traced_rows: int | None = None
+    scale: float | None = None  # traced categories x this = full size (scaled-trace)
+    sample_period_s: float = 0.05
+    uss_sampled: bool = False
+    census: bool = False
+    traced_peak: int | None = None  # tracemalloc's own peak in the traced run
+    traced_wall_time_s: float | None = None
+    analysis: Reduction | None = None
+    traced_phases: tuple[Phase, ...] = ()
+    snapshots: tuple[SnapshotMark, ...] = ()
+    model: CalibrationModel | None = None
+    calibration: tuple[CalibrationRun, ...] = ()
+    full_rows: int | None = None
+
+    @property
+    def traced(self) -> bool:
+        return self.method is not Method.RSS_ONLY
+
+
+@dataclass(frozen=True)
+class TypeCount(JsonValue):
+    type: str
+    count: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TypeCensus(JsonValue):
+    """The object types holding the most bytes (shallow sizes, sampled above limits)."""
+
+    types: tuple[TypeCount, ...] = ()
+    sampled_every: int = 1
+    atoms_sampled_every: int = 1
+    containers: int = 0
+
+
+@dataclass(frozen=True)
+class Mallinfo(JsonValue):
+    """glibc's heap statistics at a phase (mallinfo2)."""
+
+    arena_bytes: int | None = None
+    mmap_bytes: int | None = None
+    in_use_bytes: int | None = None
+    free_bytes: int | None = None
+    releasable_bytes: int | None = None
+    arenas: int | None = None
+
+
+@dataclass(frozen=True)
+class PymallocStats(JsonValue):
+    """pymalloc's arenas and blocks at a phase (sys._debugmallocstats)."""
+
+    arena_bytes: int
+    used_bytes: int
+    arenas: int = 0
+    free_block_bytes: int = 0
+    free_pool_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Allocator(JsonValue):
+    glibc: str | None = None
+    malloc_trim: bool = False  # the malloc_trim(0) probe ran
+    mallinfo: dict[str, Mallinfo] = field(default_factory=dict)
+    pymalloc: dict[str, PymallocStats | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Digest(JsonValue):
+    """An order-independent checksum of the rows a scenario consumed."""
+
+    rows: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Holder(JsonValue):
+    """Bytes kept alive by one kind of holder, and the reference chain to its largest."""
+
+    holder: str
+    objects: int
+    bytes: int
+    chain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HoldersAt(JsonValue):
+    label: str
+    bytes: int
+    holders: tuple[Holder, ...] = ()
+
+
+@dataclass(frozen=True)
+class Retention(JsonValue):
+    """Kept-alive-by, measured in an untraced run at `rows` rows."""
+
+    rows: int
+    holders: tuple[Holder, ...] = ()
+    peak: HoldersAt | None = None  # at the mark inside the workload where they held most
+
+
+@dataclass(frozen=True)
+class Iteration(JsonValue):
+    """One run of a repeated workload, after its results were dropped and gc.collect()."""
+
+    run: int
+    types: dict[str, int] = field(default_factory=dict)
+    traced: int | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Repeat(JsonValue):
+    rows: int
+    iterations: tuple[Iteration, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChildTimeline(JsonValue):
+    t: tuple[float, ...] = ()
+    rss: tuple[int, ...] = ()  # net of tracemalloc's own memory
+
+
+@dataclass(frozen=True)
+class ChildProcess(JsonValue):
+    """A multiprocessing child that measured itself, reduced for the record."""
+
+    pid: int | None = None
+    ppid: int | None = None
+    name: str | None = None
+    start_method: str | None = None
+    failure: str | None = None
+    wall_time_s: float | None = None
+    t0_unix: float | None = None
+    start_rss: int | None = None
+    peak_rss: int | None = None
+    end_rss: int | None = None
+    peak_uss: int | None = None
+    traced_peak: int | None = None
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)  # moment -> bytes
+    sites: tuple[Site, ...] = ()
+    timeline: ChildTimeline = field(default_factory=ChildTimeline)
+
+
+@dataclass(frozen=True)
+class Processes(JsonValue):
+    children_peak_rss: dict[str, int] = field(default_factory=dict)  # pid -> bytes
+    children: tuple[ChildProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class Record(JsonValue):
+    """One run: what it ran, on what, how it was measured, and the measurements."""
+
+    format: str
+    schema_version: int
+    sqldiag_version: str
+    created_utc: str
+    status: Status
+    command: str
+    scenario: Scenario
+    database: Database
+    environment: Environment
+    measurement: Measurement
+    timeline: Timeline
+    phases: tuple[Phase, ...]
+    breakdowns: dict[str, Breakdown]  # "peak", "workload_end", "end"
+    types: dict[str, TypeCensus] = field(default_factory=dict)  # "peak", "end"
+    allocator: Allocator = field(default_factory=Allocator)
+    wall_time_s: float = 0.0
+    digest: Digest | None = None
+    processes: Processes = field(default_factory=Processes)
+    retention: Retention | None = None
+    repeat: Repeat | None = None
+
+    def phase(self, name: str) -> Phase | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+    @property
+    def params(self) -> RunParams | None:
+        return self.scenario.params
+
+    @property
+    def rows(self) -> int | None:
+        """The full row count of a scenario run; None for a program of the user's own."""
+        return self.scenario.params.rows if self.scenario.params else None
+
+    @property
+    def workers(self) -> int | None:
+        return self.scenario.params.workers if self.scenario.params else None
+
+
+def scaled_categories(breakdown: Breakdown | None, scale: float) -> dict[str, int]:
+    """A breakdown's traced categories times `scale` (statement_cache is compiled once,
+    not per row, so it is never scaled)."""
+    if breakdown is None:
+        return {}
+    return {c: int(breakdown.category(c) * (1 if c == STATEMENT_CACHE else scale))
+            for c in TRACED}
+

@@ -1,0 +1,201 @@
+"""Each finding of the verdict, on hand-made records: what fires it, what it computes,
+and what keeps it quiet. No database, no measuring."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import handmade
+from handmade import MB
+
+from sqldiag.analysis import findings as rules
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.findings import Section
+from sqldiag.record.parts import (
+    CalibrationModel,
+    ChildProcess,
+    Holder,
+    HoldersAt,
+    Iteration,
+    Method,
+    Processes,
+    Repeat,
+    Retention,
+)
+
+
+def fired(record) -> dict:
+    return {f.rule: f for f in analyse(record).findings}
+
+
+def test_every_rule_has_a_name_a_section_and_is_registered_once():
+    names = [name for name, _, _ in rules.RULES]
+    assert len(names) == len(set(names)) >= 15
+    assert all(hasattr(rules, name) for name in names)
+
+
+def test_whole_result_held_names_bytes_per_row_and_the_streaming_fix():
+    found = fired(handmade.record(rows=1000, workers=10))
+    whole = found["peak_is_whole_result"]
+    # 800 MB traced over 10 workers x 1,000 rows
+    assert whole.figures["bytes_per_row"] == 800 * MB / 10_000
+    assert "held 10 times at once" in whole.text and "orm_objects 600 MB" in whole.text
+    assert "peak_traced" not in found
+    fix = found["fix_streaming"]
+    assert fix.section is Section.FIX
+    # streaming keeps 1,000 rows per worker: here all of them, so nothing is saved
+    assert fix.figures["saving"] == 0
+    bigger = fired(handmade.record(rows=100_000, workers=10))["fix_streaming"]
+    assert bigger.figures["saving"] == 800 * MB - 10 * 1000 * (800 * MB / 1_000_000)
+
+
+def test_whole_result_needs_results_held_at_the_end():
+    found = fired(handmade.record(held_share=rules.HELD_AT_END_SHARE - 0.1))
+    assert "peak_is_whole_result" not in found and "fix_streaming" not in found
+    assert "peak_traced" in found
+
+
+def test_whole_result_needs_rows_to_dominate():
+    cats = {"other_python": 700 * MB, "orm_objects": 100 * MB}
+    found = fired(handmade.record(peak_cats=cats))
+    assert "peak_is_whole_result" not in found and "peak_traced" in found
+
+
+def test_whole_result_needs_the_rows_consumed():
+    rec = handmade.with_digest(handmade.record(rows=1000, workers=10), rows=500)
+    assert "peak_is_whole_result" not in fired(rec)
+    rec = handmade.with_digest(handmade.record(rows=1000, workers=10), rows=950)
+    assert "peak_is_whole_result" in fired(rec)
+
+
+def test_untraced_run_says_so():
+    found = fired(handmade.record(method=Method.RSS_ONLY))
+    assert "not traced" in found["peak_untraced"].text
+    assert "peak_traced" not in found and "explained_share" not in found
+
+
+def test_incomplete_run_comes_first():
+    verdict = analyse(handmade.record(complete=False)).findings
+    assert verdict[0].rule == "incomplete_run" and "INCOMPLETE RUN: stopped" in verdict[0].text
+
+
+def test_sections_order_headline_fix_context():
+    sections = [f.section for f in analyse(handmade.record()).findings]
+    assert sections == sorted(sections)
+
+
+def test_free_memory_after_work_names_pymalloc_when_its_arenas_hold_it():
+    rec = handmade.record(start=50 * MB, end=250 * MB, end_cats={"other_python": 10 * MB})
+    rec = handmade.with_pymalloc(rec, start_arenas=10 * MB, end_arenas=170 * MB,
+                                 end_used=20 * MB)
+    found = fired(rec)
+    free = found["free_memory_after_work"]
+    assert free.figures == {"left": 200 * MB, "free": 190 * MB, "traced_end": 10 * MB}
+    assert "pymalloc keeps 160 MB more in arenas" in free.text
+    assert "objects_alive_after_work" not in found and "rss_returned" not in found
+
+
+def test_objects_alive_after_work_when_they_are_most_of_what_stays():
+    rec = handmade.record(start=50 * MB, end=150 * MB,
+                          end_cats={"identity_map": 30 * MB, "orm_objects": 50 * MB})
+    found = fired(rec)
+    assert "still alive" in found["objects_alive_after_work"].text
+    assert "free_memory_after_work" not in found
+    # and ORM objects are most of them, over the size that matters: scope the Session
+    assert found["fix_session_scope"].figures["orm_at_end"] == 80 * MB
+
+
+def test_session_fix_stays_quiet_under_its_minimum():
+    small = rules.ORM_LEFT_MIN_BYTES // 2
+    rec = handmade.record(start=50 * MB, end=50 * MB + small,
+                          end_cats={"orm_objects": small})
+    assert "fix_session_scope" not in fired(rec)
+
+
+def test_rss_returned():
+    found = fired(handmade.record(start=50 * MB, end=49 * MB))
+    assert found["rss_returned"].text == "RSS returned to the start after the work."
+
+
+def test_malloc_trim_fix_needs_a_large_enough_return():
+    rec = handmade.record(start=50 * MB, end=250 * MB, trim=100 * MB,
+                          end_cats={"other_python": MB})
+    assert fired(rec)["fix_malloc_trim"].figures["released"] == 150 * MB
+    small = handmade.record(start=50 * MB, end=250 * MB, trim=240 * MB,
+                            end_cats={"other_python": MB})
+    assert "fix_malloc_trim" not in fired(small)
+
+
+def test_kept_alive_holders_are_scaled_and_named_from_a_megabyte():
+    rec = replace(handmade.record(rows=10_000), retention=Retention(
+        rows=1000,
+        holders=(Holder("result held by its caller", 1, 2 * MB),
+                 Holder("compiled-SQL caches", 1, 200_000)),
+        peak=HoldersAt("worker 1 done", 3 * MB,
+                       (Holder("pool results not yet fetched", 1, 3 * MB,
+                               ("local self of wait()", "MapResult")),))))
+    analysis = analyse(rec)
+    by_holder = {h.holder: h.bytes for h in analysis.kept_alive}
+    assert by_holder == {"result held by its caller": 20 * MB,
+                         "compiled-SQL caches": 200_000}  # caches are not scaled
+    found = fired(rec)
+    assert "result held by its caller 20 MB" in found["kept_alive_at_end"].text
+    assert "compiled-SQL" not in found["kept_alive_at_end"].text  # under a megabyte
+    assert "local self of wait() -> MapResult" in found["kept_alive_at_peak"].text
+
+
+def test_leak_over_repeated_runs_and_its_fix():
+    runs = tuple(Iteration(run=i, traced=10 * MB + i * MB,
+                           categories={"identity_map": i * MB // 2, "orm_objects": i * MB // 2},
+                           types={"User": 1000 * i}) for i in range(1, 5))
+    rec = replace(handmade.record(), repeat=Repeat(rows=1000, iterations=runs))
+    found = fired(rec)
+    assert found["leak_or_peak"].text.startswith("LEAK:")
+    assert found["leak_or_peak"].figures["per_run"] == MB
+    assert "fix_leak_scope" in found
+    flat = tuple(replace(it, traced=10 * MB, categories={}) for it in runs)
+    found = fired(replace(rec, repeat=Repeat(rows=1000, iterations=flat)))
+    assert found["leak_or_peak"].text.startswith("No leak:")
+    assert "fix_leak_scope" not in found
+
+
+def test_followed_children_are_summed():
+    children = tuple(ChildProcess(pid=100 + i, start_method="fork", peak_rss=100 * MB,
+                                  categories={"peak": {"orm_objects": 30 * MB}})
+                     for i in range(2))
+    found = fired(replace(handmade.record(), processes=Processes(children=children)))
+    text = found["followed_children"].text
+    assert "2 child processes were followed (fork x2)" in text
+    assert "held 60 MB of Python objects" in text and "200 MB RSS summed" in text
+    assert "child_processes_rss" not in found
+
+
+def test_unfollowed_children_by_rss_only():
+    rec = replace(handmade.record(),
+                  processes=Processes(children_peak_rss={"1": 100 * MB, "2": 50 * MB}))
+    assert fired(rec)["child_processes_rss"].figures == {"largest": 100 * MB,
+                                                         "summed": 150 * MB}
+
+
+def test_explained_share_says_how_categories_were_measured():
+    found = fired(handmade.record(start=50 * MB, peak=1050 * MB))
+    assert found["explained_share"].figures["explained_share"] == 0.8
+    assert "traced at full size" in found["explained_share"].text
+    assert found["explained_share"].section is Section.CONTEXT
+
+
+def test_a_calibration_that_is_not_linear_is_rejected_and_said():
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (0.0, 1000.0)}},
+                             linearity={"peak": rules_threshold_above()})
+    rec = handmade.record(method=Method.CALIBRATED)
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=1000))
+    found = fired(rec)
+    assert "did not grow in proportion" in found["model_not_linear"].text
+    assert "traced at 300 rows, unscaled" in found["explained_share"].text
+
+
+def rules_threshold_above() -> float:
+    from sqldiag.analysis.summary import MODEL_MAX_RESIDUAL
+
+    return MODEL_MAX_RESIDUAL * 2

@@ -1,0 +1,86 @@
+"""The plan of a scenario run, from its options alone: which passes, on which tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from sqldiag.capture.plan import (
+    TRACE_BUDGET_ROW_LOADS,
+    PassKind,
+    PassSpec,
+    RunOptions,
+    TableSize,
+    TraceMode,
+    plan_run,
+)
+from sqldiag.workload.scenarios import ScenarioFile
+
+
+def options(rows: int, workers: int, trace: TraceMode = TraceMode.AUTO, **extra) -> RunOptions:
+    return RunOptions(scenario=ScenarioFile("leak_repro", Path("leak_repro.py")),
+                      url=make_url("sqlite://"), rows=rows, workers=workers, text_bytes=None,
+                      table="users", trace=trace, trace_depth=8, **extra)
+
+
+def kinds(plan) -> list[list[PassKind]]:
+    return [[spec.kind for spec in step.passes] for step in plan.steps]
+
+
+def test_small_runs_trace_at_full_size_after_the_bare_pass():
+    plan = plan_run(options(2000, 3), cpus=2)
+    assert kinds(plan) == [[PassKind.BARE], [PassKind.TRACED]]
+    traced = plan.steps[1].passes[0]
+    assert (traced.table, traced.rows, traced.trace_depth) == ("users", 2000, 8)
+    assert traced.follow_children  # full size: children trace themselves
+    assert plan.seed == (TableSize("users", 2000),)
+    assert plan.steps[0].passes[0].retention == TableSize("users", 2000)
+
+
+def test_large_runs_calibrate_beside_the_bare_pass_on_a_second_core():
+    plan = plan_run(options(100_000, 10), cpus=2)
+    assert kinds(plan) == [[PassKind.BARE, PassKind.CALIBRATE]]
+    bare, calibrate = plan.steps[0].passes
+    sizes = [size.rows for size in calibrate.calibration]
+    assert sizes == [400, 800, 1200]
+    assert [s.table for s in calibrate.calibration] == ["sqldiag_users_400", "sqldiag_users_800",
+                                                         "sqldiag_users_1200"]
+    assert calibrate.calibration_depth == 4 and calibrate.retention.rows == 1200
+    assert not bare.calibration and bare.rows == 100_000
+    assert [s.rows for s in plan.seed] == [100_000, 400, 800, 1200]
+
+
+def test_one_core_calibrates_after_the_bare_pass_in_its_process():
+    plan = plan_run(options(100_000, 10), cpus=1)
+    assert kinds(plan) == [[PassKind.BARE]]
+    assert [s.rows for s in plan.steps[0].passes[0].calibration] == [400, 800, 1200]
+
+
+def test_scaled_traces_one_smaller_copy():
+    plan = plan_run(options(100_000, 10, TraceMode.SCALED), cpus=2)
+    assert kinds(plan) == [[PassKind.BARE], [PassKind.TRACED]]
+    traced = plan.steps[1].passes[0]
+    assert traced.rows == TRACE_BUDGET_ROW_LOADS // 10 and not traced.follow_children
+    assert TableSize(traced.table, traced.rows) in plan.seed
+
+
+def test_off_runs_bare_only_without_retention():
+    plan = plan_run(options(100_000, 10, TraceMode.OFF), cpus=2)
+    assert kinds(plan) == [[PassKind.BARE]]
+    assert plan.steps[0].passes[0].retention is None
+
+
+def test_repeat_runs_at_the_calibration_size():
+    plan = plan_run(options(100_000, 10, repeat=4), cpus=2)
+    assert kinds(plan)[-1] == [PassKind.REPEAT]
+    repeat = plan.steps[-1].passes[0]
+    assert (repeat.rows, repeat.repeat, repeat.trace_depth) == (1200, 4, 4)
+
+
+@pytest.mark.parametrize("trace", list(TraceMode))
+def test_specs_travel_as_json_unchanged(trace):
+    for step in plan_run(options(100_000, 10, trace, repeat=3), cpus=2).steps:
+        for spec in step.passes:
+            assert PassSpec.from_json(spec.to_json()) == spec

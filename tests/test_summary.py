@@ -1,0 +1,68 @@
+"""Key figures from hand-made records: RSS net of tracemalloc, scaling, the calibration
+model, allocator_free. No database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import handmade
+from handmade import MB
+
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.summary import summarise, traced_categories
+from sqldiag.record.parts import CalibrationModel, Method, Phase, Timeline
+
+
+def test_rss_figures_come_from_phases_and_timeline():
+    s = summarise(handmade.record(start=50 * MB, peak=900 * MB, end=70 * MB, trim=60 * MB))
+    assert (s.start_rss, s.peak_rss, s.end_rss, s.trim_rss) == (50 * MB, 900 * MB, 70 * MB,
+                                                                60 * MB)
+    assert s.trim_released == 10 * MB and s.peak_t == 4.0 and s.growth == 850 * MB
+
+
+def test_rss_is_taken_net_of_tracemalloc_own_memory():
+    rec = handmade.record(start=50 * MB, peak=900 * MB)
+    rec = replace(rec, timeline=Timeline(t=(0.0, 1.0), rss=(50 * MB, 900 * MB),
+                                         overhead=(0, 300 * MB)),
+                  phases=(Phase("ready", 0.0, 60 * MB, tracemalloc_overhead=10 * MB),))
+    s = summarise(rec)
+    assert s.peak_rss == 600 * MB and s.start_rss == 50 * MB
+
+
+def test_scaled_trace_scales_every_category_but_the_statement_cache():
+    rec = handmade.record(method=Method.SCALED_TRACE,
+                          peak_cats={"orm_objects": 10 * MB, "statement_cache": MB})
+    rec = replace(rec, measurement=replace(rec.measurement, scale=4.0, traced_rows=250))
+    cats = traced_categories(rec, "peak")
+    assert cats["orm_objects"] == 40 * MB and cats["statement_cache"] == MB
+
+
+def test_calibrated_categories_are_the_model_prediction():
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (1000.0, 500.0),
+                                            "statement_cache": (2000.0, 0.0)}},
+                             linearity={"peak": 0.001})
+    rec = handmade.record(method=Method.CALIBRATED, peak=2 * 500 * 100_000)
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=100_000))
+    cats = traced_categories(rec, "peak")
+    assert cats["orm_objects"] == 1000 + 500 * 100_000
+    assert cats["statement_cache"] == 2000
+    assert not summarise(rec).model_rejected
+
+
+def test_a_prediction_above_what_rss_held_is_rejected():
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (0.0, 1_000_000.0)}},
+                             linearity={"peak": 0.0})
+    rec = handmade.record(method=Method.CALIBRATED, peak_cats={"orm_objects": 3 * MB})
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=100_000))
+    assert summarise(rec).model_rejected
+    assert traced_categories(rec, "peak")["orm_objects"] == 3 * MB  # measured, unscaled
+
+
+def test_allocator_free_is_growth_the_categories_do_not_cover_never_negative():
+    analysis = analyse(handmade.record(start=50 * MB, peak=1050 * MB))
+    assert analysis.categories["peak"]["allocator_free"] == 200 * MB
+    assert analysis.summary.explained_share == 0.8
+    over = analyse(handmade.record(start=50 * MB, peak=500 * MB))
+    assert over.categories["peak"]["allocator_free"] == 0
