@@ -141,3 +141,10 @@ def test_table_of_another_shape_stops_the_run_untouched(cli, sqlite_url):
         columns = [row[1] for row in conn.execute(text("PRAGMA table_info(shop_users)"))]
     assert columns == ["id", "login"]
     engine.dispose()
+
+
+def test_url_of_an_unknown_dialect_is_one_line(cli):
+    out = cli("scenario", "leak_repro", "--url", "nonsense://x@", "--rows", "10")
+    assert out.code == 1
+    assert out.stderr.strip() == "sqldiag: error: SQLAlchemy has no dialect 'nonsense' (in " \
+                                 "'nonsense://x@')"

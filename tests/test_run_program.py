@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,85 @@ def test_program_that_raises_keeps_record_marked_incomplete(tmp_path):
     record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["status"]["complete"] is False
     assert "RuntimeError: boom" in record["status"]["reason"]
+
+
+def _sqldiag_run(tmp_path, *args, stdin: str = ""):
+    return subprocess.run([sys.executable, "-m", "sqldiag", "run", *args], input=stdin,
+                          capture_output=True, text=True, check=False, cwd=tmp_path,
+                          timeout=300)
+
+
+def test_bad_programs_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\ndef f(:\n    pass\n")
+    run = _sqldiag_run(tmp_path, str(broken))
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"sqldiag: error: {broken}:2: invalid syntax"
+    run = _sqldiag_run(tmp_path, "-m", "no.such.module")
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("sqldiag: error: cannot run module 'no.such.module'")
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_program_that_raises_shows_only_its_own_traceback(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text("def main():\n    raise ValueError('bad input')\n\nmain()\n")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           check=False, cwd=tmp_path)
+    run = _sqldiag_run(tmp_path, str(script))
+    assert run.returncode == plain.returncode == 1
+    traceback = run.stderr[:run.stderr.index("ValueError: bad input") + 21]
+    assert traceback == plain.stderr.strip()  # python's own, no runpy or sqldiag frames
+    assert "sqldiag" in run.stderr[len(traceback):]  # then the summary
+
+
+def test_the_program_imports_its_own_packages_first(tmp_path):
+    """A program that puts its own SQLAlchemy first on sys.path gets it, as alone."""
+    fake = tmp_path / "vendored" / "sqlalchemy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("MARK = 'the program own copy'\n")
+    script = tmp_path / "app.py"
+    script.write_text("import sys\nsys.path.insert(0, sys.argv[1])\nimport sqlalchemy\n"
+                      "print(sqlalchemy.MARK, sqlalchemy.__file__)\n"
+                      "print(sorted(m for m in sys.modules if m.startswith('pymysql')))\n")
+    plain = subprocess.run([sys.executable, str(script), str(tmp_path / "vendored")],
+                           capture_output=True, text=True, check=False, cwd=tmp_path)
+    run = _sqldiag_run(tmp_path, str(script), str(tmp_path / "vendored"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == plain.stdout
+    assert run.stdout.startswith("the program own copy ")
+
+
+def test_json_budget_and_guard_have_the_meaning_they_have_for_scenarios(tmp_path):
+    script = tmp_path / "grow.py"
+    script.write_text("import time\nkeep = [str(i) * 30 for i in range(300_000)]\n"
+                      "time.sleep(0.3)\nprint('built', len(keep))\n")
+    run = _sqldiag_run(tmp_path, "--json", "--budget", "peak_rss=20GB", str(script))
+    assert run.returncode == 0, run.stderr
+    first, _, rest = run.stdout.partition("\n")
+    assert first == "built 300000"  # the program's own output first, then the JSON
+    out = json.loads(rest)
+    assert out["summary"]["peak_rss"] > out["summary"]["start_rss"] + (20 << 20)
+    assert out["categories"]["peak"]["other_python"] > 300_000 * 40
+    run = _sqldiag_run(tmp_path, "--budget", "peak_rss=1MB", str(script))
+    assert run.returncode == 3
+    assert "peak_rss" in run.stderr and "exceeds its budget of 1.0 MB" in run.stderr
+    guarded = tmp_path / "huge.py"
+    guarded.write_text("keep = []\nwhile True:\n    keep.append(bytearray(1 << 20))\n")
+    run = _sqldiag_run(tmp_path, "--max-rss", "200MB", str(guarded))
+    assert run.returncode == 4, run.stderr
+    record = run_view(max((tmp_path / "reports").iterdir()))
+    assert "memory guard" in record["status"]["reason"]
+
+
+def test_repeat_tells_a_program_that_leaks(tmp_path):
+    script = tmp_path / "leaky.py"
+    script.write_text("import json\ncache = json.__dict__.setdefault('_cache', [])\n"
+                      "cache.extend({'n': i} for i in range(5000))\nprint(len(cache))\n")
+    run = _sqldiag_run(tmp_path, "--repeat", "4", "--json", str(script))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[:4] == ["5000", "10000", "15000", "20000"]
+    verdict = json.loads("\n".join(run.stdout.splitlines()[4:]))["verdict"]
+    leak = next(line for line in verdict if line.startswith("LEAK:"))
+    assert "other_python +" in leak  # 5,000 small dicts a run (untracked by gc: by bytes)

@@ -66,3 +66,19 @@ def test_allocator_free_is_growth_the_categories_do_not_cover_never_negative():
     assert analysis.summary.explained_share == 0.8
     over = analyse(handmade.record(start=50 * MB, peak=500 * MB))
     assert over.categories["peak"]["allocator_free"] == 0
+
+
+def test_samples_taken_during_a_census_are_not_the_programs_peak():
+    """A census lists every live object: its lists are sqldiag's memory, not the
+    program's, and the program waits while it runs."""
+    from sqldiag.record.parts import CensusMark
+
+    rec = handmade.record(method=Method.CENSUS, start=50 * MB, peak=900 * MB,
+                          peak_cats={"orm_objects": 700 * MB})
+    timeline = Timeline(t=(0.0, 1.0, 2.0, 2.5, 3.0, 4.0),
+                        rss=(50 * MB, 500 * MB, 850 * MB, 960 * MB, 870 * MB, 300 * MB))
+    census = CensusMark("census at an RSS high", t=2.7, rss=955 * MB, seconds=0.4,
+                        objects=7_000_000)
+    rec = replace(rec, timeline=timeline,
+                  measurement=replace(rec.measurement, censuses=(census,)))
+    assert summarise(rec).peak_rss == 870 * MB  # 960 MB was the census's own lists

@@ -1,8 +1,11 @@
 """Measure a block of your own code in-process: `with sqldiag.capture(name=...) as run:`.
 
-The block runs once, under tracemalloc; RSS figures are taken net of tracemalloc's own
-memory. On exit a run record and HTML report are written to `reports_dir`; `run.record`
-and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
+The block runs once, untraced: RSS is sampled, and censuses of live objects at RSS highs
+and at the block's end give the categories (capture/probes/live.py). `trace_depth=N`
+runs it under tracemalloc instead (allocation sites; RSS then taken net of
+tracemalloc's own memory). On exit a run record and HTML report are written to
+`reports_dir`; `run.record` (what was measured), `run.analysis` (the figures and
+verdict) and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
 Children started by multiprocessing inside the block measure themselves (see follow.py)
 and appear in the record's processes unless `follow_children=False`.
 """
@@ -19,23 +22,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-from sqldiag.analysis.analyse import Analysis, analyse
-from sqldiag.capture.assemble import assemble_record
 from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec
-from sqldiag.record.parts import Database, Record, Scenario
-from sqldiag.reporters.run_folder import save_run
+
+if TYPE_CHECKING:
+    from sqldiag.analysis.analyse import Analysis
+    from sqldiag.record.parts import Record
 
 
 class Capture(contextlib.ContextDecorator):
     def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
-                 trace_depth: int = DEFAULT_TRACE_DEPTH, census: bool = False,
+                 trace_depth: int = 0, census: bool = False,
                  follow_children: bool = True) -> None:
         self.name = name
         self.reports_dir = Path(reports_dir)
         self.spec = PassSpec(kind=PassKind.TRACED, scenario_name=name, scenario_path="", table="",
                              rows=0, workers=1, trace_depth=trace_depth, census=census,
+                             census_at_highs=trace_depth == 0,
                              follow_children=follow_children)
         self.record: Record | None = None
         self.analysis: Analysis | None = None
@@ -51,7 +55,8 @@ class Capture(contextlib.ContextDecorator):
 
     def __enter__(self) -> Self:
         self._created = datetime.now(timezone.utc)
-        follower = Follower(self.spec.trace_depth) if self.spec.follow_children else None
+        follower = (Follower(self.spec.trace_depth or DEFAULT_TRACE_DEPTH)
+                    if self.spec.follow_children else None)
         self._pass = MeasuredPass(self.spec, follower)
         self._pass.begin()
         self._pass.in_workload = True
@@ -64,6 +69,13 @@ class Capture(contextlib.ContextDecorator):
         if exc_type is not None:
             failure = f"the captured code raised {exc_type.__name__}: {exc}"
         result = measured.end_in_process(failure)
+        # Imported only now: loaded during the block, the analysis and the reporters
+        # (Jinja2, rich) would be part of the peak RSS the block is measured by.
+        from sqldiag.analysis.analyse import analyse
+        from sqldiag.capture.assemble import assemble_record
+        from sqldiag.record.parts import Database, Scenario
+        from sqldiag.reporters.run_folder import save_run
+
         self.record = assemble_record(
             created=self._created,
             scenario=Scenario(name=self.name, source=self.source,

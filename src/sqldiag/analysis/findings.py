@@ -415,6 +415,11 @@ def measured_basis(record: Record, summary: Summary) -> str:
     if how.method is Method.CALIBRATED:
         return ("traced at " + ", ".join(f"{r:,}" for r in model_rows)
                 + " rows, fitted as fixed + per-row cost")
+    if how.method is Method.CENSUS:
+        peak = record.breakdowns.get(PEAK)
+        at = f" at RSS {fmt_bytes(peak.rss)}" if peak is not None and peak.rss else ""
+        scaled = f", scaled x{summary.scale:.2f} to the peak" if summary.scale != 1 else ""
+        return f"a census of live objects{at}{scaled}, untraced"
     return "traced at full size"
 
 

@@ -47,6 +47,18 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                 f"({how.trace_depth} frames).")
     if how.method is Method.RSS_ONLY:
         return "No tracing: no categories."
+    if how.method is Method.CENSUS:
+        paused = sum(c.seconds for c in how.censuses)
+        text = (f"Nothing was traced: the program ran at full size, and {len(how.censuses)} "
+                f"censuses of its live objects, taken at new highs of RSS and at the end, "
+                f"paused it for {paused:.2f} s in all. Each census counts the gc-tracked "
+                "objects by kind and sizes an even sample of each kind (instances of a "
+                "mapped class are alike); categories at peak are those of the census at the "
+                "highest RSS")
+        if summary.scale != 1:
+            text += (f", scaled x{summary.scale:.2f} from its RSS to the peak (what grew is "
+                     "taken to keep its mix)")
+        return text + ". No allocation sites: run with --trace for them."
     return None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqldiag.record.categories import ALLOCATOR_FREE, TRACED, holder_scale, row_scale
 from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Record
+from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Method, Record
 from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY
 
 # A prediction above this share of the measured RSS growth cannot be live memory: the
@@ -24,6 +24,11 @@ MODEL_REJECT_RATIO = 1.25
 # Calibration points further than this from their line: the workload is not linear in
 # rows at these sizes (a batch or page limit, or a missed transient peak).
 MODEL_MAX_RESIDUAL = 0.03
+# A census taken below the peak RSS is scaled up to it (what grows keeps its mix) by at
+# most this factor; further below the peak it is shown as measured.
+MAX_CENSUS_SCALE = 1.5
+# A sample this close to a census (the watcher samples every 50 ms) may have seen it.
+CENSUS_MARGIN_S = 0.06
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,21 @@ def _net_at(record: Record, name: str) -> int | None:
     return phase.net_rss if phase is not None else None
 
 
+def program_rss(record: Record) -> list[int]:
+    """The timeline's RSS as the program alone has it: net of tracemalloc's own memory,
+    and with the samples taken while a census ran left out (a census's own lists of
+    the live objects are not the program's, and the program waits meanwhile)."""
+    net = record.timeline.net_rss()
+    windows = [(c.t - c.seconds - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
+               for c in record.measurement.censuses]
+    if not windows:
+        return net
+    return [rss if not any(lo <= t <= hi for lo, hi in windows) else 0
+            for t, rss in zip(record.timeline.t, net)]
+
+
 def _peak_net(record: Record) -> int | None:
-    return max(record.timeline.net_rss(), default=None)
+    return max(program_rss(record), default=None)
 
 
 def model_rejected(record: Record) -> bool:
@@ -98,6 +116,21 @@ def scaled(breakdown: Breakdown | None, scale: float) -> dict[str, int]:
     return {c: int(breakdown.category(c) * row_scale(c, scale)) for c in TRACED}
 
 
+def census_scale(record: Record) -> float:
+    """How much the peak census is scaled to reach the peak RSS: the RSS growth at the
+    peak over the growth when the census was taken (1 when not a census run, or when
+    the census was at the peak)."""
+    breakdown = record.breakdowns.get(PEAK)
+    if record.measurement.method is not Method.CENSUS or breakdown is None or \
+            not breakdown.rss:
+        return 1.0
+    start, peak = _net_at(record, READY), _peak_net(record)
+    if start is None or peak is None or breakdown.rss >= peak or breakdown.rss <= start:
+        return 1.0
+    scale = (peak - start) / (breakdown.rss - start)
+    return round(scale, 4) if scale <= MAX_CENSUS_SCALE else 1.0
+
+
 def traced_categories(record: Record, moment: str) -> dict[str, int]:
     """Traced bytes per category at full size: the calibration model's prediction, or the
     traced run's breakdown scaled by rows (1 when it ran at full size)."""
@@ -109,6 +142,8 @@ def traced_categories(record: Record, moment: str) -> dict[str, int]:
         predicted = how.model.predict(moment, how.full_rows)
         if predicted:
             return {c: predicted.get(c, 0) for c in TRACED}
+    if how.method is Method.CENSUS:
+        return scaled(breakdown, census_scale(record) if moment == PEAK else 1.0)
     return scaled(breakdown, how.scale or 1.0)
 
 
@@ -135,7 +170,7 @@ def rss_gap(record: Record, phase: str) -> RssGap | None:
 
 
 def summarise(record: Record) -> Summary:
-    net = record.timeline.net_rss()
+    net = program_rss(record)
     start, end, trim = (_net_at(record, READY), _net_at(record, AFTER_GC),
                         _net_at(record, AFTER_TRIM))
     peak_net = max(net, default=None)
@@ -150,7 +185,8 @@ def summarise(record: Record) -> Summary:
         start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
         trim_released=(end - trim) if end is not None and trim is not None else None,
         traced_peak_snapshot=peak_traced, traced_end=end_traced,
-        scale=record.measurement.scale or 1.0,
+        scale=census_scale(record) if record.measurement.method is Method.CENSUS
+        else record.measurement.scale or 1.0,
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak,
         gap_end=rss_gap(record, AFTER_GC), gap_trim=rss_gap(record, AFTER_TRIM),

@@ -32,7 +32,8 @@ def _method(bare: PassResult, traced: PassResult | None,
     if traced is None:
         return Method.RSS_ONLY, None
     if traced is bare:
-        return Method.IN_PROCESS, None
+        return (Method.CENSUS if traced.censuses and not traced.trace_depth
+                else Method.IN_PROCESS), None
     if full_rows is None or traced.rows == full_rows:
         return Method.FULL_TRACE, None
     return Method.SCALED_TRACE, full_rows / traced.rows
@@ -71,7 +72,8 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
             peak_total=c.breakdowns[PEAK].total if PEAK in c.breakdowns else None,
             end_total=c.breakdowns[END].total if END in c.breakdowns else None)
             for c in calibration),
-        full_rows=full_rows)
+        full_rows=full_rows,
+        censuses=traced.censuses if traced else ())
     return Record(
         format=FORMAT, schema_version=SCHEMA_VERSION, sqldiag_version=__version__,
         created_utc=created.isoformat(timespec="seconds"),

@@ -17,9 +17,10 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 
 from sqldiag.capture.follow import Follower
-from sqldiag.capture.measure import Interrupted, MeasuredPass
+from sqldiag.capture.measure import Interrupted
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec, TableSize
 from sqldiag.capture.results import PassResult
+from sqldiag.capture.scenario_pass import ScenarioPass
 from sqldiag.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     follower = (Follower(spec.trace_depth or DEFAULT_TRACE_DEPTH) if spec.follow_children
                 else None)
-    measured = MeasuredPass(spec, follower)
+    measured = ScenarioPass(spec, follower)
 
     def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
         # The workload's threads cannot be stopped safely, so the result is written now
@@ -103,9 +104,9 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def _sub_pass(spec: PassSpec, kind: PassKind, size: TableSize, **extra) -> MeasuredPass:
+def _sub_pass(spec: PassSpec, kind: PassKind, size: TableSize, **extra) -> ScenarioPass:
     """Another run of the same scenario, workers and options, in this process."""
-    return MeasuredPass(PassSpec(
+    return ScenarioPass(PassSpec(
         kind=kind, scenario_name=spec.scenario_name, scenario_path=spec.scenario_path,
         table=size.table, rows=size.rows, workers=spec.workers, options=dict(spec.options),
         connect_timeout=spec.connect_timeout, **extra))
@@ -122,7 +123,7 @@ def _retention(spec: PassSpec, size: TableSize, url: URL) -> Retention | None:
     return Retention(rows=size.rows, holders=sub.holders or (), peak=sub.holders_peak)
 
 
-def _calibrate(spec: PassSpec, url: URL, bare: MeasuredPass,
+def _calibrate(spec: PassSpec, url: URL, bare: ScenarioPass,
                results: list[PassResult]) -> int:
     """Traced runs at the calibration sizes, in this process after the bare pass: the
     bare figures are already taken, and tracemalloc counts only what it traces."""

@@ -1,9 +1,11 @@
-"""One measured pass of a scenario, in the process that runs the workload.
+"""One measured pass, in the process that runs the workload: probes, phase marks, and
+the pass's result.
 
 A pass is either bare (RSS sampling and phase marks only, so that RSS is what the
 workload alone does) or traced (tracemalloc, snapshots reduced to category breakdowns,
-and a census of live types). The runner runs each pass in its own child process and
-assembles their results into one record.
+and a census of live types). Nothing of the database stack is imported here: a program
+of the user's own must import its own SQLAlchemy first (scenario_pass.py runs
+scenarios).
 """
 
 from __future__ import annotations
@@ -11,16 +13,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import Protocol
-
-from sqlalchemy.orm import sessionmaker
 
 from sqldiag.capture.attribution.breakdown import Breakdown as TracedBreakdown
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes import allocator
-from sqldiag.capture.probes.census import live_type_counts, type_census
+from sqldiag.capture.probes.census import type_census
+from sqldiag.capture.probes.live import CensusAt, CensusProbe
 from sqldiag.capture.probes.pymalloc import pymalloc_stats
 from sqldiag.capture.probes.retention import measure_holders
 from sqldiag.capture.probes.sampler import RssSampler, WatcherSampler
@@ -28,6 +27,7 @@ from sqldiag.capture.probes.tracing import TracedMoment, TracingProbe
 from sqldiag.capture.results import PassResult
 from sqldiag.record.parts import (
     Breakdown,
+    CensusMark,
     ChildProcess,
     Digest,
     Holder,
@@ -51,11 +51,7 @@ from sqldiag.record.phases import (
     WORKLOAD_END,
     WORKLOAD_START,
 )
-from sqldiag.workload import database
 from sqldiag.workload.digest import RowDigest
-from sqldiag.workload.scenario_api import ScenarioContext
-from sqldiag.workload.scenarios import ScenarioFile, load_module
-from sqldiag.workload.schema import build_schema
 
 
 class ChildFollower(Protocol):
@@ -95,8 +91,10 @@ class MeasuredPass:
         self.digest: RowDigest | None = None
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
+        self.censuses = CensusProbe() if spec.census_at_highs and not spec.traced else None
         self.sampler: RssSampler = (
-            WatcherSampler(spec.sample_period, spec.max_rss) if spec.kind is PassKind.BARE
+            WatcherSampler(spec.sample_period, spec.max_rss)
+            if spec.kind in (PassKind.BARE, PassKind.PROGRAM)
             else RssSampler(spec.sample_period, on_traced=(
                 self.tracing.consider_high if self.tracing is not None else None)))
         self._lock = threading.Lock()
@@ -111,6 +109,8 @@ class MeasuredPass:
                                      tracemalloc_overhead=sample.overhead))
         if self.spec.measure_holders and self.in_workload:
             self._holders_at(name)
+        if self.censuses is not None and snapshot:
+            self.censuses.mark(name)
         if self.tracing is None:
             return
         if snapshot:
@@ -137,52 +137,6 @@ class MeasuredPass:
         stats = pymalloc_stats()
         self.pymalloc[phase] = PymallocStats(**stats) if stats else None
 
-    def execute(self, url) -> None:
-        engine = database.open_engine(url, pool_size=self.spec.workers,
-                                      connect_timeout=self.spec.connect_timeout)
-        try:
-            self.server_version = database.server_version(engine)
-            schema = build_schema(self.spec.table)
-            module = load_module(ScenarioFile(self.spec.scenario_name,
-                                              Path(self.spec.scenario_path)))
-            ctx = ScenarioContext(engine=engine, Session=sessionmaker(engine), User=schema.User,
-                                  table=schema.table, rows=self.spec.rows,
-                                  workers=self.spec.workers, mark=self.mark,
-                                  options=dict(self.spec.options))
-            self.digest = ctx.digest
-            if self.spec.kind is PassKind.REPEAT:
-                self._repeat(module, ctx)
-            else:
-                self._workload(module, ctx)
-        finally:
-            self.close()
-            engine.dispose()
-
-    def _workload(self, module: ModuleType, ctx: ScenarioContext) -> None:
-        self.begin()
-        self.in_workload = True
-        held = [module.run(ctx)]  # the only reference: finish() empties it
-        self.in_workload = False
-        self.finish(held)
-
-    def _repeat(self, module: ModuleType, ctx: ScenarioContext) -> None:
-        """Leak or peak: run the workload again and again; after each run, with its
-        results dropped and gc.collect(), count live objects by type and snapshot the
-        traced heap (reduced to categories after tracing stops)."""
-        self.begin()
-        for index in range(self.spec.repeat):
-            self.in_workload = True
-            held = [module.run(ctx)]
-            self.in_workload = False
-            held.clear()
-            gc.collect()
-            label = f"after run {index + 1}"
-            self.mark(label, snapshot=True)
-            self.iterations.append((index + 1, label, live_type_counts()))
-        self.wall_time = time.monotonic() - self._started
-        if self.tracing is not None:
-            self.tracing.watching = False
-
     def begin(self, collect: bool = True) -> None:
         """Start the probes and mark "ready" and "workload start" (after a full
         collection unless `collect` is False)."""
@@ -193,6 +147,8 @@ class MeasuredPass:
         self._allocator_state(READY)
         if self.tracing is not None:
             self.tracing.start(clock=self.sampler.now)
+        if self.censuses is not None:
+            self.censuses.start(clock=self.sampler.now)
         if self.follower is not None:
             self.follower.start()
             self._following = True
@@ -200,6 +156,8 @@ class MeasuredPass:
         self.mark(WORKLOAD_START, snapshot=False)
         if self.tracing is not None:
             self.tracing.watching = True
+        if self.censuses is not None:
+            self.censuses.watching = True
 
     def finish(self, held: list, trim: bool = True) -> None:
         """Mark the end phases while the results in `held` are still alive, then empty it
@@ -208,6 +166,8 @@ class MeasuredPass:
         self.wall_time = time.monotonic() - self._started
         if self.tracing is not None:
             self.tracing.watching = False
+        if self.censuses is not None:
+            self.censuses.watching = False
         self.mark(WORKLOAD_END, snapshot=True)
         if self.spec.measure_holders and held:
             self.holders = measure_holders(held[0])
@@ -226,12 +186,13 @@ class MeasuredPass:
             self.mark(AFTER_TRIM, snapshot=False)
             self._allocator_state(AFTER_TRIM)
 
-    def end_in_process(self, failure: str | None) -> PassResult:
-        """End a pass whose workload ran in this process's own code (a capture, a
-        followed child): mark the end phases, stop the probes, return the result."""
+    def end_in_process(self, failure: str | None, trim: bool = False) -> PassResult:
+        """End a pass whose workload ran in this process's own code (a program, a capture,
+        a followed child): mark the end phases, stop the probes, return the result;
+        `trim` runs the malloc_trim(0) probe (only where the workload is over)."""
         self.in_workload = False
         try:
-            self.finish([], trim=False)
+            self.finish([], trim=trim)
         finally:
             self.close()
         self.failure = failure
@@ -244,6 +205,8 @@ class MeasuredPass:
             self.children = self.follower.stop()
         if self.tracing is not None:
             self.tracing.stop()
+        if self.censuses is not None:
+            self.censuses.stop()
         self.sampler.stop()
 
     def _iterations(self) -> tuple[Iteration, ...]:
@@ -261,6 +224,8 @@ class MeasuredPass:
         return self.tracing.raw_snapshots() if self.tracing is not None else []
 
     def _breakdowns(self) -> dict[str, Breakdown]:
+        if self.censuses is not None:
+            return self._census_breakdowns(self.censuses)
         tracing = self.tracing
         if tracing is None:
             return {}
@@ -268,6 +233,12 @@ class MeasuredPass:
                    (END, tracing.moment(AFTER_GC)))
         return {key: _breakdown(moment) for key, moment in moments
                 if moment is not None and moment.breakdown is not None}
+
+    @staticmethod
+    def _census_breakdowns(probe: CensusProbe) -> dict[str, Breakdown]:
+        moments = ((PEAK, probe.highest), (AT_WORKLOAD_END, probe.marks.get(WORKLOAD_END)),
+                   (END, probe.marks.get(AFTER_GC)))
+        return {key: _census_breakdown(at) for key, at in moments if at is not None}
 
     def result(self) -> PassResult:
         """The pass's measurements as plain data."""
@@ -287,6 +258,8 @@ class MeasuredPass:
             uss_sampled=any(s.uss is not None for s in samples),
             snapshots=tuple(SnapshotMark(m.label, round(m.t, 4), m.traced)
                             for m in (tracing.moments if tracing else [])),
+            censuses=tuple(CensusMark(*taken) for taken in
+                           (self.censuses.taken if self.censuses is not None else ())),
             timeline=Timeline(t=tuple(round(s.t, 4) for s in samples),
                               rss=tuple(s.rss for s in samples),
                               uss=tuple(s.uss for s in samples),
@@ -307,6 +280,13 @@ class MeasuredPass:
             iterations=self._iterations(),
             digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
         )
+
+
+def _census_breakdown(at: CensusAt) -> Breakdown:
+    """A census as a breakdown: categories, no allocation sites (nothing was traced)."""
+    categories = dict(at.census.categories)
+    return Breakdown(total=sum(categories.values()), categories=categories, label=at.label,
+                     t=round(at.t, 4), rss=at.rss)
 
 
 def _breakdown(moment: TracedMoment) -> Breakdown:

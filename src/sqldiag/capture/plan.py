@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from sqldiag.record.codec import JsonValue
-from sqldiag.workload.scenarios import ScenarioFile
+
+if TYPE_CHECKING:  # the plan is read where nothing of the database stack is imported
+    from sqlalchemy.engine import URL
+
+    from sqldiag.workload.scenarios import ScenarioFile
 
 # Up to this many rows x workers the traced pass runs at full size in its own process;
 # above it, tracing runs as a calibration at three small sizes and a model scales it.
@@ -34,6 +37,7 @@ class PassKind(str, enum.Enum):
     CALIBRATE = "calibrate"  # no workload of its own: traced calibration runs only
     REPEAT = "repeat"  # the workload again and again under tracemalloc (leak or peak)
     RETENTION = "retention"  # untraced, measures who keeps memory alive
+    PROGRAM = "program"  # the user's own program at full size, censuses at RSS highs
 
 
 class TraceMode(str, enum.Enum):
@@ -67,6 +71,7 @@ class PassSpec(JsonValue):
     retention: TableSize | None = None
     measure_holders: bool = False  # set on that run: measure holders at workload end
     follow_children: bool = False  # measure multiprocessing children in themselves
+    census_at_highs: bool = False  # censuses of live objects at RSS highs (no tracing)
 
     @property
     def traced(self) -> bool:

@@ -9,6 +9,7 @@ from sqldiag.capture.plan import PassKind
 from sqldiag.record.codec import JsonValue
 from sqldiag.record.parts import (
     Breakdown,
+    CensusMark,
     ChildProcess,
     Digest,
     Holder,
@@ -42,6 +43,7 @@ class PassResult(JsonValue):
     analysis: Reduction | None = None
     uss_sampled: bool = False
     snapshots: tuple[SnapshotMark, ...] = ()
+    censuses: tuple[CensusMark, ...] = ()
     breakdowns: dict[str, Breakdown] = field(default_factory=dict)
     types: dict[str, TypeCensus] = field(default_factory=dict)
     mallinfo: dict[str, Mallinfo] = field(default_factory=dict)

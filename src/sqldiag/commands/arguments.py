@@ -89,12 +89,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=_positive, default=None, metavar="N",
                         help="leak or peak: run the workload N more times under tracemalloc "
                              "and report what keeps growing after gc.collect() (N >= 3)")
-    parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
-                        help="memory guard: stop the workload when its RSS passes SIZE and "
-                             "keep the record (default: 75%% of this machine's memory)")
+    add_guard_argument(parser)
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="give up on a database that does not answer (default 10)")
 
+
+
+def add_outcome_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """--budget and --json, the same for a scenario and a program of your own."""
+    parser.add_argument("--budget", type=str, action="append", default=[],
+                        metavar="NAME=SIZE",
+                        help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
+                             "or a category at peak (e.g. --budget peak_rss=300MB "
+                             "--budget orm_objects=50MB); repeatable")
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def add_guard_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
+                        help="memory guard: stop the workload when its RSS passes SIZE and "
+                             "keep the record (default: 75%% of this machine's memory)")
+
+
+def max_rss_bytes(text: str | None) -> int:
+    """--max-rss in bytes, or the default share of this machine's memory."""
+    if text:
+        return parse_size(text)
+    return int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE)
 
 
 def run_options(args: argparse.Namespace, scenario: ScenarioFile, url: URL) -> RunOptions:
@@ -105,8 +126,7 @@ def run_options(args: argparse.Namespace, scenario: ScenarioFile, url: URL) -> R
                       trace_rows=args.trace_rows, census=not args.no_census,
                       options=dict(args.option), command=_reproduce(args, scenario, url),
                       connect_timeout=args.connect_timeout, repeat=args.repeat or 0,
-                      max_rss=parse_size(args.max_rss) if args.max_rss
-                      else int(psutil.virtual_memory().total * DEFAULT_MAX_RSS_SHARE))
+                      max_rss=max_rss_bytes(args.max_rss))
 
 
 def _reproduce(args: argparse.Namespace, scenario: ScenarioFile, url: URL) -> str:

@@ -1,7 +1,8 @@
 """`sqldiag run script.py [args]` / `sqldiag run -m module [args]`: your own program.
 
-The program runs in this process as `python script.py args` would run it (same
-sys.argv, `__main__`, stdin and stdout, exit code) under an in-process capture; the
+The program runs in a process of its own as `python script.py args` would run it (same
+sys.argv, `__main__`, stdin and stdout, exit code; nothing of sqldiag's database stack
+imported before it), at full size and without tracing (see capture/program.py). Its
 record and HTML report are written, and sqldiag's summary goes to stderr so that the
 program's own output is unchanged.
 """
@@ -9,42 +10,99 @@ program's own output is unchanged.
 from __future__ import annotations
 
 import argparse
-import runpy
+import json
+import shlex
+import signal
+import subprocess
 import sys
+import tempfile
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 
-from sqldiag.api import Capture
+from sqldiag.analysis.analyse import analyse
+from sqldiag.analysis.budgets import check_budgets, parse_budget
+from sqldiag.capture.assemble import assemble_record
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
-from sqldiag.errors import SqldiagError
+from sqldiag.capture.program import ProgramSpec
+from sqldiag.capture.results import PassResult
+from sqldiag.commands.arguments import add_guard_argument, add_outcome_arguments, max_rss_bytes
+from sqldiag.errors import EXIT_INTERRUPTED, BudgetExceeded, SqldiagError
+from sqldiag.record.codec import RecordError
+from sqldiag.record.parts import Database, Scenario
+from sqldiag.redact import scrub
+from sqldiag.reporters.json_output import run_json
+from sqldiag.reporters.run_folder import save_run
 from sqldiag.reporters.terminal import print_summary
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return value
+
+
+def _repeat(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 3:
+        raise argparse.ArgumentTypeError("must be at least 3 to judge growth")
+    return value
 
 
 class RunCommand:
     name = "run"
     help = "run your own program (script or -m module) under sqldiag"
-    description = """Run a Python program as `python` would, under sqldiag's probes, then
-write its record and report. sqldiag's own output goes to stderr.
+    description = """Run a Python program as `python` would, at full size, then write its
+record and report. sqldiag's own output goes to stderr (with --json, the JSON goes to
+stdout after the program's own output).
+
+By default nothing is traced: a watcher process samples RSS, and the program is paused
+briefly for a census of its live objects at each new high of RSS (about a second at a
+million ORM objects, at most a tenth of the run); the categories come from the census
+taken at the highest RSS. --trace runs it under tracemalloc instead, for allocation
+sites and tracebacks, at several times the memory and time.
 
 Threads, asyncio and multiprocessing children (fork, spawn, forkserver; Pool and
 ProcessPoolExecutor workers) are all measured: each child traces itself and the report
 shows every process and the total.
 
   sqldiag run myservice.py --batch 100
-  sqldiag run -m myapp.jobs.export --since yesterday"""
+  sqldiag run -m myapp.jobs.export --since yesterday
+  sqldiag run --budget peak_rss=500MB --repeat 5 jobs/nightly.py
+
+Exit code: the program's own; 3 when it succeeded but a budget was exceeded, 4 when the
+memory guard stopped it, 1 when it could not be started."""
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module as `python -m MODULE` does")
         parser.add_argument("--name", help="name of the run folder (default: the program)")
-        parser.add_argument("--trace-depth", type=int, default=DEFAULT_TRACE_DEPTH,
-                            help=f"tracemalloc frames per allocation (default {DEFAULT_TRACE_DEPTH})")
+        parser.add_argument("--trace", action="store_true",
+                            help="trace allocations with tracemalloc (allocation sites; "
+                                 "costs several times the memory and time)")
+        parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
+                            help=f"with --trace: frames per allocation (default "
+                                 f"{DEFAULT_TRACE_DEPTH})")
+        parser.add_argument("--repeat", type=_repeat, default=0, metavar="N",
+                            help="leak or peak: run the program N times (N >= 3) in one "
+                                 "process and report what keeps growing after gc.collect()")
         parser.add_argument("--no-follow", dest="follow", action="store_false",
                             help="do not measure multiprocessing children in themselves "
                                  "(their RSS is still sampled)")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where the run folder is written (default ./reports)")
+        add_outcome_arguments(parser, "print the summary as JSON on stdout once the "
+                                      "program has ended")
+        add_guard_argument(parser)
         parser.add_argument("program", nargs=argparse.REMAINDER,
                             help="script.py and its arguments (or the module's arguments)")
 
@@ -56,51 +114,77 @@ shows every process and the total.
             raise SqldiagError("nothing to run: give script.py or -m module")
         if args.module is None and not Path(argv[0]).is_file():
             raise SqldiagError(f"no such script: {argv[0]}")
+        budgets = [parse_budget(text) for text in args.budget]
         target = args.module or argv[0]
         name = args.name or Path(target).stem.replace(".", "_")
-        code = 0
-        saved_argv, saved_main = sys.argv, sys.modules.get("__main__")
-        capture = Capture(name=name, reports_dir=args.reports_dir,
-                          trace_depth=args.trace_depth, census=True,
-                          follow_children=args.follow)
-        capture.source = "run"
-        try:
-            with capture:
-                code = _run_program(args.module, argv)
-        except SystemExit as exc:  # raised inside the capture: already recorded
-            code = _exit_code(exc)
-        except KeyboardInterrupt:
-            code = 130
-        finally:
-            sys.argv = saved_argv
-            if saved_main is not None:
-                sys.modules["__main__"] = saved_main
+        spec = ProgramSpec(name=name, argv=tuple(argv), module=args.module,
+                           trace_depth=args.trace_depth if args.trace else 0,
+                           follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
+                           repeat=args.repeat)
+        created = datetime.now(timezone.utc)
+        code, result = _run_program(spec)
+        if result.failure:  # the program's own error text may carry a URL's password
+            result = replace(result, failure=scrub(result.failure))
+        record = assemble_record(
+            created=created,
+            scenario=Scenario(name=name, source="run", description=f"run: {target}"),
+            database=Database(), command=_reproduce(args, argv), bare=result, traced=result,
+            full_rows=None, failure=result.failure,
+            repeated=result if result.iterations else None)
+        analysis = analyse(record)
+        run_dir = save_run(record, analysis, args.reports_dir, name)
         sys.stdout.flush()
-        if capture.record is not None and capture.analysis is not None:
-            print_summary(capture.record, capture.analysis, Console(stderr=True),
-                          str(capture.run_dir))
+        if args.json:
+            print(run_json(record, analysis, run_dir))
+        else:
+            print_summary(record, analysis, Console(stderr=True), str(run_dir))
+        broken = check_budgets(analysis, budgets)
+        if broken and code == 0:
+            raise BudgetExceeded("budget exceeded: " + "; ".join(broken) +
+                                 f" (record: {run_dir / 'record.json'})")
+        if broken:  # the program's own failure decides the exit code
+            print(f"sqldiag: budget exceeded: {'; '.join(broken)}", file=sys.stderr)
         return code
 
 
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _run_program(module: str | None, argv: list[str]) -> int:
-    """Run like the interpreter: sys.argv as python sets it, __main__ as the run name."""
+def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
+    """Run the program's process; its exit code and what it measured."""
+    with tempfile.TemporaryDirectory(prefix="sqldiag-run-") as tmp:
+        spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec.to_json()), encoding="utf-8")
+        proc = subprocess.Popen([sys.executable, "-m", "sqldiag.capture.program",
+                                 str(spec_path), str(out)])
+        previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+        try:
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    continue  # the terminal sent it to the program too: wait for its end
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not out.exists():
+            raise SqldiagError(f"the program's process died with exit code {code} before "
+                               "writing what it measured")
+        data = json.loads(out.read_text(encoding="utf-8"))
+    if "error" in data:
+        raise SqldiagError(str(data["error"]))
     try:
-        if module is not None:
-            sys.argv = [module, *argv]
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = list(argv)
-            sys.path.insert(0, str(Path(argv[0]).resolve().parent))
-            runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as exc:
-        return _exit_code(exc)
-    return 0
+        result = PassResult.from_json(data)
+    except RecordError as exc:
+        raise SqldiagError(f"the program's measurement is unreadable: {exc}") from None
+    if code < 0:
+        code = EXIT_INTERRUPTED if code in (-signal.SIGINT, -signal.SIGTERM) else 128 - code
+    return code, result
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> str:
+    parts = ["sqldiag", "run"]
+    if args.trace:
+        parts += ["--trace", "--trace-depth", str(args.trace_depth)]
+    if args.repeat:
+        parts += ["--repeat", str(args.repeat)]
+    if args.module:
+        parts += ["-m", args.module]
+    return scrub(shlex.join([*parts, *argv]))

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqldiag.analysis.analyse import analyse
 from sqldiag.analysis.budgets import check_budgets, parse_budget
 from sqldiag.capture.runner import ScenarioRunner
-from sqldiag.commands.arguments import add_run_arguments, run_options
+from sqldiag.commands.arguments import add_outcome_arguments, add_run_arguments, run_options
 from sqldiag.errors import EXIT_ERROR, EXIT_OK, BudgetExceeded
 from sqldiag.reporters.json_output import run_json
 from sqldiag.reporters.run_folder import save_run
@@ -38,13 +38,7 @@ REPORTS_DIR/<scenario>-<UTC timestamp>/."""
         parser.add_argument("scenario", help="built-in scenario name, path to a .py file, "
                                              "or `list`")
         add_run_arguments(parser)
-        parser.add_argument("--budget", type=str, action="append", default=[],
-                            metavar="NAME=SIZE",
-                            help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
-                                 "or a category at peak (e.g. --budget peak_rss=300MB "
-                                 "--budget orm_objects=50MB); repeatable")
-        parser.add_argument("--json", action="store_true",
-                            help="print the summary as JSON on stdout instead of the table")
+        add_outcome_arguments(parser, "print the summary as JSON on stdout instead of the table")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.scenario == "list":

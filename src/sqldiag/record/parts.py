@@ -27,6 +27,7 @@ class Method(str, enum.Enum):
     FULL_TRACE = "full-trace"  # a second, traced run at full size
     SCALED_TRACE = "scaled-trace"  # a traced run on fewer rows, scaled up
     CALIBRATED = "calibrated"  # traced at three small sizes, fitted fixed + per-row
+    CENSUS = "census"  # untraced; censuses of live objects at RSS highs
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,17 @@ class SnapshotMark(JsonValue):
 
 
 @dataclass(frozen=True)
+class CensusMark(JsonValue):
+    """One census of live objects: when, at what RSS, and how long the program waited."""
+
+    label: str
+    t: float
+    rss: int
+    seconds: float
+    objects: int
+
+
+@dataclass(frozen=True)
 class Reduction(JsonValue):
     """What reducing raw snapshots to categories cost, after tracing stopped."""
 
@@ -214,6 +226,7 @@ class Measurement(JsonValue):
     model: CalibrationModel | None = None
     calibration: tuple[CalibrationRun, ...] = ()
     full_rows: int | None = None
+    censuses: tuple[CensusMark, ...] = ()
 
     @property
     def traced(self) -> bool:

@@ -55,6 +55,13 @@ def resolve_url(cli_url: str | None) -> URL:
         url = url.set(drivername="mysql+pymysql")
     elif url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise SqldiagError(f"SQLAlchemy has no dialect {url.drivername!r} (in "
+                           f"{safe_url(url)!r})") from None
+    except ImportError:
+        pass  # a missing driver package: open_engine names the package to install
     return url
 
 

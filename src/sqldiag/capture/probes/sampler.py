@@ -26,7 +26,7 @@ class Sample:
     children_rss: int = 0  # RSS of child processes (multiprocessing workers), summed
 
 
-def _leave_signals_to_the_main_thread() -> None:
+def leave_signals_to_the_main_thread() -> None:
     """A process-directed signal goes to any thread that does not block it, and Python
     runs its handler only when the main thread next runs: a SIGTERM taken by this
     thread while the main thread waits on a lock (a Pool worker waiting for a task)
@@ -109,13 +109,13 @@ class RssSampler:
         return total
 
     def _children_loop(self) -> None:
-        _leave_signals_to_the_main_thread()
+        leave_signals_to_the_main_thread()
         while not self._stop.is_set():
             self._children_total = self._children_rss()
             self._stop.wait(max(self.period * 5, 0.25))
 
     def _loop(self) -> None:
-        _leave_signals_to_the_main_thread()
+        leave_signals_to_the_main_thread()
         next_sample = time.monotonic()
         while not self._stop.is_set():
             started = time.monotonic()

@@ -1,0 +1,500 @@
+"""A census of live objects by category, taken without tracing.
+
+tracemalloc costs this workload 2.3x its memory and 2.7x its time even at one frame; a
+census costs nothing between censuses. It lists the garbage collector's objects, counts
+them by type (at C speed), and sizes the kinds that make up a database workload's
+memory from an even sample of each kind, scaled by its count:
+
+  orm_objects      a mapped instance, its __dict__, its InstanceState with the state's
+                   own dict, set, weak reference and committed-state dict
+  driver_rows      the row values in a mapped instance's __dict__ or a Row (strings,
+                   numbers, dates: what the driver built from the wire), and raw row
+                   tuples in lists; small ints and one-character strings are shared
+                   singletons and count nothing
+  identity_map     each state's identity key (class, (pk,), token) and the dict of every
+                   live Session's identity map
+  sqlalchemy_rows  Core Row objects
+  result_lists     lists holding mapped instances, Rows or other result lists
+  statement_cache  the compiled-SQL caches of live engines (their dicts and entries)
+  other_python     the growth since the baseline of every other kind of gc-tracked
+                   object (shallow sizes; strings only they reference are not counted)
+
+Bytes are those of sys.getsizeof, which for gc-tracked objects includes the GC header,
+as tracemalloc's blocks do. Nothing of SQLAlchemy is imported here: its classes are
+found in sys.modules, so a program that never imported it gets only other_python.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import compress
+
+from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
+from sqldiag.record.categories import (
+    DRIVER_ROWS,
+    IDENTITY_MAP,
+    ORM_OBJECTS,
+    OTHER_PYTHON,
+    RESULT_LISTS,
+    SQLALCHEMY_ROWS,
+    STATEMENT_CACHE,
+    TRACED,
+)
+
+HIGH = "census at an RSS high"
+SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
+TRACKED_SAMPLE = 1_000_000  # objects sized for the total of gc-tracked bytes (all, below)
+RSS_LEVEL = 0.02  # RSS within this share counts as level when the peak census is chosen
+CENSUS_SWITCH_INTERVAL = 0.05  # s: other threads wait longer for their turn during a census
+MIN_LIST = 16  # shorter lists are other_python, whatever they hold
+ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
+_STATE = "_sa_instance_state"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What was alive before the work: tracked bytes, and the long lists that already
+    existed (the interpreter's and the test runner's own lines, paths and names)."""
+
+    tracked: int = 0
+    lists: frozenset[int] = frozenset()
+
+
+def take_baseline() -> Baseline:
+    objects = gc.get_objects()
+    lists = frozenset(id(o) for o in objects if type(o) is list and len(o) >= MIN_LIST)
+    return Baseline(tracked_bytes(objects), lists)
+
+
+@dataclass(frozen=True)
+class LiveCensus:
+    categories: dict[str, int]
+    objects: int  # gc-tracked objects listed
+    seconds: float  # how long the census held the GIL (the program paused)
+
+
+def _singleton(value: object) -> bool:
+    """Objects CPython shares process-wide: counting them per row would be wrong."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return -5 <= value <= 256  # type: ignore[operator]
+    if kind is str:
+        return len(value) <= 1  # type: ignore[arg-type]
+    return False
+
+
+def _value_bytes(values: Iterable[object]) -> int:
+    """Bytes of the row values among `values`: atoms only (containers are not values)."""
+    total = 0
+    getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
+    for value in values:
+        if not _singleton(value) and not is_tracked(value):
+            total += getsizeof(value)
+    return total
+
+
+class _SqlAlchemyKinds:
+    """SQLAlchemy's classes, if the program imported SQLAlchemy (never imported here)."""
+
+    def __init__(self) -> None:
+        modules = sys.modules
+        self.state: type | None = getattr(modules.get("sqlalchemy.orm.state"),
+                                          "InstanceState", None)
+        self.identity_map: type | None = getattr(modules.get("sqlalchemy.orm.identity"),
+                                                 "IdentityMap", None)
+        self.row: type | None = getattr(modules.get("sqlalchemy.engine.row"), "Row", None)
+        self.engine: type | None = getattr(modules.get("sqlalchemy.engine.base"), "Engine",
+                                           None)
+        self.driver_results: set[type] = set()
+        for module, name in (("pymysql.connections", "MySQLResult"),
+                             ("pymysql.cursors", "Cursor"), ("MySQLdb.cursors", "BaseCursor")):
+            base = getattr(modules.get(module), name, None)
+            stack = [base] if isinstance(base, type) else []
+            while stack:  # the class and its subclasses (SSCursor, DictCursor, ...)
+                kind = stack.pop()
+                self.driver_results.add(kind)
+                stack.extend(kind.__subclasses__())
+        self.mapped: set[type] = set()
+        mapperlib = modules.get("sqlalchemy.orm.mapper")
+        registries = getattr(mapperlib, "_mapper_registries", None)
+        for registry in list(registries or ()):
+            for mapper in list(getattr(registry, "mappers", ())):
+                self.mapped.add(mapper.class_)
+
+    def is_mapped(self, kind: type) -> bool:
+        return kind in self.mapped
+
+    def is_row(self, kind: type) -> bool:
+        return self.row is not None and issubclass(kind, self.row)
+
+    def kinds_wanted(self, known: set[type]) -> dict[type, str]:
+        """The types the census looks at one by one, with what each is."""
+        wanted: dict[type, str] = {list: "list"}
+        wanted.update(dict.fromkeys(self.mapped, "mapped"))
+        wanted.update(dict.fromkeys(self.driver_results, "driver"))
+        for kind in known:
+            if self.row is not None and issubclass(kind, self.row):
+                wanted[kind] = "row"
+            elif self.identity_map is not None and issubclass(kind, self.identity_map):
+                wanted[kind] = "map"
+            elif self.engine is not None and issubclass(kind, self.engine):
+                wanted[kind] = "engine"
+        return wanted
+
+
+class _Sizer:
+    """Adds bytes to categories, and the gc-tracked part of them by type (what
+    other_python must not count again)."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, float] = dict.fromkeys(TRACED, 0.0)
+        self.tracked: dict[type, float] = defaultdict(float)
+
+    def add(self, category: str, obj: object, weight: float = 1.0) -> None:
+        size = sys.getsizeof(obj) * weight
+        self.bytes[category] += size
+        if gc.is_tracked(obj):
+            self.tracked[type(obj)] += size
+
+    def add_values(self, values: Iterable[object], weight: float) -> None:
+        self.bytes[DRIVER_ROWS] += _value_bytes(values) * weight
+
+
+def _sample(objects: list, limit: int) -> tuple[list, float]:
+    """An even sample of at most `limit` objects, and the weight of each."""
+    if len(objects) <= limit:
+        return objects, 1.0
+    step = len(objects) / limit
+    return [objects[int(i * step)] for i in range(limit)], step
+
+
+def _size_mapped(sizer: _Sizer, instances: list, weight: float) -> None:
+    for obj in instances:
+        sizer.add(ORM_OBJECTS, obj, weight)
+        values = getattr(obj, "__dict__", None)
+        if values is None:
+            continue
+        sizer.add(ORM_OBJECTS, values, weight)
+        sizer.add_values((v for k, v in values.items() if k != _STATE), weight)
+        state = values.get(_STATE)
+        if state is None:
+            continue
+        sizer.add(ORM_OBJECTS, state, weight)
+        own = getattr(state, "__dict__", None)
+        if own is not None:
+            sizer.add(ORM_OBJECTS, own, weight)
+            key = own.get("key")
+            if type(key) is tuple and len(key) > 1:
+                sizer.add(IDENTITY_MAP, key, weight)
+                sizer.add(IDENTITY_MAP, key[1], weight)
+        for part in ("committed_state", "expired_attributes", "obj"):
+            value = getattr(state, part, None)
+            if value is not None:
+                sizer.add(ORM_OBJECTS, value, weight)
+
+
+def _size_rows(sizer: _Sizer, rows: list, weight: float) -> None:
+    for row in rows:
+        sizer.add(SQLALCHEMY_ROWS, row, weight)
+        for part in gc.get_referents(row):
+            if type(part) is tuple:
+                sizer.add(SQLALCHEMY_ROWS, part, weight)
+                sizer.add_values(part, weight)
+
+
+def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
+    """What a list holds, from a few of its items."""
+    step = max(1, len(items) // ITEMS_LOOKED_AT)
+    looked = items[::step][:ITEMS_LOOKED_AT]
+    if all(kinds.is_mapped(type(i)) or kinds.is_row(type(i)) for i in looked):
+        return RESULT_LISTS
+    if all(type(i) is list and len(i) >= MIN_LIST for i in looked):
+        return RESULT_LISTS  # a list of results (a pool's map)
+    if all(type(i) is tuple and not any(map(gc.is_tracked, i)) for i in looked):
+        return DRIVER_ROWS  # raw rows as the driver built them: tuples of values
+    if all(type(i) is not tuple and not gc.is_tracked(i) for i in looked):
+        return OTHER_PYTHON  # a list of plain values (strings, numbers) of the program's
+    return None
+
+
+def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds) -> None:
+    for items in lists:
+        if len(items) < MIN_LIST:
+            continue
+        kind = _list_kind(items, kinds)
+        if kind is None:
+            continue
+        sizer.add(kind, items)
+        sample, weight = _sample(items, 64)
+        if kind == DRIVER_ROWS:
+            for row in sample:
+                sizer.add(DRIVER_ROWS, row, weight)
+                sizer.add_values(row, weight)
+        elif kind == OTHER_PYTHON:
+            sizer.bytes[OTHER_PYTHON] += _value_bytes(sample) * weight
+
+
+def _size_driver_results(sizer: _Sizer, holders: list) -> None:
+    """Rows a DB-API driver buffers (PyMySQL's and mysqlclient's results and cursors keep
+    them as a tuple of tuples, which the garbage collector stops tracking: they are
+    reached from their holder)."""
+    seen: set[int] = set()
+    for holder in holders:
+        own = getattr(holder, "__dict__", None) or {}
+        for name in ("rows", "_rows"):
+            rows = own.get(name)
+            if not isinstance(rows, (tuple, list)) or not rows or id(rows) in seen:
+                continue
+            seen.add(id(rows))
+            sizer.add(DRIVER_ROWS, rows)
+            sample, weight = _sample(list(rows[:: max(1, len(rows) // 64)]), 64)
+            weight = len(rows) / len(sample)
+            for row in sample:
+                if type(row) is tuple:
+                    sizer.add(DRIVER_ROWS, row, weight)
+                    sizer.add_values(row, weight)
+
+
+def _size_identity_maps(sizer: _Sizer, maps: list) -> None:
+    for identity_map in maps:
+        store = getattr(identity_map, "_dict", None)
+        if isinstance(store, dict):
+            sizer.add(IDENTITY_MAP, store)
+
+
+def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
+    """The compiled-SQL caches of live engines: each cache's dict, keys and entries."""
+    seen: set[int] = set()
+    for engine in engines:
+        cache = getattr(engine, "_compiled_cache", None)
+        if cache is None or id(cache) in seen:
+            continue
+        seen.add(id(cache))
+        sizer.add(STATEMENT_CACHE, cache)
+        for key, entry in list(getattr(cache, "items", {}.items)()):
+            sizer.add(STATEMENT_CACHE, key)
+            sizer.add(STATEMENT_CACHE, entry)
+            own = getattr(entry, "__dict__", None)
+            if own is not None:
+                sizer.add(STATEMENT_CACHE, own)
+                text = own.get("string")
+                if isinstance(text, str):
+                    sizer.add(STATEMENT_CACHE, text)
+
+
+def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> int:
+    """Shallow bytes of every gc-tracked object: lists, whose sizes vary the most, are
+    summed exactly from `exact`; the rest from an even sample, scaled (summing every
+    object's size costs 200 ns an object, 1.5 s at the peak of a million ORM objects)."""
+    objects = gc.get_objects() if objects is None else objects
+    step = max(1, len(objects) // TRACKED_SAMPLE)
+    sampled = sum(map(sys.getsizeof, objects[::step])) * step
+    listed = objects[::step]
+    lists_sampled = sum(sys.getsizeof(o) for o in listed if type(o) is list) * step
+    return int(sampled - lists_sampled + sum(map(sys.getsizeof, exact)))
+
+
+def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
+    """Row, IdentityMap and Engine classes: few, found from the base classes."""
+    found: set[type] = set()
+    for base in (kinds.row, kinds.identity_map, kinds.engine):
+        stack = [base] if base is not None else []
+        while stack:
+            kind = stack.pop()
+            found.add(kind)
+            stack.extend(kind.__subclasses__())
+    return found
+
+
+def _sampled_by_type(picked: list, counts: Counter,
+                     kinds: set[type]) -> dict[type, tuple[list, float]]:
+    """Per type of `kinds`: an even sample of its objects in `picked` (SAMPLE_PER_KIND at
+    most) and the weight of each, from one strided pass."""
+    total = sum(counts[kind] for kind in kinds)
+    if not total:
+        return {}
+    step = max(1, total // (SAMPLE_PER_KIND * 4))
+    sample = picked[::step] if step > 1 else picked
+    by_type: dict[type, list] = defaultdict(list)
+    for obj in sample:
+        kind = type(obj)
+        if kind in kinds:
+            by_type[kind].append(obj)
+    missing = {kind for kind in kinds if counts[kind] and kind not in by_type}
+    if missing:  # kinds too rare for the stride: all their objects
+        for obj in compress(picked, map(missing.__contains__, map(type, picked))):
+            by_type[type(obj)].append(obj)
+    out = {}
+    for kind, members in by_type.items():
+        chosen, _ = _sample(members, SAMPLE_PER_KIND)
+        out[kind] = (chosen, counts[kind] / len(chosen))
+    return out
+
+
+def take_census(baseline: Baseline | None = None) -> LiveCensus:
+    """The categories of what is alive now; `baseline` (take_baseline() before the work)
+    is what other_python's growth is measured from, and its lists are left out."""
+    baseline = baseline or Baseline()
+    started = time.perf_counter()
+    kinds = _SqlAlchemyKinds()
+    objects = gc.get_objects()
+    wanted = kinds.kinds_wanted(_subclasses_of_interest(kinds))
+    # The objects of the wanted types, picked at C speed (no Python code per object):
+    # the many (instances, Rows) are counted and sampled, the few (lists, identity maps,
+    # engines) are looked at one by one.
+    picked = list(compress(objects, map(wanted.__contains__, map(type, objects))))
+    counts = Counter(map(type, picked))
+    few_kinds = {kind for kind, what in wanted.items()
+                 if what in ("list", "map", "engine", "driver")}
+    few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
+    many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
+    listed = len(objects)
+    tracked_now = tracked_bytes(objects, (o for o in few if type(o) is list))
+    del objects, picked
+    sizer = _Sizer()
+    for kind, (members, weight) in many.items():
+        if wanted[kind] == "mapped":
+            _size_mapped(sizer, members, weight)
+        else:
+            _size_rows(sizer, members, weight)
+    _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
+                        and id(o) not in baseline.lists], kinds)
+    _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"])
+    _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"])
+    _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
+    classified = sum(sizer.tracked.values())
+    sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified)
+    categories = {c: int(b) for c, b in sizer.bytes.items()}
+    return LiveCensus(categories=categories, objects=listed,
+                      seconds=round(time.perf_counter() - started, 3))
+
+
+def _rss_reader() -> Callable[[], int]:
+    """This process's RSS in bytes, read from /proc/self/statm (a few microseconds)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        import psutil
+
+        process = psutil.Process()
+        return lambda: process.memory_info().rss
+
+    def read() -> int:
+        return int(os.pread(fd, 128, 0).split()[1]) * page
+
+    return read
+
+
+@dataclass(frozen=True)
+class CensusAt:
+    label: str
+    t: float
+    rss: int
+    census: LiveCensus
+
+
+class CensusProbe:
+    """Takes a census at each new high of RSS while `watching` (the program runs), between
+    highs as often as a census costs a tenth of the time, and at the marks it is asked
+    to; keeps the census taken at the highest RSS.
+
+    A census holds the GIL (the program waits) for about a second at a million ORM
+    objects, so highs are spaced: a new census only when RSS is `step` times the last
+    one's and the time spent in censuses stays within `free_seconds` plus `budget` of the
+    time run so far. The census at the highest RSS may be a step below the peak: the
+    analysis scales it to the peak and says so."""
+
+    def __init__(self, step: float = 1.15, budget: float = 0.20, period: float = 0.02,
+                 free_seconds: float = 0.5, min_bytes: int = 2 << 20,
+                 spacing: float = 10.0) -> None:
+        self.step, self.budget, self.period = step, budget, period
+        self.free_seconds, self.min_bytes, self.spacing = free_seconds, min_bytes, spacing
+        self.watching = False
+        self.baseline = Baseline()
+        self.highest: CensusAt | None = None
+        self.marks: dict[str, CensusAt] = {}
+        self.taken: list[tuple[str, float, int, float, int]] = []  # label, t, rss, s, objects
+        self.spent = 0.0
+        self._rss = _rss_reader()
+        self._clock: Callable[[], float] = time.monotonic
+        self._started = time.monotonic()
+        self._next_at = 0
+        self._next_time = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqldiag-census", daemon=True)
+
+    def start(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._started = time.monotonic()
+        self.baseline = take_baseline()
+        self._next_at = self._rss() + self.min_bytes
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.watching = False
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def census(self, label: str) -> CensusAt:
+        """A census now (from a mark or the watching thread). The other threads wait for
+        it: with Python's default switch interval they would take turns with it every
+        5 ms, allocate meanwhile, and make it several times slower."""
+        with self._lock:
+            interval, collecting = sys.getswitchinterval(), gc.isenabled()
+            sys.setswitchinterval(CENSUS_SWITCH_INTERVAL)
+            gc.disable()  # the census allocates: a collection of the whole heap would follow
+            try:
+                taken = take_census(self.baseline)
+            finally:
+                if collecting:
+                    gc.enable()
+                sys.setswitchinterval(interval)
+            at = CensusAt(label, self._clock(), self._rss(), taken)
+            self.spent += taken.seconds
+            self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects))
+            if self._higher(at):
+                self.highest = at
+            self._next_at = int(max(self._next_at, at.rss * self.step,
+                                    at.rss + self.min_bytes))
+            self._next_time = time.monotonic() + max(self.spacing * taken.seconds, 0.1)
+            return at
+
+    def _higher(self, at: CensusAt) -> bool:
+        """The peak candidate: the highest RSS; where RSS stayed level (within 2%; freed
+        memory often stays in RSS), the census that found more alive."""
+        best = self.highest
+        if best is None or at.rss > best.rss * (1 + RSS_LEVEL):
+            return True
+        live, best_live = sum(at.census.categories.values()), sum(
+            best.census.categories.values())
+        return at.rss >= best.rss * (1 - RSS_LEVEL) and live > best_live
+
+    def mark(self, label: str) -> CensusAt:
+        at = self.census(label)
+        self.marks[label] = at
+        return at
+
+    def _affordable(self) -> bool:
+        elapsed = time.monotonic() - self._started
+        return self.spent <= self.free_seconds + self.budget * elapsed
+
+    def _loop(self) -> None:
+        leave_signals_to_the_main_thread()
+        while not self._stop.wait(self.period):
+            if not self.watching or not self._affordable():
+                continue
+            # at each step up of RSS, and between steps as often as a census is cheap
+            if self._rss() >= self._next_at or time.monotonic() >= self._next_time:
+                self.census(HIGH)

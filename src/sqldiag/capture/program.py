@@ -1,0 +1,191 @@
+"""The process that runs a user's program: `python -m sqldiag.capture.program SPEC OUT`.
+
+The program runs here as `python script.py args` (or `python -m module args`) would run
+it: the same sys.argv, `__main__`, sys.path[0], stdin, stdout and exit code. Nothing of
+the database stack is imported before the program imports it, so the program gets the
+SQLAlchemy and driver it would get alone. It runs at full size without tracing: a
+watcher process samples RSS, and censuses of live objects at RSS highs give the
+categories (probes/live.py). With `trace_depth` > 0 it runs under tracemalloc instead,
+for allocation sites, at tracemalloc's cost.
+
+OUT receives the pass result as JSON, or {"error": "..."} when the program could not be
+started (no such module, a syntax error): the parent prints that as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib.util
+import json
+import os
+import runpy
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from sqldiag.capture.follow import Follower
+from sqldiag.capture.measure import MeasuredPass
+from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec
+from sqldiag.capture.probes.census import live_type_counts
+from sqldiag.errors import EXIT_INTERRUPTED, EXIT_MEMORY_GUARD
+from sqldiag.record.codec import JsonValue
+from sqldiag.record.parts import Iteration
+from sqldiag.record.store import write_atomic
+
+EXIT_RAISED = 1  # what python exits with when the program raises
+
+
+@dataclass(frozen=True)
+class ProgramSpec(JsonValue):
+    """What to run and how to measure it."""
+
+    name: str
+    argv: tuple[str, ...]  # sys.argv of the program: the script and its arguments
+    module: str | None = None  # `-m module`: argv then holds the module's arguments
+    trace_depth: int = 0  # > 0: tracemalloc in this process instead of censuses
+    follow_children: bool = True
+    max_rss: int | None = None
+    repeat: int = 0  # leak or peak: run the program this many times in this process
+
+
+class NotStarted(Exception):
+    """The program could not be started; the message is one line for the user."""
+
+
+def _check(spec: ProgramSpec) -> None:
+    """Fail as python would before running anything: no such module, a syntax error."""
+    if spec.module is not None:
+        try:
+            found = importlib.util.find_spec(spec.module)
+        except (ImportError, ValueError) as exc:
+            raise NotStarted(f"cannot run module {spec.module!r}: {exc}") from None
+        if found is None:
+            raise NotStarted(f"no module named {spec.module!r}")
+        return
+    path = Path(spec.argv[0])
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise NotStarted(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        compile(source, str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise NotStarted(f"{exc.filename}:{exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # null bytes
+        raise NotStarted(f"{path}: {exc}") from None
+
+
+def _own_frame(tb: TracebackType) -> bool:
+    """Frames above the program's own: runpy's and this module's."""
+    filename = tb.tb_frame.f_code.co_filename
+    return filename in (__file__, runpy.__file__) or filename.startswith("<frozen runpy")
+
+
+def print_program_traceback(exc: BaseException) -> None:
+    """The traceback python would print: the program's frames, not the runner's."""
+    tb = exc.__traceback__
+    while tb is not None and _own_frame(tb):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _run_once(spec: ProgramSpec) -> tuple[int, str | None]:
+    """Run the program once as python would; (exit code, failure or None)."""
+    try:
+        if spec.module is not None:
+            sys.argv = [spec.module, *spec.argv]
+            runpy.run_module(spec.module, run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(spec.argv)
+            runpy.run_path(spec.argv[0], run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code(exc)
+        return code, (f"the program exited with code {code}" if code else None)
+    except KeyboardInterrupt as exc:
+        print_program_traceback(exc)
+        return EXIT_INTERRUPTED, "interrupted by Ctrl-C (SIGINT)"
+    except BaseException as exc:  # noqa: BLE001 - the program is the user's
+        print_program_traceback(exc)
+        return EXIT_RAISED, f"the program raised {type(exc).__name__}: {exc}"
+    return 0, None
+
+
+def _pass_spec(spec: ProgramSpec) -> PassSpec:
+    traced = spec.trace_depth > 0
+    return PassSpec(kind=PassKind.TRACED if traced else PassKind.PROGRAM,
+                    scenario_name=spec.name, scenario_path="", table="", rows=0, workers=1,
+                    trace_depth=spec.trace_depth, census=traced,
+                    census_at_highs=not traced, follow_children=spec.follow_children,
+                    max_rss=spec.max_rss)
+
+
+def _write(out: Path, data: dict) -> None:
+    write_atomic(out, json.dumps(data).encode("utf-8"))
+
+
+def main(argv: list[str]) -> int:
+    spec = ProgramSpec.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    out = Path(argv[1])
+    try:
+        _check(spec)
+    except NotStarted as exc:
+        _write(out, {"error": str(exc)})
+        return 1
+    # sys.path[0] is the script's folder, as python sets it; -m keeps the current one
+    if spec.module is None:
+        sys.path[0] = str(Path(spec.argv[0]).resolve().parent)
+    follower = (Follower(spec.trace_depth or DEFAULT_TRACE_DEPTH) if spec.follow_children
+                else None)
+    measured = MeasuredPass(_pass_spec(spec), follower)
+
+    def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
+        measured.failure = "stopped by the memory guard: RSS passed --max-rss"
+        measured.sampler.stop()
+        _write(out, measured.result().to_json())
+        os._exit(EXIT_MEMORY_GUARD)
+
+    signal.signal(signal.SIGUSR1, on_guard_signal)
+    measured.begin()
+    measured.in_workload = True
+    code, failure = _run_once(spec)
+    iterations = []
+    if spec.repeat > 1 and not failure:
+        iterations.append(_iteration(measured, 1))
+        for run in range(2, spec.repeat + 1):
+            code, failure = _run_once(spec)
+            if failure:
+                break
+            iterations.append(_iteration(measured, run))
+    result = measured.end_in_process(failure, trim=spec.trace_depth == 0)
+    if iterations:
+        result = dataclasses.replace(result, iterations=tuple(iterations))
+    sys.stdout.flush()
+    _write(out, result.to_json())
+    return code
+
+
+def _iteration(measured: MeasuredPass, run: int) -> Iteration:
+    """After one run of the program, with what it left collected: live categories."""
+    gc.collect()
+    at = measured.censuses.mark(f"after run {run}") if measured.censuses else None
+    categories = dict(at.census.categories) if at else {}
+    return Iteration(run=run, types=live_type_counts(), categories=categories,
+                     traced=sum(categories.values()) if at else None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
+

@@ -1,0 +1,105 @@
+"""The census of live objects against an independent measure: tracemalloc's allocated-by
+categories (the rules of capture/attribution) for the same objects, in one process."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+import tracemalloc
+
+import pytest
+from sqlalchemy import Integer, String, Text, create_engine, insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from sqldiag.capture.attribution.breakdown import breakdown_traces
+from sqldiag.capture.probes import live
+
+ROWS = 6000
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "census_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(50))
+    body: Mapped[str] = mapped_column(Text)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('census') / 'db.sqlite3'}")
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Item), [{"id": i, "label": f"item {i}", "body": "x" * 60 + str(i)}
+                                    for i in range(1, ROWS + 1)])
+    yield engine
+    engine.dispose()
+
+
+def _load(engine) -> list:
+    with Session(engine) as session:
+        return session.query(Item).all()
+
+
+def test_census_agrees_with_tracemalloc_on_orm_rows(engine):
+    # once first, so that the statement is compiled and cached and the attribution's
+    # per-file caches (lists of plain tuples, like raw rows) exist before the baseline
+    tracemalloc.start(8)
+    _load(engine)
+    breakdown_traces(tracemalloc.take_snapshot().traces._traces)
+    tracemalloc.stop()
+    gc.collect()
+    baseline = live.take_baseline()
+    tracemalloc.start(8)
+    try:
+        kept = _load(engine)
+        traces = tracemalloc.take_snapshot().traces._traces
+    finally:
+        tracemalloc.stop()
+    traced = breakdown_traces(traces).categories
+    del traces  # a list of plain tuples: the census would take it for raw rows
+    census = live.take_census(baseline).categories
+    assert len(kept) == ROWS
+    for category in ("orm_objects", "driver_rows", "identity_map"):
+        assert traced[category] > 0
+        assert abs(census[category] / traced[category] - 1) < 0.15, (category, census, traced)
+    assert census["result_lists"] >= 8 * ROWS  # the list of the .all() result
+
+
+def test_census_of_plain_values_kept_by_the_program():
+    gc.collect()
+    baseline = live.take_baseline()
+    before = live.take_census(baseline).categories
+    keep = [str(i) * 20 for i in range(50_000)]
+    after = live.take_census(baseline).categories
+    strings = sum(map(sys.getsizeof, keep)) + sys.getsizeof(keep)
+    added = after["other_python"] - before["other_python"]
+    assert 0.95 < added / strings < 1.05, (before, after, strings)
+    assert after["orm_objects"] == after["driver_rows"] == 0
+
+
+def test_probe_keeps_the_census_at_the_highest_rss_and_never_runs_when_not_watching(engine):
+    probe = live.CensusProbe(period=0.005, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    try:
+        time.sleep(0.05)
+        assert not probe.taken  # not watching: nothing
+        probe.watching = True
+        kept = _load(engine)
+        deadline = time.monotonic() + 5
+        while not probe.taken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        probe.watching = False
+        at_end = probe.mark("end")
+    finally:
+        probe.stop()
+    assert probe.highest is not None and probe.taken
+    assert at_end.census.categories["orm_objects"] > ROWS * 300
+    assert probe.highest.rss >= max(rss for _, _, rss, _, _ in probe.taken) * 0.98
+    assert len(kept) == ROWS
+    assert not any(t.name == "sqldiag-census" for t in threading.enumerate())
