@@ -17,7 +17,7 @@ from conftest import run_view
 from sqlalchemy.engine import make_url
 
 PROGRAM = Path(__file__).parent / "programs" / "async_load.py"
-ROWS = 8000  # enough that a load is well above what importing the stack traces
+ROWS = 5000  # enough that a load is well above what importing the stack traces
 ASYNC_DRIVERS = {"aiomysql": "mysql_url", "asyncmy": "mysql_url", "asyncpg": "pg_url"}
 
 

@@ -29,6 +29,9 @@ MODEL_MAX_RESIDUAL = 0.03
 MAX_CENSUS_SCALE = 1.5
 # A sample this close to a census (the watcher samples every 50 ms) may have seen it.
 CENSUS_MARGIN_S = 0.06
+# Only a census of this many objects makes lists that matter beside the program (8 bytes
+# an object: 8 MB and more); smaller ones leave the timeline as it is.
+CENSUS_LISTS_OBJECTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,12 @@ def program_rss(record: Record) -> list[int]:
     the live objects are not the program's, and the program waits meanwhile)."""
     net = record.timeline.net_rss()
     windows = [(c.t - c.seconds - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
-               for c in record.measurement.censuses]
+               for c in record.measurement.censuses if c.objects >= CENSUS_LISTS_OBJECTS]
     if not windows:
         return net
-    return [rss if not any(lo <= t <= hi for lo, hi in windows) else 0
+    kept = [rss if not any(lo <= t <= hi for lo, hi in windows) else 0
             for t, rss in zip(record.timeline.t, net)]
+    return kept if any(kept) else net
 
 
 def _peak_net(record: Record) -> int | None:

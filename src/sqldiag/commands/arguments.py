@@ -30,7 +30,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def _depth(text: str) -> int:
+def trace_depth(text: str) -> int:
+    """--trace-depth: 0 (no tracing) to 100 frames."""
     try:
         value = int(text)
     except ValueError:
@@ -77,7 +78,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "off: RSS only")
     parser.add_argument("--trace-rows", type=_positive, default=None,
                         help="rows for the traced pass (overrides --trace auto's choice)")
-    parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
+    parser.add_argument("--trace-depth", type=trace_depth, default=DEFAULT_TRACE_DEPTH,
                         help=f"tracemalloc frames per allocation (default "
                              f"{DEFAULT_TRACE_DEPTH})")
     parser.add_argument("--no-census", action="store_true",

@@ -28,7 +28,12 @@ from sqldiag.capture.assemble import assemble_record
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
 from sqldiag.capture.program import ProgramSpec
 from sqldiag.capture.results import PassResult
-from sqldiag.commands.arguments import add_guard_argument, add_outcome_arguments, max_rss_bytes
+from sqldiag.commands.arguments import (
+    add_guard_argument,
+    add_outcome_arguments,
+    max_rss_bytes,
+    trace_depth,
+)
 from sqldiag.errors import EXIT_INTERRUPTED, BudgetExceeded, SqldiagError
 from sqldiag.record.codec import RecordError
 from sqldiag.record.parts import Database, Scenario
@@ -36,16 +41,6 @@ from sqldiag.redact import scrub
 from sqldiag.reporters.json_output import run_json
 from sqldiag.reporters.run_folder import save_run
 from sqldiag.reporters.terminal import print_summary
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be between 1 and 100")
-    return value
 
 
 def _repeat(text: str) -> int:
@@ -89,7 +84,7 @@ memory guard stopped it, 1 when it could not be started."""
         parser.add_argument("--trace", action="store_true",
                             help="trace allocations with tracemalloc (allocation sites; "
                                  "costs several times the memory and time)")
-        parser.add_argument("--trace-depth", type=_depth, default=DEFAULT_TRACE_DEPTH,
+        parser.add_argument("--trace-depth", type=trace_depth, default=DEFAULT_TRACE_DEPTH,
                             help=f"with --trace: frames per allocation (default "
                                  f"{DEFAULT_TRACE_DEPTH})")
         parser.add_argument("--repeat", type=_repeat, default=0, metavar="N",
@@ -122,6 +117,8 @@ memory guard stopped it, 1 when it could not be started."""
                            follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
                            repeat=args.repeat)
         created = datetime.now(timezone.utc)
+        if args.trace and not args.trace_depth:
+            raise SqldiagError("--trace needs a --trace-depth of at least 1")
         code, result = _run_program(spec)
         if result.failure:  # the program's own error text may carry a URL's password
             result = replace(result, failure=scrub(result.failure))
