@@ -50,7 +50,7 @@ if __name__ == "__main__":
         import sqldiag
         from sqldiag.record.codec import encode
 
-        with sqldiag.capture(name="original_report",
+        with sqldiag.capture(name="original_report", trace_depth=0,
                              reports_dir=os.environ["SQLDIAG_BENCH_CAPTURE"]) as run:
             main()
         print(json.dumps({"summary": encode(run.analysis.summary),

@@ -71,7 +71,7 @@ def main() -> None:
         wall, peak, _, _ = measure([sys.executable, *script])
         bare = (wall, peak)
         rows.append(("bare script", wall, peak))
-        wall, peak, out, code = measure([sys.executable, "-m", "sqldiag", "run", "--json",
+        wall, peak, out, code = measure([sys.executable, "-m", "sqldiag", "run", "--census", "--json",
                                          "--reports-dir", reports, *script])
         assert code == 0, f"sqldiag run failed ({code})"
         run = last_json(out)

@@ -30,7 +30,7 @@ def test_asyncio_program_is_attributed(request, tmp_path, driver):
     plain = subprocess.run([sys.executable, str(PROGRAM), url_text, str(ROWS)],
                            capture_output=True, text=True, check=False, timeout=120)
     # traced: these are known answers for the rules that charge compiled drivers' rows
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--trace", str(PROGRAM),
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(PROGRAM),
                           url_text, str(ROWS)], capture_output=True, text=True, check=False,
                          cwd=tmp_path, timeout=300)
     assert plain.returncode == 0 and run.returncode == 0, run.stderr

@@ -162,19 +162,20 @@ def test_json_budget_and_guard_have_the_meaning_they_have_for_scenarios(tmp_path
     script = tmp_path / "grow.py"
     script.write_text("import time\nkeep = [str(i) * 30 for i in range(300_000)]\n"
                       "time.sleep(0.3)\nprint('built', len(keep))\n")
-    run = _sqldiag_run(tmp_path, "--json", "--budget", "peak_rss=20GB", str(script))
+    run = _sqldiag_run(tmp_path, "--census", "--json", "--budget", "peak_rss=20GB",
+                       str(script))
     assert run.returncode == 0, run.stderr
     first, _, rest = run.stdout.partition("\n")
     assert first == "built 300000"  # the program's own output first, then the JSON
     out = json.loads(rest)
     assert out["summary"]["peak_rss"] > out["summary"]["start_rss"] + (20 << 20)
     assert out["categories"]["peak"]["other_python"] > 300_000 * 40
-    run = _sqldiag_run(tmp_path, "--budget", "peak_rss=1MB", str(script))
+    run = _sqldiag_run(tmp_path, "--census", "--budget", "peak_rss=1MB", str(script))
     assert run.returncode == 3
     assert "peak_rss" in run.stderr and "exceeds its budget of 1.0 MB" in run.stderr
     guarded = tmp_path / "huge.py"
     guarded.write_text("keep = []\nwhile True:\n    keep.append(bytearray(1 << 20))\n")
-    run = _sqldiag_run(tmp_path, "--max-rss", "200MB", str(guarded))
+    run = _sqldiag_run(tmp_path, "--census", "--max-rss", "200MB", str(guarded))
     assert run.returncode == 4, run.stderr
     record = run_view(max((tmp_path / "reports").iterdir()))
     assert "memory guard" in record["status"]["reason"]
@@ -184,7 +185,7 @@ def test_repeat_tells_a_program_that_leaks(tmp_path):
     script = tmp_path / "leaky.py"
     script.write_text("import json\ncache = json.__dict__.setdefault('_cache', [])\n"
                       "cache.extend({'n': i} for i in range(5000))\nprint(len(cache))\n")
-    run = _sqldiag_run(tmp_path, "--repeat", "4", "--json", str(script))
+    run = _sqldiag_run(tmp_path, "--census", "--repeat", "4", "--json", str(script))
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[:4] == ["5000", "10000", "15000", "20000"]
     verdict = json.loads("\n".join(run.stdout.splitlines()[4:]))["verdict"]

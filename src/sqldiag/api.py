@@ -1,9 +1,10 @@
 """Measure a block of your own code in-process: `with sqldiag.capture(name=...) as run:`.
 
-The block runs once, untraced: RSS is sampled, and censuses of live objects at RSS highs
-and at the block's end give the categories (capture/probes/live.py). `trace_depth=N`
-runs it under tracemalloc instead (allocation sites; RSS then taken net of
-tracemalloc's own memory). On exit a run record and HTML report are written to
+The block runs once under tracemalloc (RSS taken net of tracemalloc's own memory).
+`trace_depth=0` (experimental) runs it untraced: RSS is sampled, and censuses of live
+objects at RSS highs and at the block's end give the categories
+(capture/probes/live.py); not while other threads build tuples (see `sqldiag run
+--help`). On exit a run record and HTML report are written to
 `reports_dir`; `run.record` (what was measured), `run.analysis` (the figures and
 verdict) and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
 Children started by multiprocessing inside the block measure themselves (see follow.py)
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 class Capture(contextlib.ContextDecorator):
     def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
-                 trace_depth: int = 0, census: bool = False,
+                 trace_depth: int = DEFAULT_TRACE_DEPTH, census: bool = False,
                  follow_children: bool = True) -> None:
         self.name = name
         self.reports_dir = Path(reports_dir)

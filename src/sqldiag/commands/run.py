@@ -60,11 +60,13 @@ class RunCommand:
 record and report. sqldiag's own output goes to stderr (with --json, the JSON goes to
 stdout after the program's own output).
 
-By default nothing is traced: a watcher process samples RSS, and the program is paused
-briefly for a census of its live objects at each new high of RSS (about a second at a
-million ORM objects, at most a tenth of the run); the categories come from the census
-taken at the highest RSS. --trace runs it under tracemalloc instead, for allocation
-sites and tracebacks, at several times the memory and time.
+By default the program runs under tracemalloc (allocation sites and tracebacks, at
+several times the memory and time). --census (experimental) runs it untraced at full
+size: a watcher process samples RSS, and the program is paused briefly for a census of
+its live objects at each new high of RSS; the categories come from the census taken at
+the highest RSS. A census that interrupts the program while it builds a tuple from a
+generator can make it fail with a SystemError (rare, not solved): use --census only on
+a run you can repeat, never on a service.
 
 Threads, asyncio and multiprocessing children (fork, spawn, forkserver; Pool and
 ProcessPoolExecutor workers) are all measured: each child traces itself and the report
@@ -81,11 +83,11 @@ memory guard stopped it, 1 when it could not be started."""
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module as `python -m MODULE` does")
         parser.add_argument("--name", help="name of the run folder (default: the program)")
-        parser.add_argument("--trace", action="store_true",
-                            help="trace allocations with tracemalloc (allocation sites; "
-                                 "costs several times the memory and time)")
+        parser.add_argument("--census", action="store_true",
+                            help="experimental: no tracing; censuses of live objects at "
+                                 "RSS highs (see above for when not to use it)")
         parser.add_argument("--trace-depth", type=trace_depth, default=DEFAULT_TRACE_DEPTH,
-                            help=f"with --trace: frames per allocation (default "
+                            help=f"tracemalloc frames per allocation (default "
                                  f"{DEFAULT_TRACE_DEPTH})")
         parser.add_argument("--repeat", type=_repeat, default=0, metavar="N",
                             help="leak or peak: run the program N times (N >= 3) in one "
@@ -113,12 +115,12 @@ memory guard stopped it, 1 when it could not be started."""
         target = args.module or argv[0]
         name = args.name or Path(target).stem.replace(".", "_")
         spec = ProgramSpec(name=name, argv=tuple(argv), module=args.module,
-                           trace_depth=args.trace_depth if args.trace else 0,
+                           trace_depth=0 if args.census else args.trace_depth,
                            follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
                            repeat=args.repeat)
         created = datetime.now(timezone.utc)
-        if args.trace and not args.trace_depth:
-            raise SqldiagError("--trace needs a --trace-depth of at least 1")
+        if not args.census and not args.trace_depth:
+            raise SqldiagError("--trace-depth 0 traces nothing: use --census for that")
         code, result = _run_program(spec)
         if result.failure:  # the program's own error text may carry a URL's password
             result = replace(result, failure=scrub(result.failure))
@@ -178,8 +180,10 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
 
 def _reproduce(args: argparse.Namespace, argv: list[str]) -> str:
     parts = ["sqldiag", "run"]
-    if args.trace:
-        parts += ["--trace", "--trace-depth", str(args.trace_depth)]
+    if args.census:
+        parts += ["--census"]
+    elif args.trace_depth != DEFAULT_TRACE_DEPTH:
+        parts += ["--trace-depth", str(args.trace_depth)]
     if args.repeat:
         parts += ["--repeat", str(args.repeat)]
     if args.module:

@@ -32,9 +32,11 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import compress
+from itertools import compress, repeat
+from operator import is_, is_not
 
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.record.categories import (
@@ -52,7 +54,7 @@ HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
 TRACKED_SAMPLE = 1_000_000  # objects sized for the total of gc-tracked bytes (all, below)
 RSS_LEVEL = 0.02  # RSS within this share counts as level when the peak census is chosen
-CENSUS_SWITCH_INTERVAL = 0.05  # s: other threads wait longer for their turn during a census
+ATOMIC_SWITCH_INTERVAL = 30.0  # s: longer than any census (no thread switch inside)
 MIN_LIST = 16  # shorter lists are other_python, whatever they hold
 ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
 _STATE = "_sa_instance_state"
@@ -67,10 +69,45 @@ class Baseline:
     lists: frozenset[int] = frozenset()
 
 
-def take_baseline() -> Baseline:
+@contextmanager
+def no_thread_switches() -> Iterator[None]:
+    """No other thread runs inside: while a census holds the objects it listed, none may.
+
+    Another thread may be half-way through building a tuple (tuple() of a generator,
+    interrupted at a switch); CPython resizes it in place only while nothing else refers
+    to it, and holding the objects the collector listed while that thread resumes makes
+    the program fail with "SystemError: bad argument to internal function" (seen in a
+    program importing SQLAlchemy). A switch already asked for is let happen first,
+    before anything is held; then the switch interval is longer than any census. This
+    does NOT fully prevent it (a thread already waiting with the old interval may still
+    ask for a switch once): the census mode is experimental for that reason."""
+    interval = sys.getswitchinterval()
+    time.sleep(0)
+    sys.setswitchinterval(ATOMIC_SWITCH_INTERVAL)
+    try:
+        for _ in range(2):  # a switch asked for meanwhile happens here, holding nothing
+            pass
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def live_objects() -> tuple[list, int]:
+    """The gc-tracked objects but tuples, and the bytes of the tuples (call it under
+    no_thread_switches())."""
     objects = gc.get_objects()
-    lists = frozenset(id(o) for o in objects if type(o) is list and len(o) >= MIN_LIST)
-    return Baseline(tracked_bytes(objects), lists)
+    tuple_bytes = sum(map(sys.getsizeof, compress(objects, map(
+        is_, map(type, objects), repeat(tuple)))))
+    return list(compress(objects, map(is_not, map(type, objects), repeat(tuple)))), tuple_bytes
+
+
+def take_baseline() -> Baseline:
+    with no_thread_switches():
+        objects, tuple_bytes = live_objects()
+        lists = frozenset(id(o) for o in objects if type(o) is list and len(o) >= MIN_LIST)
+        tracked = tracked_bytes(objects) + tuple_bytes
+        del objects
+    return Baseline(tracked, lists)
 
 
 @dataclass(frozen=True)
@@ -295,7 +332,12 @@ def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> 
     """Shallow bytes of every gc-tracked object: lists, whose sizes vary the most, are
     summed exactly from `exact`; the rest from an even sample, scaled (summing every
     object's size costs 200 ns an object, 1.5 s at the peak of a million ORM objects)."""
-    objects = gc.get_objects() if objects is None else objects
+    if objects is None:
+        with no_thread_switches():
+            listed, tuple_bytes = live_objects()
+            total = tracked_bytes(listed, exact) + tuple_bytes
+            del listed
+        return total
     step = max(1, len(objects) // TRACKED_SAMPLE)
     sampled = sum(map(sys.getsizeof, objects[::step])) * step
     listed = objects[::step]
@@ -342,12 +384,17 @@ def _sampled_by_type(picked: list, counts: Counter,
 
 def take_census(baseline: Baseline | None = None) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
-    is what other_python's growth is measured from, and its lists are left out."""
-    baseline = baseline or Baseline()
+    is what other_python's growth is measured from, and its lists are left out. No other
+    thread runs meanwhile (see no_thread_switches)."""
+    with no_thread_switches():
+        return _census(baseline or Baseline())
+
+
+def _census(baseline: Baseline) -> LiveCensus:
     started = time.perf_counter()
     kinds = _SqlAlchemyKinds()
-    objects = gc.get_objects()
     wanted = kinds.kinds_wanted(_subclasses_of_interest(kinds))
+    objects, tuple_bytes = live_objects()
     # The objects of the wanted types, picked at C speed (no Python code per object):
     # the many (instances, Rows) are counted and sampled, the few (lists, identity maps,
     # engines) are looked at one by one.
@@ -358,7 +405,7 @@ def take_census(baseline: Baseline | None = None) -> LiveCensus:
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
-    tracked_now = tracked_bytes(objects, (o for o in few if type(o) is list))
+    tracked_now = tracked_bytes(objects, (o for o in few if type(o) is list)) + tuple_bytes
     del objects, picked
     sizer = _Sizer()
     for kind, (members, weight) in many.items():
@@ -452,15 +499,13 @@ class CensusProbe:
         it: with Python's default switch interval they would take turns with it every
         5 ms, allocate meanwhile, and make it several times slower."""
         with self._lock:
-            interval, collecting = sys.getswitchinterval(), gc.isenabled()
-            sys.setswitchinterval(CENSUS_SWITCH_INTERVAL)
+            collecting = gc.isenabled()
             gc.disable()  # the census allocates: a collection of the whole heap would follow
             try:
                 taken = take_census(self.baseline)
             finally:
                 if collecting:
                     gc.enable()
-                sys.setswitchinterval(interval)
             at = CensusAt(label, self._clock(), self._rss(), taken)
             self.spent += taken.seconds
             self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects))
