@@ -34,10 +34,12 @@ HERE = Path(__file__).resolve().parent
 MB = 1 << 20
 
 
-def measure(cmd: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes of the command's process tree, stdout)."""
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes of the command's process tree, stdout); a command
+    that fails ends the benchmark."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
     out = proc.stdout.read()  # type: ignore[union-attr]
     # wait4's rusage covers the command and the children it waited for (sqldiag's passes)
     _, status, usage = os.wait4(proc.pid, 0)

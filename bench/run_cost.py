@@ -19,12 +19,11 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from cost import measure  # the bench folder is sys.path[0] when run as a script
 from sqlalchemy import create_engine
 
 from sqldiag.workload.database import resolve_url
@@ -34,17 +33,6 @@ from sqldiag.workload.seeding import ensure_seeded
 HERE = Path(__file__).resolve().parent
 MB = 1 << 20
 ROW_CATEGORIES = ("driver_rows", "orm_objects", "identity_map", "result_lists")
-
-
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, str, int]:
-    """(wall seconds, peak RSS of the process tree, stdout, exit code)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env)
-    out = proc.stdout.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    return (time.perf_counter() - started, usage.ru_maxrss * 1024, out,
-            os.waitstatus_to_exitcode(status))
 
 
 def last_json(out: str) -> dict:
@@ -68,27 +56,25 @@ def main() -> None:
     script = [str(HERE / "original_report.py"), plain_url, str(args.workers)]
     rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory() as reports:
-        wall, peak, _, _ = measure([sys.executable, *script])
+        wall, peak, _ = measure([sys.executable, *script])
         bare = (wall, peak)
         rows.append(("bare script", wall, peak))
-        wall, peak, out, code = measure([sys.executable, "-m", "sqldiag", "run", "--census", "--json",
-                                         "--reports-dir", reports, *script])
-        assert code == 0, f"sqldiag run failed ({code})"
+        wall, peak, out = measure([sys.executable, "-m", "sqldiag", "run", "--census", "--json",
+                                   "--reports-dir", reports, *script])
         run = last_json(out)
         rows.append(("sqldiag run", wall, peak))
         env = dict(os.environ, SQLDIAG_BENCH_CAPTURE=reports)
-        wall, peak, out, code = measure([sys.executable, *script], env=env)
-        assert code == 0, f"capture() failed ({code})"
+        wall, peak, out = measure([sys.executable, *script], env=env)
         captured = json.loads(out.splitlines()[-1])
         rows.append(("capture() around the same code", wall, peak))
         if not args.skip_memray and importlib.util.find_spec("memray"):
-            wall, peak, _, _ = measure([sys.executable, "-m", "memray", "run", "--quiet",
+            wall, peak, _ = measure([sys.executable, "-m", "memray", "run", "--quiet",
                                         "--trace-python-allocators", "-o",
                                         str(Path(reports) / "post.bin"), *script])
             rows.append(("memray --trace-python-allocators", wall, peak))
         scenario = None
         if not args.skip_scenario:
-            wall, peak, out, code = measure([sys.executable, "-m", "sqldiag", "scenario",
+            wall, peak, out = measure([sys.executable, "-m", "sqldiag", "scenario",
                                              "leak_repro", "--url", plain_url, "--rows",
                                              str(args.rows), "--workers", str(args.workers),
                                              "--json", "--reports-dir", reports])

@@ -56,6 +56,7 @@ TRACKED_SAMPLE = 1_000_000  # objects sized for the total of gc-tracked bytes (a
 RSS_LEVEL = 0.02  # RSS within this share counts as level when the peak census is chosen
 ATOMIC_SWITCH_INTERVAL = 30.0  # s: longer than any census (no thread switch inside)
 MIN_LIST = 16  # shorter lists are other_python, whatever they hold
+RAW_ROWS_SAMPLED = 64  # rows of a raw result (or values of a list) sized, then scaled
 ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
 _STATE = "_sa_instance_state"
 
@@ -271,12 +272,10 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds) -> None:
         if kind is None:
             continue
         sizer.add(kind, items)
-        sample, weight = _sample(items, 64)
         if kind == DRIVER_ROWS:
-            for row in sample:
-                sizer.add(DRIVER_ROWS, row, weight)
-                sizer.add_values(row, weight)
+            _size_raw_rows(sizer, items)
         elif kind == OTHER_PYTHON:
+            sample, weight = _sample(items, RAW_ROWS_SAMPLED)
             sizer.bytes[OTHER_PYTHON] += _value_bytes(sample) * weight
 
 
@@ -293,12 +292,16 @@ def _size_driver_results(sizer: _Sizer, holders: list) -> None:
                 continue
             seen.add(id(rows))
             sizer.add(DRIVER_ROWS, rows)
-            sample, weight = _sample(list(rows[:: max(1, len(rows) // 64)]), 64)
-            weight = len(rows) / len(sample)
-            for row in sample:
-                if type(row) is tuple:
-                    sizer.add(DRIVER_ROWS, row, weight)
-                    sizer.add_values(row, weight)
+            _size_raw_rows(sizer, rows)
+
+
+def _size_raw_rows(sizer: _Sizer, rows: list | tuple) -> None:
+    """Row tuples as a driver returns them, and their values, from an even sample."""
+    sample, weight = _sample(rows, RAW_ROWS_SAMPLED)
+    for row in sample:
+        if type(row) is tuple:
+            sizer.add(DRIVER_ROWS, row, weight)
+            sizer.add_values(row, weight)
 
 
 def _size_identity_maps(sizer: _Sizer, maps: list) -> None:
@@ -339,9 +342,9 @@ def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> 
             del listed
         return total
     step = max(1, len(objects) // TRACKED_SAMPLE)
-    sampled = sum(map(sys.getsizeof, objects[::step])) * step
-    listed = objects[::step]
-    lists_sampled = sum(sys.getsizeof(o) for o in listed if type(o) is list) * step
+    sample = objects[::step]
+    sampled = sum(map(sys.getsizeof, sample)) * step
+    lists_sampled = sum(sys.getsizeof(o) for o in sample if type(o) is list) * step
     return int(sampled - lists_sampled + sum(map(sys.getsizeof, exact)))
 
 
