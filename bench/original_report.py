@@ -50,10 +50,10 @@ if __name__ == "__main__":
         import sqldiag
         from sqldiag.record.codec import encode
 
-        with sqldiag.capture(name="original_report", trace_depth=0,
+        with sqldiag.capture(name="original_report",
                              reports_dir=os.environ["SQLDIAG_BENCH_CAPTURE"]) as run:
             main()
-        print(json.dumps({"summary": encode(run.analysis.summary),
+        print(json.dumps({"run_dir": str(run.run_dir), "summary": encode(run.analysis.summary),
                           "categories": run.analysis.categories}))
     else:
         main()

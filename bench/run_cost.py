@@ -5,7 +5,8 @@
 
 On the original report's code saved as a script (bench/original_report.py), in one
 invocation: the script bare; `sqldiag run` on it; the same code inside
-`sqldiag.capture()`; `memray run --trace-python-allocators` on it (when memray is
+`sqldiag.capture()`; the same code as a pytest test marked with a budget
+(bench/pytest_original_report.py); `memray run --trace-python-allocators` on it (when memray is
 installed); and `sqldiag scenario leak_repro` on the same table, whose categories the
 program's are compared with. Wall time and peak RSS of each command's process tree
 (wait4's rusage: the largest process) are printed with ratios to bare, then the
@@ -26,6 +27,7 @@ from pathlib import Path
 from cost import measure  # the bench folder is sys.path[0] when run as a script
 from sqlalchemy import create_engine
 
+from sqldiag.record.store import load_record
 from sqldiag.workload.database import resolve_url
 from sqldiag.workload.schema import build_schema
 from sqldiag.workload.seeding import ensure_seeded
@@ -37,6 +39,14 @@ ROW_CATEGORIES = ("driver_rows", "orm_objects", "identity_map", "result_lists")
 
 def last_json(out: str) -> dict:
     return json.loads(out[out.index("{"):])
+
+
+def _censuses(run_dir: Path) -> str:
+    """What the censuses of a saved run cost the program."""
+    taken = load_record(run_dir).measurement.censuses
+    return (f"{len(taken)} censuses paused the program {sum(c.seconds for c in taken):.2f} s "
+            f"in all; the largest listed {max((c.objects for c in taken), default=0):,} "
+            f"objects in {max((c.seconds for c in taken), default=0):.2f} s")
 
 
 def main() -> None:
@@ -59,7 +69,7 @@ def main() -> None:
         wall, peak, _ = measure([sys.executable, *script])
         bare = (wall, peak)
         rows.append(("bare script", wall, peak))
-        wall, peak, out = measure([sys.executable, "-m", "sqldiag", "run", "--census", "--json",
+        wall, peak, out = measure([sys.executable, "-m", "sqldiag", "run", "--json",
                                    "--reports-dir", reports, *script])
         run = last_json(out)
         rows.append(("sqldiag run", wall, peak))
@@ -67,11 +77,24 @@ def main() -> None:
         wall, peak, out = measure([sys.executable, *script], env=env)
         captured = json.loads(out.splitlines()[-1])
         rows.append(("capture() around the same code", wall, peak))
+        env = dict(os.environ, SQLDIAG_BENCH_URL=plain_url,
+                   SQLDIAG_BENCH_WORKERS=str(args.workers))
+        in_pytest = Path(reports) / "pytest"
+        wall, peak, _ = measure([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                 str(HERE / "pytest_original_report.py"),
+                                 "--sqldiag-reports", str(in_pytest)], env=env)
+        rows.append(("pytest test marked with a budget", wall, peak))
+        _, _, out = measure([sys.executable, "-m", "sqldiag", "report", "--json",
+                             str(next(in_pytest.iterdir()))])
+        tested = json.loads(out)
         if not args.skip_memray and importlib.util.find_spec("memray"):
             wall, peak, _ = measure([sys.executable, "-m", "memray", "run", "--quiet",
                                         "--trace-python-allocators", "-o",
                                         str(Path(reports) / "post.bin"), *script])
             rows.append(("memray --trace-python-allocators", wall, peak))
+        paused = {"sqldiag run": _censuses(Path(run["run_dir"])),
+                  "capture()": _censuses(Path(captured["run_dir"])),
+                  "pytest plugin": _censuses(next(in_pytest.iterdir()))}
         scenario = None
         if not args.skip_scenario:
             wall, peak, out = measure([sys.executable, "-m", "sqldiag", "scenario",
@@ -86,7 +109,8 @@ def main() -> None:
     print(f"{'run':<34} {'wall s':>8} {'x bare':>7} {'peak RSS MB':>12} {'x bare':>7}")
     for name, w, p in rows:
         print(f"{name:<34} {w:8.1f} {w / bare[0]:7.2f} {p / MB:12.0f} {p / bare[1]:7.2f}")
-    for name, figures in (("sqldiag run", run), ("capture()", captured)):
+    for name, figures in (("sqldiag run", run), ("capture()", captured),
+                          ("pytest plugin", tested)):
         summary = figures["summary"]
         growth = summary["peak_rss"] - summary["start_rss"]
         traced = sum(v for k, v in figures["categories"]["peak"].items()
@@ -94,8 +118,10 @@ def main() -> None:
         print(f"{name}: reported peak {summary['peak_rss'] / MB:.0f} MB "
               f"({summary['peak_rss'] / bare[1] - 1:+.1%} against the bare script's "
               f"{bare[1] / MB:.0f} MB); categories explain {traced / growth:.0%} of the "
-              f"peak's growth (scaled x{summary['scale']:.2f} from the census at the highest "
-              f"RSS)")
+              f"peak's growth (scaled x{summary['scale']:.2f} from the census that found the "
+              f"most alive)")
+        if name in paused:
+            print("   " + paused[name])
         if scenario:
             theirs = scenario["categories"]["peak"]
             mine = figures["categories"]["peak"]

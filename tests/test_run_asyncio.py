@@ -30,9 +30,9 @@ def test_asyncio_program_is_attributed(request, tmp_path, driver):
     plain = subprocess.run([sys.executable, str(PROGRAM), url_text, str(ROWS)],
                            capture_output=True, text=True, check=False, timeout=120)
     # traced: these are known answers for the rules that charge compiled drivers' rows
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(PROGRAM),
-                          url_text, str(ROWS)], capture_output=True, text=True, check=False,
-                         cwd=tmp_path, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--trace-depth", "8",
+                          str(PROGRAM), url_text, str(ROWS)], capture_output=True, text=True,
+                         check=False, cwd=tmp_path, timeout=300)
     assert plain.returncode == 0 and run.returncode == 0, run.stderr
     assert run.stdout == plain.stdout == f"loaded [{ROWS}, {ROWS}, {ROWS}] {plain.stdout.split()[-1]}\n"
 
@@ -52,3 +52,18 @@ def test_asyncio_program_is_attributed(request, tmp_path, driver):
               and ("selector_events" in s["file"] or s["function"] == "_execute_async")
               and s["size"] > 64 * ROWS]
     assert not hidden, hidden
+
+
+def test_asyncio_program_untraced(request, tmp_path):
+    """By default nothing is traced: the censuses between the event loop's steps see the
+    loads the three sessions hold."""
+    url = make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--json", str(PROGRAM),
+                          url.render_as_string(hide_password=False), str(ROWS)],
+                         capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    assert record["measurement"]["method"] == "census"
+    cats = record["categories"]["peak"]
+    assert cats["orm_objects"] > 2 * ROWS * 300, cats  # two loads and more were alive
+    assert cats["driver_rows"] > 2 * ROWS * 120, cats

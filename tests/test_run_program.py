@@ -69,11 +69,33 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     run_dir = next((tmp_path / "reports").iterdir())
     record = run_view(run_dir)
     assert record["scenario"]["source"] == "run"
+    assert record["measurement"]["method"] == "census"  # untraced unless asked
     peak = record["categories"]["peak"]
     assert peak["orm_objects"] > 3 * 3000 * 300
     assert peak["driver_rows"] > 0
     assert (run_dir / "report.html").is_file()
     assert "record and report" in run.stderr
+
+
+def test_trace_depth_traces_the_program_for_allocation_sites(tmp_path):
+    script = tmp_path / "service.py"
+    script.write_text(PROGRAM)
+    db = str(tmp_path / "app.sqlite3")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--trace-depth", "4",
+                          str(script), db], input="\n", capture_output=True, text=True,
+                         check=False, cwd=tmp_path)
+    assert run.returncode == 7, run.stderr
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    assert record["measurement"]["method"] == "in-process-trace"
+    assert record["measurement"]["trace_depth"] == 4
+    peak = record["breakdowns"]["peak"]
+    assert peak["categories"]["orm_objects"] > 3 * 3000 * 300
+    # where the rows were allocated, with the program's own line among the frames
+    assert any("service.py" in json.dumps(site.get("traceback")) for site in peak["sites"])
+    both = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--census",
+                           "--trace-depth", "4", str(script), db], capture_output=True,
+                          text=True, check=False, cwd=tmp_path)
+    assert both.returncode == 1 and both.stderr.count("\n") == 1, both.stderr
 
 
 def test_module_runs_with_dash_m(tmp_path):
@@ -162,7 +184,7 @@ def test_json_budget_and_guard_have_the_meaning_they_have_for_scenarios(tmp_path
     script = tmp_path / "grow.py"
     script.write_text("import time\nkeep = [str(i) * 30 for i in range(300_000)]\n"
                       "time.sleep(0.3)\nprint('built', len(keep))\n")
-    run = _sqldiag_run(tmp_path, "--census", "--json", "--budget", "peak_rss=20GB",
+    run = _sqldiag_run(tmp_path, "--json", "--budget", "peak_rss=20GB",
                        str(script))
     assert run.returncode == 0, run.stderr
     first, _, rest = run.stdout.partition("\n")
@@ -170,12 +192,12 @@ def test_json_budget_and_guard_have_the_meaning_they_have_for_scenarios(tmp_path
     out = json.loads(rest)
     assert out["summary"]["peak_rss"] > out["summary"]["start_rss"] + (20 << 20)
     assert out["categories"]["peak"]["other_python"] > 300_000 * 40
-    run = _sqldiag_run(tmp_path, "--census", "--budget", "peak_rss=1MB", str(script))
+    run = _sqldiag_run(tmp_path, "--budget", "peak_rss=1MB", str(script))
     assert run.returncode == 3
     assert "peak_rss" in run.stderr and "exceeds its budget of 1.0 MB" in run.stderr
     guarded = tmp_path / "huge.py"
     guarded.write_text("keep = []\nwhile True:\n    keep.append(bytearray(1 << 20))\n")
-    run = _sqldiag_run(tmp_path, "--census", "--max-rss", "200MB", str(guarded))
+    run = _sqldiag_run(tmp_path, "--max-rss", "200MB", str(guarded))
     assert run.returncode == 4, run.stderr
     record = run_view(max((tmp_path / "reports").iterdir()))
     assert "memory guard" in record["status"]["reason"]
@@ -185,7 +207,7 @@ def test_repeat_tells_a_program_that_leaks(tmp_path):
     script = tmp_path / "leaky.py"
     script.write_text("import json\ncache = json.__dict__.setdefault('_cache', [])\n"
                       "cache.extend({'n': i} for i in range(5000))\nprint(len(cache))\n")
-    run = _sqldiag_run(tmp_path, "--census", "--repeat", "4", "--json", str(script))
+    run = _sqldiag_run(tmp_path, "--repeat", "4", "--json", str(script))
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[:4] == ["5000", "10000", "15000", "20000"]
     verdict = json.loads("\n".join(run.stdout.splitlines()[4:]))["verdict"]

@@ -1,12 +1,12 @@
 """Measure a block of your own code in-process: `with sqldiag.capture(name=...) as run:`.
 
-The block runs once under tracemalloc (RSS taken net of tracemalloc's own memory).
-`trace_depth=0` (experimental) runs it untraced: RSS is sampled, and censuses of live
-objects at RSS highs and at the block's end give the categories
-(capture/probes/live.py); not while other threads build tuples (see `sqldiag run
---help`). On exit a run record and HTML report are written to
-`reports_dir`; `run.record` (what was measured), `run.analysis` (the figures and
-verdict) and `run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
+The block runs untraced at its own speed and size: RSS is sampled, and censuses of live
+objects at RSS highs and at the block's end give the categories (capture/probes/live.py).
+`trace_depth=N` runs it under tracemalloc with N frames per allocation instead, for
+allocation sites (RSS taken net of tracemalloc's own memory), at several times the
+memory and time. On exit a run record and HTML report are written to `reports_dir`;
+`run.record` (what was measured), `run.analysis` (the figures and verdict) and
+`run.run_dir` hold them. Also usable as a decorator: `@sqldiag.capture(name="job")`.
 Children started by multiprocessing inside the block measure themselves (see follow.py)
 and appear in the record's processes unless `follow_children=False`.
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import MeasuredPass
-from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec
+from sqldiag.capture.plan import PassKind, PassSpec
 
 if TYPE_CHECKING:
     from sqldiag.analysis.analyse import Analysis
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 class Capture(contextlib.ContextDecorator):
     def __init__(self, name: str = "capture", reports_dir: str | Path = "reports",
-                 trace_depth: int = DEFAULT_TRACE_DEPTH, census: bool = False,
+                 trace_depth: int = 0, census: bool = False,
                  follow_children: bool = True) -> None:
         self.name = name
         self.reports_dir = Path(reports_dir)
@@ -56,7 +56,7 @@ class Capture(contextlib.ContextDecorator):
 
     def __enter__(self) -> Self:
         self._created = datetime.now(timezone.utc)
-        follower = (Follower(self.spec.trace_depth or DEFAULT_TRACE_DEPTH)
+        follower = (Follower(self.spec.trace_depth)
                     if self.spec.follow_children else None)
         self._pass = MeasuredPass(self.spec, follower)
         self._pass.begin()

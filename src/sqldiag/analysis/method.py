@@ -53,12 +53,13 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                 f"censuses of its live objects, taken at new highs of RSS and at the end, "
                 f"paused it for {paused:.2f} s in all. Each census counts the gc-tracked "
                 "objects by kind and sizes an even sample of each kind (instances of a "
-                "mapped class are alike); categories at peak are those of the census at the "
-                "highest RSS")
+                "mapped class are alike); categories at peak are those of the census that "
+                "found the most alive")
         if summary.scale != 1:
             text += (f", scaled x{summary.scale:.2f} from its RSS to the peak (what grew is "
                      "taken to keep its mix)")
-        return text + ". No allocation sites: run with --trace for them."
+        return text + (". No allocation sites: `sqldiag run --trace-depth N` (or "
+                       "capture(trace_depth=N)) traces them, at tracemalloc's cost.")
     return None
 
 

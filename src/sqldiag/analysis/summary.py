@@ -27,6 +27,8 @@ MODEL_MAX_RESIDUAL = 0.03
 # A census taken below the peak RSS is scaled up to it (what grows keeps its mix) by at
 # most this factor; further below the peak it is shown as measured.
 MAX_CENSUS_SCALE = 1.5
+# ... unless another census saw an RSS higher than this share above it.
+CENSUS_RSS_LEVEL = 0.02
 # A sample this close to a census (the watcher samples every 50 ms) may have seen it.
 CENSUS_MARGIN_S = 0.06
 # Only a census of this many objects makes lists that matter beside the program (8 bytes
@@ -122,8 +124,8 @@ def scaled(breakdown: Breakdown | None, scale: float) -> dict[str, int]:
 
 def census_scale(record: Record) -> float:
     """How much the peak census is scaled to reach the peak RSS: the RSS growth at the
-    peak over the growth when the census was taken (1 when not a census run, or when
-    the census was at the peak)."""
+    peak over the growth when the census was taken (1 when not a census run, when the
+    census was at the peak, or when another census saw a higher RSS)."""
     breakdown = record.breakdowns.get(PEAK)
     if record.measurement.method is not Method.CENSUS or breakdown is None or \
             not breakdown.rss:
@@ -131,6 +133,8 @@ def census_scale(record: Record) -> float:
     start, peak = _net_at(record, READY), _peak_net(record)
     if start is None or peak is None or breakdown.rss >= peak or breakdown.rss <= start:
         return 1.0
+    if any(c.rss > breakdown.rss * (1 + CENSUS_RSS_LEVEL) for c in record.measurement.censuses):
+        return 1.0  # RSS rose further for something else than what this census found
     scale = (peak - start) / (breakdown.rss - start)
     return round(scale, 4) if scale <= MAX_CENSUS_SCALE else 1.0
 

@@ -3,7 +3,7 @@
 Every multiprocessing child (start methods fork, spawn and forkserver; Pool and
 concurrent.futures.ProcessPoolExecutor workers are such children) runs
 `BaseProcess._bootstrap`. While following is enabled that method is wrapped so that the
-child measures itself as a traced pass and writes its result to a spool folder that the
+child measures itself (traced, or untraced with censuses, as its parent) and writes its result to a spool folder that the
 parent reads when its own measurement ends.
 
 How the wrapper reaches the child:
@@ -142,10 +142,15 @@ class ChildMeasure:
     def __init__(self, process: mp_process.BaseProcess, config: dict[str, Any]) -> None:
         self.process = process
         self.spool = Path(config["spool"])
+        depth = int(config["depth"])
+        # Untraced, a child takes censuses of its live objects like its parent, unless it
+        # was forked: a census refers to every object, which writes to each inherited
+        # object's header and would copy the parent's pages into the child (its USS).
+        censuses = depth == 0 and not _forked(process)
         self.measured = MeasuredPass(PassSpec(
             kind=PassKind.TRACED, scenario_name=process.name, scenario_path="", table="", rows=0,
-            workers=1, trace_depth=int(config["depth"]), follow_children=False,
-            sample_period=CHILD_SAMPLE_PERIOD))
+            workers=1, trace_depth=depth, follow_children=False,
+            sample_period=CHILD_SAMPLE_PERIOD, census_at_highs=censuses))
         self._done = threading.Lock()
         self._handles_sigterm = False
 
@@ -181,6 +186,14 @@ class ChildMeasure:
         write_atomic(self.spool / f"{SPOOL_PREFIX}{os.getpid()}.json",
                      json.dumps(result.to_json()).encode("utf-8"))
         return True
+
+
+def _forked(process: mp_process.BaseProcess) -> bool:
+    """Whether the child is a fork of its parent (not of a forkserver, not spawned)."""
+    import multiprocessing
+
+    method = getattr(process, "_start_method", None) or multiprocessing.get_start_method()
+    return method == "fork"
 
 
 def _start_method(process: mp_process.BaseProcess) -> str:

@@ -29,7 +29,7 @@ from types import TracebackType
 
 from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import MeasuredPass
-from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec
+from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes.census import live_type_counts
 from sqldiag.errors import EXIT_INTERRUPTED, EXIT_MEMORY_GUARD
 from sqldiag.record.codec import JsonValue
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
     # sys.path[0] is the script's folder, as python sets it; -m keeps the current one
     if spec.module is None:
         sys.path[0] = str(Path(spec.argv[0]).resolve().parent)
-    follower = (Follower(spec.trace_depth or DEFAULT_TRACE_DEPTH) if spec.follow_children
+    follower = (Follower(spec.trace_depth) if spec.follow_children
                 else None)
     measured = MeasuredPass(_pass_spec(spec), follower)
 

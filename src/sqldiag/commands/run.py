@@ -60,16 +60,18 @@ class RunCommand:
 record and report. sqldiag's own output goes to stderr (with --json, the JSON goes to
 stdout after the program's own output).
 
-By default the program runs under tracemalloc (allocation sites and tracebacks, at
-several times the memory and time). --census (experimental) runs it untraced at full
-size: a watcher process samples RSS, and the program is paused briefly for a census of
-its live objects at each new high of RSS; the categories come from the census taken at
-the highest RSS. A census that interrupts the program while it builds a tuple from a
-generator can make it fail with a SystemError (rare, not solved): use --census only on
-a run you can repeat, never on a service.
+The program runs untraced, at its own speed and size: a watcher process samples its RSS,
+and the program is paused briefly (about 1 s per million live objects) for a census of
+its live objects at each new high of RSS; the categories at peak come from the census
+that found the most alive. A burst shorter than a tenth of a second can be missed by the
+censuses (RSS still shows it). A multiprocessing child measures itself the same way,
+except a forked one, which is only sampled (a census would copy its parent's pages into
+it). --trace-depth N runs it under tracemalloc instead, for allocation sites
+with N frames each, at several times the memory and time (tracemalloc's own memory is
+taken out of the RSS figures).
 
 Threads, asyncio and multiprocessing children (fork, spawn, forkserver; Pool and
-ProcessPoolExecutor workers) are all measured: each child traces itself and the report
+ProcessPoolExecutor workers) are all measured: each child measures itself and the report
 shows every process and the total.
 
   sqldiag run myservice.py --batch 100
@@ -84,11 +86,11 @@ memory guard stopped it, 1 when it could not be started."""
                             help="run a module as `python -m MODULE` does")
         parser.add_argument("--name", help="name of the run folder (default: the program)")
         parser.add_argument("--census", action="store_true",
-                            help="experimental: no tracing; censuses of live objects at "
-                                 "RSS highs (see above for when not to use it)")
-        parser.add_argument("--trace-depth", type=trace_depth, default=DEFAULT_TRACE_DEPTH,
-                            help=f"tracemalloc frames per allocation (default "
-                                 f"{DEFAULT_TRACE_DEPTH})")
+                            help=argparse.SUPPRESS)  # the default since 0.3; kept for scripts
+        parser.add_argument("--trace-depth", type=trace_depth, default=0, metavar="N",
+                            help="run under tracemalloc with N frames per allocation "
+                                 f"(1-100, {DEFAULT_TRACE_DEPTH} is a good start) instead of "
+                                 "censuses; default: no tracing")
         parser.add_argument("--repeat", type=_repeat, default=0, metavar="N",
                             help="leak or peak: run the program N times (N >= 3) in one "
                                  "process and report what keeps growing after gc.collect()")
@@ -115,12 +117,13 @@ memory guard stopped it, 1 when it could not be started."""
         target = args.module or argv[0]
         name = args.name or Path(target).stem.replace(".", "_")
         spec = ProgramSpec(name=name, argv=tuple(argv), module=args.module,
-                           trace_depth=0 if args.census else args.trace_depth,
+                           trace_depth=args.trace_depth,
                            follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
                            repeat=args.repeat)
         created = datetime.now(timezone.utc)
-        if not args.census and not args.trace_depth:
-            raise SqldiagError("--trace-depth 0 traces nothing: use --census for that")
+        if args.census and args.trace_depth:
+            raise SqldiagError("--census and --trace-depth exclude each other: censuses are "
+                               "the default, --trace-depth traces instead")
         code, result = _run_program(spec)
         if result.failure:  # the program's own error text may carry a URL's password
             result = replace(result, failure=scrub(result.failure))
@@ -180,9 +183,7 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
 
 def _reproduce(args: argparse.Namespace, argv: list[str]) -> str:
     parts = ["sqldiag", "run"]
-    if args.census:
-        parts += ["--census"]
-    elif args.trace_depth != DEFAULT_TRACE_DEPTH:
+    if args.trace_depth:
         parts += ["--trace-depth", str(args.trace_depth)]
     if args.repeat:
         parts += ["--repeat", str(args.repeat)]

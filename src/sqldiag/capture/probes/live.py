@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
 
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
@@ -53,8 +53,8 @@ from sqldiag.record.categories import (
 HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
 TRACKED_SAMPLE = 1_000_000  # objects sized for the total of gc-tracked bytes (all, below)
-RSS_LEVEL = 0.02  # RSS within this share counts as level when the peak census is chosen
-ATOMIC_SWITCH_INTERVAL = 30.0  # s: longer than any census (no thread switch inside)
+# s: how long a census may keep the other threads out, at least and at most
+CENSUS_SWITCH_INTERVAL = (0.05, 5.0)
 MIN_LIST = 16  # shorter lists are other_python, whatever they hold
 RAW_ROWS_SAMPLED = 64  # rows of a raw result (or values of a list) sized, then scaled
 ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
@@ -71,42 +71,61 @@ class Baseline:
 
 
 @contextmanager
-def no_thread_switches() -> Iterator[None]:
-    """No other thread runs inside: while a census holds the objects it listed, none may.
-
-    Another thread may be half-way through building a tuple (tuple() of a generator,
-    interrupted at a switch); CPython resizes it in place only while nothing else refers
-    to it, and holding the objects the collector listed while that thread resumes makes
-    the program fail with "SystemError: bad argument to internal function" (seen in a
-    program importing SQLAlchemy). A switch already asked for is let happen first,
-    before anything is held; then the switch interval is longer than any census. This
-    does NOT fully prevent it (a thread already waiting with the old interval may still
-    ask for a switch once): the census mode is experimental for that reason."""
+def few_thread_switches(longest: float) -> Iterator[None]:
+    """The census's thread keeps the GIL while it runs: with the default switch interval
+    the program's threads would take turns with it every 5 ms, change what it counts
+    meanwhile and make it several times slower. `longest` is how long a census may take;
+    a thread that waits longer asks for its turn (so a census cannot starve the program
+    for longer). Safety does not rest on this: see live_objects."""
     interval = sys.getswitchinterval()
-    time.sleep(0)
-    sys.setswitchinterval(ATOMIC_SWITCH_INTERVAL)
+    sys.setswitchinterval(max(interval, longest))
     try:
-        for _ in range(2):  # a switch asked for meanwhile happens here, holding nothing
-            pass
         yield
     finally:
         sys.setswitchinterval(interval)
 
 
+def _listed_twice(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
+    """The collector's objects and beside them `pick(type(obj), tuple)`, from one call
+    to gc.get_objects() made only when the first object is asked for, from C."""
+    box: dict[int, list] = {}
+    listed = map(box.setdefault, repeat(0, 1), islice(iter(gc.get_objects, None), 1))
+    again = map(box.pop, repeat(0, 1))  # the same list, and the box no longer holds it
+    # one more datum, so that both iterators reach the list's end and let go of it
+    objects = chain(chain.from_iterable(listed), (None,))
+    return objects, map(pick, map(type, chain.from_iterable(again)), repeat(tuple))
+
+
 def live_objects() -> tuple[list, int]:
-    """The gc-tracked objects but tuples, and the bytes of the tuples (call it under
-    no_thread_switches())."""
-    objects = gc.get_objects()
-    tuple_bytes = sum(map(sys.getsizeof, compress(objects, map(
-        is_, map(type, objects), repeat(tuple)))))
-    return list(compress(objects, map(is_not, map(type, objects), repeat(tuple)))), tuple_bytes
+    """Every gc-tracked object but tuples, and the bytes of the tuples.
+
+    Another thread may be half-way through building a tuple (tuple() of a generator,
+    paused at a thread switch); CPython resizes it in place only while nothing else refers
+    to it, and a census holding it when that thread resumes makes the program fail with
+    "SystemError: bad argument to internal function". No list of the collector's objects
+    ever reaches Python code, where a thread switch can happen: each statement below
+    lists them, sizes or leaves out the tuples and lets go of the listing inside one
+    call into C, where no other thread runs (nor the collector, which could run Python
+    finalizers)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        tuple_bytes = sum(map(sys.getsizeof, compress(*_listed_twice(is_))))
+        others = list(compress(*_listed_twice(is_not)))
+    finally:
+        if collecting:
+            gc.enable()
+    # the list being filled was listed too: out of itself, or it would keep itself alive
+    for index in reversed(list(compress(count(), map(is_, others, repeat(others))))):
+        del others[index]
+    return others, tuple_bytes
 
 
 def take_baseline() -> Baseline:
-    with no_thread_switches():
+    with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
         objects, tuple_bytes = live_objects()
         lists = frozenset(id(o) for o in objects if type(o) is list and len(o) >= MIN_LIST)
-        tracked = tracked_bytes(objects) + tuple_bytes
+        tracked = tracked_bytes(objects, (o for o in objects if type(o) is list)) + tuple_bytes
         del objects
     return Baseline(tracked, lists)
 
@@ -130,13 +149,25 @@ def _singleton(value: object) -> bool:
     return False
 
 
-def _value_bytes(values: Iterable[object]) -> int:
-    """Bytes of the row values among `values`: atoms only (containers are not values)."""
-    total = 0
-    getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
+# references to a value while _value_bytes looks at it: its own list, the loop variable
+# and sys.getrefcount's argument (the same on 3.10 to 3.13)
+_LOOKING_REFS = 3
+
+
+def _value_bytes(values: Iterable[object], shared: bool = False) -> float:
+    """Bytes of the row values among `values`: atoms only (containers are not values).
+
+    With `shared`, a value's bytes are split among the containers that refer to it: a
+    string the driver built is referred to by its raw row, the Row over it and the mapped
+    instance's __dict__ while all three live, and each of them is sized on its own; it
+    was allocated once."""
+    total = 0.0
+    getsizeof, is_tracked, refcount = sys.getsizeof, gc.is_tracked, sys.getrefcount
+    values = list(values)
     for value in values:
         if not _singleton(value) and not is_tracked(value):
-            total += getsizeof(value)
+            holders = refcount(value) - _LOOKING_REFS if shared else 1
+            total += getsizeof(value) / max(1, holders)
     return total
 
 
@@ -204,7 +235,7 @@ class _Sizer:
             self.tracked[type(obj)] += size
 
     def add_values(self, values: Iterable[object], weight: float) -> None:
-        self.bytes[DRIVER_ROWS] += _value_bytes(values) * weight
+        self.bytes[DRIVER_ROWS] += _value_bytes(values, shared=True) * weight
 
 
 def _sample(objects: list, limit: int) -> tuple[list, float]:
@@ -234,6 +265,7 @@ def _size_mapped(sizer: _Sizer, instances: list, weight: float) -> None:
             if type(key) is tuple and len(key) > 1:
                 sizer.add(IDENTITY_MAP, key, weight)
                 sizer.add(IDENTITY_MAP, key[1], weight)
+                sizer.add_values(key[1], weight)  # its share of the primary key's values
         for part in ("committed_state", "expired_attributes", "obj"):
             value = getattr(state, part, None)
             if value is not None:
@@ -332,11 +364,12 @@ def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
 
 
 def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> int:
-    """Shallow bytes of every gc-tracked object: lists, whose sizes vary the most, are
-    summed exactly from `exact`; the rest from an even sample, scaled (summing every
-    object's size costs 200 ns an object, 1.5 s at the peak of a million ORM objects)."""
+    """Shallow bytes of every gc-tracked object but tuples (the caller has them exactly):
+    lists, whose sizes vary the most, are summed exactly from `exact`; the rest from an
+    even sample, scaled (summing every object's size costs 200 ns an object, 1.5 s at
+    the peak of a million ORM objects)."""
     if objects is None:
-        with no_thread_switches():
+        with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
             listed, tuple_bytes = live_objects()
             total = tracked_bytes(listed, exact) + tuple_bytes
             del listed
@@ -344,8 +377,8 @@ def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> 
     step = max(1, len(objects) // TRACKED_SAMPLE)
     sample = objects[::step]
     sampled = sum(map(sys.getsizeof, sample)) * step
-    lists_sampled = sum(sys.getsizeof(o) for o in sample if type(o) is list) * step
-    return int(sampled - lists_sampled + sum(map(sys.getsizeof, exact)))
+    summed_apart = sum(sys.getsizeof(o) for o in sample if type(o) in (list, tuple)) * step
+    return int(sampled - summed_apart + sum(map(sys.getsizeof, exact)))
 
 
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
@@ -385,11 +418,12 @@ def _sampled_by_type(picked: list, counts: Counter,
     return out
 
 
-def take_census(baseline: Baseline | None = None) -> LiveCensus:
+def take_census(baseline: Baseline | None = None, longest: float = 0.0) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
-    is what other_python's growth is measured from, and its lists are left out. No other
-    thread runs meanwhile (see no_thread_switches)."""
-    with no_thread_switches():
+    is what other_python's growth is measured from, and its lists are left out. `longest`
+    is how long it may take (see few_thread_switches)."""
+    low, high = CENSUS_SWITCH_INTERVAL
+    with few_thread_switches(min(high, max(low, longest))):
         return _census(baseline or Baseline())
 
 
@@ -456,13 +490,13 @@ class CensusAt:
 class CensusProbe:
     """Takes a census at each new high of RSS while `watching` (the program runs), between
     highs as often as a census costs a tenth of the time, and at the marks it is asked
-    to; keeps the census taken at the highest RSS.
+    to; keeps the census that found the most alive.
 
     A census holds the GIL (the program waits) for about a second at a million ORM
     objects, so highs are spaced: a new census only when RSS is `step` times the last
     one's and the time spent in censuses stays within `free_seconds` plus `budget` of the
-    time run so far. The census at the highest RSS may be a step below the peak: the
-    analysis scales it to the peak and says so."""
+    time run so far. That census may be a step below the peak of RSS: the analysis
+    scales it to the peak and says so, unless another census saw a higher RSS."""
 
     def __init__(self, step: float = 1.15, budget: float = 0.20, period: float = 0.02,
                  free_seconds: float = 0.5, min_bytes: int = 2 << 20,
@@ -498,14 +532,16 @@ class CensusProbe:
             self._thread.join(timeout=30)
 
     def census(self, label: str) -> CensusAt:
-        """A census now (from a mark or the watching thread). The other threads wait for
-        it: with Python's default switch interval they would take turns with it every
-        5 ms, allocate meanwhile, and make it several times slower."""
+        """A census now (from a mark or the watching thread); the other threads wait for
+        it (see few_thread_switches)."""
         with self._lock:
             collecting = gc.isenabled()
             gc.disable()  # the census allocates: a collection of the whole heap would follow
             try:
-                taken = take_census(self.baseline)
+                # RSS grows by `step` between censuses at highs, and so does their cost:
+                # four times the longest so far leaves room for a slower one
+                longest = 4 * self.step * max((t[3] for t in self.taken), default=0.0)
+                taken = take_census(self.baseline, longest)
             finally:
                 if collecting:
                     gc.enable()
@@ -520,14 +556,16 @@ class CensusProbe:
             return at
 
     def _higher(self, at: CensusAt) -> bool:
-        """The peak candidate: the highest RSS; where RSS stayed level (within 2%; freed
-        memory often stays in RSS), the census that found more alive."""
+        """The peak candidate: the census that found the most alive (as tracemalloc's peak
+        is the most traced); at equal live bytes, the higher RSS. The highest RSS alone
+        misleads: freed memory stays in RSS, so a census after an early burst (building
+        rows to insert, say) would be chosen over the one at the program's real load."""
         best = self.highest
-        if best is None or at.rss > best.rss * (1 + RSS_LEVEL):
+        if best is None:
             return True
         live, best_live = sum(at.census.categories.values()), sum(
             best.census.categories.values())
-        return at.rss >= best.rss * (1 - RSS_LEVEL) and live > best_live
+        return live > best_live or (live == best_live and at.rss > best.rss)
 
     def mark(self, label: str) -> CensusAt:
         at = self.census(label)
