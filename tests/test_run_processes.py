@@ -51,6 +51,10 @@ def test_children_are_followed_and_reported(tmp_path, how, options):
         assert peak["driver_rows"] > ROWS * 100, peak
         assert peak["identity_map"] > 0
         assert main_orm < peak["orm_objects"] / 5  # the parent itself loaded nothing
+    if method == "spawn":  # the children's statements, from the line in their own code
+        load = next(q for q in record["queries"] if q["function"] == "load")
+        assert load["executions"] == 4 and load["categories"]["orm_objects"] > ROWS * 300
+        assert load["source"] == "items = session.query(Item).all()"
     assert any("child processes were followed" in line for line in record["verdict"])
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "<h2>Processes</h2>" in html

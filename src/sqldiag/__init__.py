@@ -1,5 +1,9 @@
 """sqldiag: explain where a Python database workload's memory goes."""
 
+# The stage package of the same name first: importing it (or any module in it) later
+# would make `sqldiag.capture` that package, not the function below, and a second
+# `sqldiag.capture(...)` in a process would fail. Its __init__ is empty.
+import sqldiag.capture as _capture_stage  # noqa: F401
 from sqldiag._version import __version__
 
 __all__ = ["__version__", "capture"]

@@ -16,10 +16,11 @@ from sqldiag.analysis.summary import (
     all_categories,
     kept_alive,
     kept_alive_peak,
+    peak_queries,
     summarise,
 )
 from sqldiag.record.codec import encode
-from sqldiag.record.parts import Holder, HoldersAt, Record
+from sqldiag.record.parts import Holder, HoldersAt, QueryAt, Record
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Analysis:
     kept_alive_peak: HoldersAt | None
     leak: LeakVerdict | None
     findings: tuple[Finding, ...]
+    queries: tuple[QueryAt, ...] = ()  # at peak, what each statement's results held
 
     @property
     def verdict(self) -> list[str]:
@@ -41,7 +43,7 @@ class Analysis:
                 "kept_alive": encode(self.kept_alive),
                 "kept_alive_peak": encode(self.kept_alive_peak),
                 "leak": encode(self.leak), "verdict": self.verdict,
-                "findings": encode(self.findings)}
+                "findings": encode(self.findings), "queries": encode(self.queries)}
 
 
 def analyse(record: Record) -> Analysis:
@@ -52,4 +54,5 @@ def analyse(record: Record) -> Analysis:
     facts = Facts(record=record, summary=summary, categories=categories,
                   kept_alive=holders, kept_alive_peak=peak_holders, leak=leak)
     return Analysis(summary=summary, categories=categories, kept_alive=holders,
-                    kept_alive_peak=peak_holders, leak=leak, findings=findings(facts))
+                    kept_alive_peak=peak_holders, leak=leak, findings=findings(facts),
+                    queries=peak_queries(record))

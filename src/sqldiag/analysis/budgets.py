@@ -17,22 +17,38 @@ SUMMARY_FIGURES = ("peak_rss", "end_rss", "trim_rss")
 
 @dataclass(frozen=True)
 class Budget:
-    name: str  # a summary figure or a category
+    name: str  # a summary figure, a category, or a call site: FILE:FUNCTION or FILE:LINE
     limit: int  # bytes
 
     def measured(self, analysis: Analysis) -> int | None:
         if self.name in SUMMARY_FIGURES:
             return getattr(analysis.summary, self.name)
+        if ":" in self.name:
+            return _held_from(analysis, self.name)
         return analysis.categories.get(PEAK, {}).get(self.name)
 
 
+def _held_from(analysis: Analysis, site: str) -> int | None:
+    """What the statements run from a call site held at peak (None: none ran there)."""
+    path, _, where = site.rpartition(":")
+    path = path.replace("\\", "/")
+    matched = [q for q in analysis.queries
+               if (q.file == path or q.file.endswith("/" + path) or path.endswith("/" + q.file))
+               and where in (q.function, str(q.line))]
+    return sum(q.total for q in matched) if matched else None
+
+
 def parse_budget(text: str) -> Budget:
-    """'peak_rss=300MB' or 'orm_objects=50MB'."""
+    """'peak_rss=300MB', 'orm_objects=50MB' or 'jobs/export.py:export_users=50MB' (what
+    the statements run from that function, or line, held at peak)."""
     name, sep, size = text.partition("=")
     name = name.strip()
-    if not sep or name not in SUMMARY_FIGURES + ALL:
+    path, colon, where = name.rpartition(":")
+    site = bool(colon and path and where)
+    if not sep or not (site or name in SUMMARY_FIGURES + ALL):
         known = ", ".join(SUMMARY_FIGURES + ALL)
-        raise SqldiagError(f"not a budget: {text!r} (use NAME=SIZE with NAME one of {known})")
+        raise SqldiagError(f"not a budget: {text!r} (use NAME=SIZE with NAME one of {known}, "
+                           "or a call site FILE:FUNCTION or FILE:LINE)")
     return Budget(name, parse_size(size))
 
 

@@ -1,7 +1,8 @@
-"""Compare two run records: per phase and category, RSS figures, and allocation sites.
+"""Compare two run records: per phase and category, RSS figures, allocation sites and
+statements.
 
-Sites are matched by (category, file, function), not by line, so that a diff survives
-small edits to the code between the runs.
+Sites are matched by (category, file, function), statements by (statement, function),
+not by line, so that a diff survives small edits to the code between the runs.
 """
 
 from __future__ import annotations
@@ -56,12 +57,60 @@ class SiteChange:
 
 
 @dataclass
+class QueryChange:
+    """A statement run from one function, in A and in B (None: it did not run there)."""
+
+    statement: str
+    function: str
+    where_a: str | None
+    where_b: str | None
+    a: int | None  # bytes its results held at peak
+    b: int | None
+    executions_a: int = 0
+    executions_b: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.a is None:
+            return "new"
+        if self.b is None:
+            return "gone"
+        return "grew" if self.b > self.a else "shrank" if self.b < self.a else "same"
+
+    @property
+    def delta(self) -> int:
+        return (self.b or 0) - (self.a or 0)
+
+
+def _query_changes(a: Analysis, b: Analysis) -> list[QueryChange]:
+    """Statements matched by text and function; largest change first."""
+    def by_key(analysis: Analysis) -> dict[tuple[str, str], tuple[int, int, str]]:
+        out: dict[tuple[str, str], tuple[int, int, str]] = {}
+        for q in analysis.queries:
+            held, runs, _ = out.get((q.statement, q.function), (0, 0, q.where))
+            out[(q.statement, q.function)] = (held + q.total, runs + q.executions, q.where)
+        return out
+
+    qa, qb = by_key(a), by_key(b)
+    changes = []
+    for key in qa.keys() | qb.keys():
+        held_a, runs_a, where_a = qa.get(key, (None, 0, None))
+        held_b, runs_b, where_b = qb.get(key, (None, 0, None))
+        changes.append(QueryChange(key[0], key[1], where_a, where_b, held_a, held_b,
+                                   runs_a, runs_b))
+    changes = [c for c in changes if c.status != "same" or c.executions_a != c.executions_b]
+    changes.sort(key=lambda c: abs(c.delta), reverse=True)
+    return changes
+
+
+@dataclass
 class RunDiff:
     a_name: str
     b_name: str
     rss: list[Change]
     categories: dict[str, list[Change]]  # phase -> changes per category
     sites: list[SiteChange] = field(default_factory=list)  # largest |delta| first
+    queries: list[QueryChange] = field(default_factory=list)  # largest |delta| first
     verdict: str = ""
 
     def to_dict(self) -> dict:
@@ -69,6 +118,8 @@ class RunDiff:
                 "rss": [c.to_dict() for c in self.rss],
                 "categories": {p: [c.to_dict() for c in cs] for p, cs in self.categories.items()},
                 "sites": [asdict(s) | {"delta": s.delta} for s in self.sites],
+                "queries": [asdict(q) | {"delta": q.delta, "status": q.status}
+                            for q in self.queries],
                 "verdict": self.verdict}
 
     def changes(self) -> list[Change]:
@@ -105,7 +156,8 @@ def diff_records(a: Record, b: Record) -> RunDiff:
     sites = [SiteChange(*key, ta.get(key, 0), tb.get(key, 0)) for key in set(ta) | set(tb)]
     sites = [s for s in sites if s.delta != 0]
     sites.sort(key=lambda s: abs(s.delta), reverse=True)
-    result = RunDiff(_label(a), _label(b), rss, categories, sites[:SITES_SHOWN])
+    result = RunDiff(_label(a), _label(b), rss, categories, sites[:SITES_SHOWN],
+                     _query_changes(ana, anb)[:SITES_SHOWN])
     result.verdict = _verdict(result)
     return result
 

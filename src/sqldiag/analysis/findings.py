@@ -10,11 +10,12 @@ a section, in the order of this file.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqldiag.analysis.leak import LeakVerdict
-from sqldiag.analysis.summary import Summary
+from sqldiag.analysis.summary import Summary, peak_queries
 from sqldiag.record.categories import (
     ALLOCATOR_FREE,
     DRIVER_ROWS,
@@ -25,7 +26,7 @@ from sqldiag.record.categories import (
     summed,
 )
 from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import ChildProcess, Holder, HoldersAt, Method, Record
+from sqldiag.record.parts import ChildProcess, Holder, HoldersAt, Method, QueryAt, Record
 from sqldiag.record.phases import END, PEAK, WORKLOAD_END
 from sqldiag.units import fmt_bytes
 
@@ -55,6 +56,11 @@ ORM_LEFT_SHARE = 0.3
 ORM_LEFT_MIN_BYTES = 8 << 20
 # A holder is named in the verdict from this size on.
 HOLDER_MIN_BYTES = 1 << 20
+# A statement is named as the line to change when its results hold at least this share
+# of what the census found alive at peak, and at least this much.
+QUERY_SHARE = 0.2
+QUERY_MIN_BYTES = 1 << 20
+BRIEF_STATEMENT = 100  # characters of a statement quoted in the verdict
 LARGEST_SHOWN = 3
 
 
@@ -233,6 +239,39 @@ def kept_alive_at_end(facts: Facts) -> tuple[str, dict] | None:
     return _holders_text("at the workload's end", facts.kept_alive)
 
 
+def brief(statement: str) -> str:
+    """A statement as the verdict quotes it: the select list elided, capped."""
+    text = re.sub(r"^SELECT .+? FROM ", "SELECT ... FROM ", statement, flags=re.IGNORECASE)
+    return text if len(text) <= BRIEF_STATEMENT else text[:BRIEF_STATEMENT - 3] + "..."
+
+
+def top_query(facts: Facts) -> QueryAt | None:
+    """The statement whose results held the most at peak, when it held much of it."""
+    queries = peak_queries(facts.record)
+    if not queries:
+        return None
+    top = queries[0]
+    alive = sum(b for c, b in facts.peak_categories.items() if c != ALLOCATOR_FREE)
+    if top.total < QUERY_MIN_BYTES or top.total < QUERY_SHARE * max(alive, 1):
+        return None
+    return top
+
+
+@rule(Section.HEADLINE)
+def query_holds_most(facts: Facts) -> tuple[str, dict] | None:
+    top = top_query(facts)
+    if top is None:
+        return None
+    alive = sum(b for c, b in facts.peak_categories.items() if c != ALLOCATOR_FREE)
+    runs = f"{top.executions:,} execution{'s' if top.executions != 1 else ''}"
+    loaded = f"{top.objects:,} instances alive" if top.objects else "no instances"
+    text = (f"{top.where}: {brief(top.statement)} keeps {fmt_bytes(top.total)} at peak "
+            f"({loaded}, {runs}; {top.total / max(alive, 1):.0%} of what was alive): "
+            f"{_named(top.categories)}.")
+    return (text,
+            {"bytes": top.total, "objects": top.objects, "executions": top.executions})
+
+
 @rule(Section.HEADLINE)
 def leak_or_peak(facts: Facts) -> tuple[str, dict] | None:
     if facts.leak is None or facts.record.repeat is None:
@@ -357,6 +396,20 @@ def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
             "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
             "expunge_all() between batches; scenario session_leak shows the growth."),
             {"orm_at_end": orm})
+
+
+@rule(Section.FIX)
+def fix_query_line(facts: Facts) -> tuple[str, dict] | None:
+    top = top_query(facts)
+    if top is None or top.objects < STREAM_BATCH_ROWS:
+        return None
+    each = top.total / top.objects
+    return ((f"Fix at {top.where}: its {top.objects:,} instances take {fmt_bytes(each)} each "
+             f"with their rows and identity keys; stream them "
+             f"(.yield_per({STREAM_BATCH_ROWS}) or execution_options(yield_per=...)) and keep "
+             "only what you need, or select only the columns you use (load_only(), or "
+             "select(Model.a, Model.b) for plain rows)."),
+            {"bytes_per_instance": each})
 
 
 # -- context ----------------------------------------------------------------------------

@@ -10,11 +10,11 @@ memory kept by pymalloc and glibc, plus untraced C buffers (libpq, libmysqlclien
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqldiag.record.categories import ALLOCATOR_FREE, TRACED, holder_scale, row_scale
 from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Method, Record
+from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Method, QueryAt, Record
 from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY
 
 # A prediction above this share of the measured RSS growth cannot be live memory: the
@@ -137,6 +137,27 @@ def census_scale(record: Record) -> float:
         return 1.0  # RSS rose further for something else than what this census found
     scale = (peak - start) / (breakdown.rss - start)
     return round(scale, 4) if scale <= MAX_CENSUS_SCALE else 1.0
+
+
+def peak_queries(record: Record) -> tuple[QueryAt, ...]:
+    """What each statement's results held at peak, scaled as the peak census is, with
+    what followed child processes' statements held at theirs; largest first."""
+    breakdown = record.breakdowns.get(PEAK)
+    scale = census_scale(record)
+    merged: dict[tuple[str, str, int, str], QueryAt] = {}
+    own = breakdown.queries if breakdown is not None else ()
+    children = [q for child in record.processes.children for q in child.queries]
+    for query, factor in [(q, scale) for q in own] + [(q, 1.0) for q in children]:
+        key = (query.statement, query.file, query.line, query.function)
+        held = {c: int(b * row_scale(c, factor)) for c, b in query.categories.items()}
+        known = merged.get(key)
+        if known is not None:
+            held = {c: held.get(c, 0) + known.categories.get(c, 0)
+                    for c in held.keys() | known.categories.keys()}
+            query = replace(query, executions=query.executions + known.executions,
+                            rows=query.rows + known.rows, objects=query.objects + known.objects)
+        merged[key] = replace(query, categories=held)
+    return tuple(sorted(merged.values(), key=lambda q: (-q.total, -q.executions)))
 
 
 def traced_categories(record: Record, moment: str) -> dict[str, int]:

@@ -21,6 +21,7 @@ from sqldiag.capture.probes import allocator
 from sqldiag.capture.probes.census import type_census
 from sqldiag.capture.probes.live import CensusAt, CensusProbe
 from sqldiag.capture.probes.pymalloc import pymalloc_stats
+from sqldiag.capture.probes.queries import QueryLedger
 from sqldiag.capture.probes.retention import measure_holders
 from sqldiag.capture.probes.sampler import RssSampler, WatcherSampler
 from sqldiag.capture.probes.tracing import TracedMoment, TracingProbe
@@ -36,6 +37,7 @@ from sqldiag.record.parts import (
     Mallinfo,
     Phase,
     PymallocStats,
+    QueryAt,
     Site,
     SnapshotMark,
     Timeline,
@@ -52,6 +54,8 @@ from sqldiag.record.phases import (
     WORKLOAD_START,
 )
 from sqldiag.workload.digest import RowDigest
+
+MAX_QUERIES = 50  # statements kept per moment, largest first
 
 
 class ChildFollower(Protocol):
@@ -238,7 +242,8 @@ class MeasuredPass:
     def _census_breakdowns(probe: CensusProbe) -> dict[str, Breakdown]:
         moments = ((PEAK, probe.highest), (AT_WORKLOAD_END, probe.marks.get(WORKLOAD_END)),
                    (END, probe.marks.get(AFTER_GC)))
-        return {key: _census_breakdown(at) for key, at in moments if at is not None}
+        return {key: _census_breakdown(at, probe.ledger) for key, at in moments
+                if at is not None}
 
     def result(self) -> PassResult:
         """The pass's measurements as plain data."""
@@ -282,11 +287,28 @@ class MeasuredPass:
         )
 
 
-def _census_breakdown(at: CensusAt) -> Breakdown:
-    """A census as a breakdown: categories, no allocation sites (nothing was traced)."""
+def _census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
+    """A census as a breakdown: categories and the statements that loaded them, no
+    allocation sites (nothing was traced)."""
     categories = dict(at.census.categories)
     return Breakdown(total=sum(categories.values()), categories=categories, label=at.label,
-                     t=round(at.t, 4), rss=at.rss)
+                     t=round(at.t, 4), rss=at.rss, queries=_queries(at, ledger))
+
+
+def _queries(at: CensusAt, ledger: QueryLedger) -> tuple[QueryAt, ...]:
+    """Every statement the program ran, with what its results held at the census."""
+    held = at.census.queries
+    out = []
+    for key, stats in list(ledger.stats.items()):
+        categories, objects = held.get(key, ({}, 0))
+        site = stats.site
+        out.append(QueryAt(statement=stats.statement, file=site.file if site else "",
+                           line=site.line if site else 0,
+                           function=site.function if site else "",
+                           source=site.source if site else "", executions=stats.executions, rows=stats.rows, objects=objects,
+                           categories=dict(categories)))
+    out.sort(key=lambda q: (-q.total, -q.executions))
+    return tuple(out[:MAX_QUERIES])
 
 
 def _breakdown(moment: TracedMoment) -> Breakdown:

@@ -41,6 +41,7 @@ def child_entry(result: PassResult) -> ChildProcess:
         sites=tuple(Site(category=s.category, file=s.file, function=s.function, line=s.line,
                          size=s.size, count=s.count) for s in sites[:TOP_SITES]),
         timeline=ChildTimeline(t=_thin(list(result.timeline.t), MAX_POINTS),
-                               rss=_thin(net, MAX_POINTS)))
+                               rss=_thin(net, MAX_POINTS)),
+        queries=breakdowns[PEAK].queries if PEAK in breakdowns else ())
 
 

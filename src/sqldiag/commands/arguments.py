@@ -100,9 +100,11 @@ def add_outcome_arguments(parser: argparse.ArgumentParser, json_help: str) -> No
     """--budget and --json, the same for a scenario and a program of your own."""
     parser.add_argument("--budget", type=str, action="append", default=[],
                         metavar="NAME=SIZE",
-                        help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss "
-                             "or a category at peak (e.g. --budget peak_rss=300MB "
-                             "--budget orm_objects=50MB); repeatable")
+                        help="exit 3 when a figure exceeds SIZE: peak_rss, end_rss, trim_rss, "
+                             "a category at peak, or what the statements run from a call "
+                             "site held at peak, FILE:FUNCTION or FILE:LINE (e.g. --budget "
+                             "peak_rss=300MB --budget orm_objects=50MB --budget "
+                             "jobs/export.py:export_users=50MB); repeatable")
     parser.add_argument("--json", action="store_true", help=json_help)
 
 

@@ -20,7 +20,9 @@ class DiffCommand:
     name = "diff"
     help = "compare two runs (record files or run folders)"
     description = """Compare run A with run B: RSS figures, bytes per category at peak and at
-the end, and the allocation sites that grew or shrank (matched by file and function).
+the end, the allocation sites that grew or shrank (matched by file and function), and the
+SQL statements whose results held more or less at peak, new or gone (matched by statement
+and function).
 
   sqldiag diff reports/leak_repro-20261125T110000Z reports/leak_repro-20261125T120000Z
   sqldiag diff before.json after.json --fail-on-growth 10%   # exit 3 when B grew"""

@@ -138,6 +138,31 @@ class Site(JsonValue):
 
 
 @dataclass(frozen=True)
+class QueryAt(JsonValue):
+    """One SQL statement run from one line of the program, and what the results it
+    loaded held at one moment. The statement has no values: bound parameters are never
+    read, and literals in its text are replaced with `?`."""
+
+    statement: str
+    file: str  # the program's own frame that ran it ("" when none was found)
+    line: int
+    function: str
+    source: str = ""  # that line's code, its literals masked
+    executions: int = 0
+    rows: int = 0  # rows the driver reported fetching, over all executions (0: not told)
+    objects: int = 0  # mapped instances it loaded that were alive at the moment
+    categories: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.categories.values())
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}" if self.file else "(no frame)"
+
+
+@dataclass(frozen=True)
 class Breakdown(JsonValue):
     """Traced bytes per category at one moment of a traced run."""
 
@@ -150,6 +175,7 @@ class Breakdown(JsonValue):
     traced: int | None = None
     rss: int | None = None
     tracemalloc_overhead: int | None = None
+    queries: tuple[QueryAt, ...] = ()  # largest first; censuses only
 
     def category(self, name: str) -> int:
         return int(self.categories.get(name, 0))
@@ -356,6 +382,7 @@ class ChildProcess(JsonValue):
     categories: dict[str, dict[str, int]] = field(default_factory=dict)  # moment -> bytes
     sites: tuple[Site, ...] = ()
     timeline: ChildTimeline = field(default_factory=ChildTimeline)
+    queries: tuple[QueryAt, ...] = ()  # at its own peak
 
 
 @dataclass(frozen=True)

@@ -19,4 +19,5 @@ def run_json(record: Record, analysis: Analysis, run_dir: Path | None = None) ->
     figures = analysis.to_json()
     out.update({key: figures[key] for key in ("summary", "categories", "verdict")})
     out["findings"] = figures["findings"]
+    out["queries"] = figures["queries"]
     return json.dumps(out, indent=2)

@@ -9,11 +9,14 @@ from rich.table import Table
 from sqldiag.analysis.analyse import Analysis
 from sqldiag.analysis.compare import CompareRow
 from sqldiag.analysis.diff import RunDiff
+from sqldiag.analysis.findings import brief
 from sqldiag.analysis.processes import process_table
 from sqldiag.record.categories import ALL, DESCRIPTIONS, TRACED
 from sqldiag.record.parts import Holder, Record
 from sqldiag.record.phases import END, PEAK
 from sqldiag.units import fmt_bytes
+
+QUERIES_SHOWN = 8
 
 
 def print_summary(record: Record, analysis: Analysis, console: Console,
@@ -44,6 +47,7 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
             table.add_row(name, fmt_bytes(cats.get(PEAK, {}).get(name)),
                           fmt_bytes(cats.get(END, {}).get(name)), DESCRIPTIONS[name])
         console.print(table)
+    _print_queries(analysis, console)
     _print_processes(record, analysis, console)
     peak = analysis.kept_alive_peak
     if peak is not None:
@@ -54,10 +58,32 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
     for line in analysis.verdict:
         console.print(f"  - {line}", markup=False, highlight=False)
     how = record.measurement
-    console.print(f"measured by: {how.method.value} (tracemalloc depth {how.trace_depth}), "
-                  f"RSS every {how.sample_period_s} s", style="dim", markup=False)
+    depth = f" (tracemalloc depth {how.trace_depth})" if how.trace_depth else ""
+    console.print(f"measured by: {how.method.value}{depth}, RSS every {how.sample_period_s} s",
+                  style="dim", markup=False)
     if report_path:
         console.print(f"record and report: {report_path}", markup=False, highlight=False)
+
+
+def _print_queries(analysis: Analysis, console: Console) -> None:
+    """What each statement's results held at peak, largest first."""
+    held = [q for q in analysis.queries if q.total][:QUERIES_SHOWN]
+    if not held:
+        return
+    table = Table(title="by query (what its results held at peak)", title_justify="left")
+    table.add_column("where")
+    table.add_column("statement", style="dim")
+    table.add_column("runs", justify="right")
+    table.add_column("instances", justify="right")
+    table.add_column("held", justify="right")
+    for query in held:
+        table.add_row(escape(query.where), escape(brief(query.statement)),
+                      f"{query.executions:,}", f"{query.objects:,}", fmt_bytes(query.total))
+    console.print(table)
+    rest = len(analysis.queries) - len(held)
+    if rest > 0:
+        console.print(f"  {rest} other statement{'s' if rest != 1 else ''} held nothing at peak",
+                      style="dim", markup=False)
 
 
 def _print_holders(title: str, holders: tuple[Holder, ...], console: Console) -> None:
@@ -119,9 +145,21 @@ def print_diff(d: RunDiff, console: Console) -> None:
             sites.add_column(column, justify="right" if column in ("A", "B", "delta") else "left")
         for s in d.sites:
             style = "red" if s.delta > 0 else "green"
-            sites.add_row(s.category, f"{s.file} in {s.function}", fmt_bytes(s.a), fmt_bytes(s.b),
-                          f"[{style}]{_signed(s.delta)}[/{style}]")
+            sites.add_row(s.category, escape(f"{s.file} in {s.function}"), fmt_bytes(s.a),
+                          fmt_bytes(s.b), f"[{style}]{_signed(s.delta)}[/{style}]")
         console.print(sites)
+    if d.queries:
+        queries = Table(title="statements that changed (held at peak)", title_justify="left")
+        for column in ("statement", "where", "runs", "A", "B", "delta"):
+            queries.add_column(column, justify="right" if column in ("runs", "A", "B", "delta")
+                               else "left")
+        for q in d.queries:
+            style = "red" if q.delta > 0 else "green"
+            queries.add_row(escape(f"{q.status}: {brief(q.statement)}"),
+                            escape(q.where_b or q.where_a or ""),
+                            f"{q.executions_a:,} -> {q.executions_b:,}", fmt_bytes(q.a),
+                            fmt_bytes(q.b), f"[{style}]{_signed(q.delta)}[/{style}]")
+        console.print(queries)
     console.print(f"verdict: {d.verdict}", markup=False, highlight=False)
 
 

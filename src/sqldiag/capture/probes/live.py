@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
 
+from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.record.categories import (
     DRIVER_ROWS,
@@ -67,7 +68,9 @@ class Baseline:
     existed (the interpreter's and the test runner's own lines, paths and names)."""
 
     tracked: int = 0
-    lists: frozenset[int] = frozenset()
+    # each by its address and its first item's: an address alone may be a new list's,
+    # once the old one is freed
+    lists: frozenset[tuple[int, int]] = frozenset()
 
 
 @contextmanager
@@ -124,7 +127,8 @@ def live_objects() -> tuple[list, int]:
 def take_baseline() -> Baseline:
     with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
         objects, tuple_bytes = live_objects()
-        lists = frozenset(id(o) for o in objects if type(o) is list and len(o) >= MIN_LIST)
+        lists = frozenset((id(o), id(o[0])) for o in objects
+                          if type(o) is list and len(o) >= MIN_LIST)
         tracked = tracked_bytes(objects, (o for o in objects if type(o) is list)) + tuple_bytes
         del objects
     return Baseline(tracked, lists)
@@ -134,7 +138,11 @@ def take_baseline() -> Baseline:
 class LiveCensus:
     categories: dict[str, int]
     objects: int  # gc-tracked objects listed
-    seconds: float  # how long the census held the GIL (the program paused)
+    # per statement and call site that loaded them: bytes by category, and instances
+    queries: dict[Key, tuple[dict[str, int], int]]
+    # how long the census held the GIL (the program paused): its thread's CPU time, not
+    # the time it waited for its turn
+    seconds: float
 
 
 def _singleton(value: object) -> bool:
@@ -222,20 +230,28 @@ class _SqlAlchemyKinds:
 
 class _Sizer:
     """Adds bytes to categories, and the gc-tracked part of them by type (what
-    other_python must not count again)."""
+    other_python must not count again); while `query` is set, to that statement too."""
 
     def __init__(self) -> None:
         self.bytes: dict[str, float] = dict.fromkeys(TRACED, 0.0)
         self.tracked: dict[type, float] = defaultdict(float)
+        self.query: Key | None = None
+        self.by_query: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.objects_by_query: dict[Key, float] = defaultdict(float)
 
     def add(self, category: str, obj: object, weight: float = 1.0) -> None:
         size = sys.getsizeof(obj) * weight
         self.bytes[category] += size
+        if self.query is not None:
+            self.by_query[self.query][category] += size
         if gc.is_tracked(obj):
             self.tracked[type(obj)] += size
 
     def add_values(self, values: Iterable[object], weight: float) -> None:
-        self.bytes[DRIVER_ROWS] += _value_bytes(values, shared=True) * weight
+        size = _value_bytes(values, shared=True) * weight
+        self.bytes[DRIVER_ROWS] += size
+        if self.query is not None:
+            self.by_query[self.query][DRIVER_ROWS] += size
 
 
 def _sample(objects: list, limit: int) -> tuple[list, float]:
@@ -246,10 +262,16 @@ def _sample(objects: list, limit: int) -> tuple[list, float]:
     return [objects[int(i * step)] for i in range(limit)], step
 
 
-def _size_mapped(sizer: _Sizer, instances: list, weight: float) -> None:
+def _size_mapped(sizer: _Sizer, instances: list, weight: float,
+                 ledger: QueryLedger | None = None) -> None:
     for obj in instances:
-        sizer.add(ORM_OBJECTS, obj, weight)
         values = getattr(obj, "__dict__", None)
+        if ledger is not None:  # the statement whose run loaded it
+            state = values.get(_STATE) if values is not None else None
+            sizer.query = ledger.key_of_run(getattr(state, "runid", None))
+            if sizer.query is not None:
+                sizer.objects_by_query[sizer.query] += weight
+        sizer.add(ORM_OBJECTS, obj, weight)
         if values is None:
             continue
         sizer.add(ORM_OBJECTS, values, weight)
@@ -270,6 +292,7 @@ def _size_mapped(sizer: _Sizer, instances: list, weight: float) -> None:
             value = getattr(state, part, None)
             if value is not None:
                 sizer.add(ORM_OBJECTS, value, weight)
+    sizer.query = None
 
 
 def _size_rows(sizer: _Sizer, rows: list, weight: float) -> None:
@@ -296,35 +319,56 @@ def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
     return None
 
 
-def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds) -> None:
+def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
+                ledger: QueryLedger | None = None) -> None:
+    """Long lists by what they hold; a list of raw rows is charged to the statement in
+    flight, a list of instances to the statements that loaded them."""
+    in_flight = ledger.loading() if ledger is not None else None
     for items in lists:
         if len(items) < MIN_LIST:
             continue
         kind = _list_kind(items, kinds)
         if kind is None:
             continue
-        sizer.add(kind, items)
+        shares: dict[Key | None, float] = {in_flight: 1.0} if kind == DRIVER_ROWS else {}
+        if kind == RESULT_LISTS and ledger is not None:  # a list of instances: who loaded them
+            sample, _ = _sample(items, ITEMS_LOOKED_AT * 4)
+            states = [getattr(i, "__dict__", {}).get(_STATE) for i in sample]
+            shares = _loaded_by([s for s in states if s is not None], ledger)
+        for key, share in shares.items():
+            sizer.query = key
+            sizer.add(kind, items, share)
+        sizer.query = None
+        if not shares:
+            sizer.add(kind, items)
         if kind == DRIVER_ROWS:
+            sizer.query = in_flight
             _size_raw_rows(sizer, items)
+            sizer.query = None
         elif kind == OTHER_PYTHON:
             sample, weight = _sample(items, RAW_ROWS_SAMPLED)
             sizer.bytes[OTHER_PYTHON] += _value_bytes(sample) * weight
 
 
-def _size_driver_results(sizer: _Sizer, holders: list) -> None:
+def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | None = None) -> None:
     """Rows a DB-API driver buffers (PyMySQL's and mysqlclient's results and cursors keep
     them as a tuple of tuples, which the garbage collector stops tracking: they are
-    reached from their holder)."""
+    reached from their holder). A cursor's rows are the statement's it ran last; a result
+    shares its rows with its cursor, so cursors the ledger knows come first."""
+    keyed = [(ledger.key_of_cursor(h) if ledger is not None else None, h) for h in holders]
+    keyed.sort(key=lambda pair: pair[0] is None)
     seen: set[int] = set()
-    for holder in holders:
+    for key, holder in keyed:
         own = getattr(holder, "__dict__", None) or {}
         for name in ("rows", "_rows"):
             rows = own.get(name)
             if not isinstance(rows, (tuple, list)) or not rows or id(rows) in seen:
                 continue
             seen.add(id(rows))
+            sizer.query = key
             sizer.add(DRIVER_ROWS, rows)
             _size_raw_rows(sizer, rows)
+            sizer.query = None
 
 
 def _size_raw_rows(sizer: _Sizer, rows: list | tuple) -> None:
@@ -336,11 +380,29 @@ def _size_raw_rows(sizer: _Sizer, rows: list | tuple) -> None:
             sizer.add_values(row, weight)
 
 
-def _size_identity_maps(sizer: _Sizer, maps: list) -> None:
+def _size_identity_maps(sizer: _Sizer, maps: list, ledger: QueryLedger | None) -> None:
+    """Each live Session's identity map dict; with a ledger, shared among the statements
+    that loaded its states, as an even sample of them says."""
     for identity_map in maps:
         store = getattr(identity_map, "_dict", None)
-        if isinstance(store, dict):
+        if not isinstance(store, dict):
+            continue
+        shares = _loaded_by(list(store.values()), ledger) if ledger is not None else {}
+        if not shares:
             sizer.add(IDENTITY_MAP, store)
+        for key, share in shares.items():
+            sizer.query = key
+            sizer.add(IDENTITY_MAP, store, share)
+        sizer.query = None
+
+
+def _loaded_by(states: list, ledger: QueryLedger) -> dict[Key | None, float]:
+    """The share of `states` each statement loaded (None: a statement not seen)."""
+    sample, _ = _sample(states, SAMPLE_PER_KIND)
+    if not sample:
+        return {}
+    counts = Counter(ledger.key_of_run(getattr(state, "runid", None)) for state in sample)
+    return {key: n / len(sample) for key, n in counts.items()}
 
 
 def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
@@ -418,17 +480,19 @@ def _sampled_by_type(picked: list, counts: Counter,
     return out
 
 
-def take_census(baseline: Baseline | None = None, longest: float = 0.0) -> LiveCensus:
+def take_census(baseline: Baseline | None = None, longest: float = 0.0,
+                ledger: QueryLedger | None = None) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
     is what other_python's growth is measured from, and its lists are left out. `longest`
-    is how long it may take (see few_thread_switches)."""
+    is how long it may take (see few_thread_switches); with a `ledger`, mapped instances
+    are charged to the statement that loaded them as well."""
     low, high = CENSUS_SWITCH_INTERVAL
     with few_thread_switches(min(high, max(low, longest))):
-        return _census(baseline or Baseline())
+        return _census(baseline or Baseline(), ledger)
 
 
-def _census(baseline: Baseline) -> LiveCensus:
-    started = time.perf_counter()
+def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
+    started = time.thread_time()
     kinds = _SqlAlchemyKinds()
     wanted = kinds.kinds_wanted(_subclasses_of_interest(kinds))
     objects, tuple_bytes = live_objects()
@@ -447,19 +511,22 @@ def _census(baseline: Baseline) -> LiveCensus:
     sizer = _Sizer()
     for kind, (members, weight) in many.items():
         if wanted[kind] == "mapped":
-            _size_mapped(sizer, members, weight)
+            _size_mapped(sizer, members, weight, ledger)
         else:
             _size_rows(sizer, members, weight)
     _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
-                        and id(o) not in baseline.lists], kinds)
-    _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"])
-    _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"])
+                        and (id(o), id(o[0])) not in baseline.lists], kinds, ledger)
+    _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"], ledger)
+    _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
     classified = sum(sizer.tracked.values())
     sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified)
     categories = {c: int(b) for c, b in sizer.bytes.items()}
-    return LiveCensus(categories=categories, objects=listed,
-                      seconds=round(time.perf_counter() - started, 3))
+    queries = {key: ({c: int(b) for c, b in by.items()},
+                     int(sizer.objects_by_query.get(key, 0)))
+               for key, by in sizer.by_query.items()}
+    return LiveCensus(categories=categories, objects=listed, queries=queries,
+                      seconds=round(time.thread_time() - started, 3))
 
 
 def _rss_reader() -> Callable[[], int]:
@@ -505,6 +572,7 @@ class CensusProbe:
         self.free_seconds, self.min_bytes, self.spacing = free_seconds, min_bytes, spacing
         self.watching = False
         self.baseline = Baseline()
+        self.ledger = QueryLedger()  # listens once the program has imported SQLAlchemy
         self.highest: CensusAt | None = None
         self.marks: dict[str, CensusAt] = {}
         self.taken: list[tuple[str, float, int, float, int]] = []  # label, t, rss, s, objects
@@ -522,6 +590,7 @@ class CensusProbe:
         self._clock = clock
         self._started = time.monotonic()
         self.baseline = take_baseline()
+        self.ledger.start()
         self._next_at = self._rss() + self.min_bytes
         self._thread.start()
 
@@ -530,6 +599,7 @@ class CensusProbe:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        self.ledger.stop()
 
     def census(self, label: str) -> CensusAt:
         """A census now (from a mark or the watching thread); the other threads wait for
@@ -541,7 +611,7 @@ class CensusProbe:
                 # RSS grows by `step` between censuses at highs, and so does their cost:
                 # four times the longest so far leaves room for a slower one
                 longest = 4 * self.step * max((t[3] for t in self.taken), default=0.0)
-                taken = take_census(self.baseline, longest)
+                taken = take_census(self.baseline, longest, self.ledger)
             finally:
                 if collecting:
                     gc.enable()
@@ -552,7 +622,10 @@ class CensusProbe:
                 self.highest = at
             self._next_at = int(max(self._next_at, at.rss * self.step,
                                     at.rss + self.min_bytes))
-            self._next_time = time.monotonic() + max(self.spacing * taken.seconds, 0.1)
+            # while censuses are within their free seconds (a small heap), one as often as
+            # every 0.1 s: a short program's load is not missed
+            spacing = self.spacing if self.spent > self.free_seconds else 2.0
+            self._next_time = time.monotonic() + max(spacing * taken.seconds, 0.1)
             return at
 
     def _higher(self, at: CensusAt) -> bool:

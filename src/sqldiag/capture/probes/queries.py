@@ -1,0 +1,316 @@
+"""Which query, from which line: a ledger of the SQL statements a program runs.
+
+Once the program has imported SQLAlchemy's ORM (nothing of it is imported here before),
+`QueryLedger.install()` listens to every Engine's `before_cursor_execute` and
+`after_cursor_execute` events and wraps the ORM's run counter
+(`sqlalchemy.orm.loading._new_runid`, called once when a query's rows start to load):
+
+  before_cursor_execute  the statement, its literal values taken out, and the program's
+                         own frame that ran it (the first frame outside SQLAlchemy, the
+                         drivers, the standard library and sqldiag): its key; executions
+  after_cursor_execute   rows the driver reports for it (cursor.rowcount)
+  _new_runid             the run id each loaded instance keeps in `InstanceState.runid`,
+                         filed under the key of the statement this thread ran last
+
+A census then charges each sampled mapped instance (and the row values and identity key
+it holds) to the statement whose run loaded it. Bound parameter values are never seen
+by the ledger: it reads the statement's text, which holds placeholders, and replaces
+any literal in it (quoted strings, numbers) with `?`.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import linecache
+import os
+import re
+import sys
+import sysconfig
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_STATEMENT = 300  # characters kept of a normalized statement
+_LIBRARIES = frozenset({"sqlalchemy", "pymysql", "MySQLdb", "psycopg2", "psycopg", "asyncpg",
+                        "aiomysql", "asyncmy", "aiosqlite", "greenlet", "sqldiag", "pytest",
+                        "_pytest", "pluggy", "runpy", "importlib"})
+_STDLIB = tuple({os.path.realpath(sysconfig.get_paths()[name]) + os.sep
+                 for name in ("stdlib", "platstdlib")})
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
+_SPACE = re.compile(r"\s+")
+
+
+# string literals of Python (any prefix, single or triple quoted) and numbers
+_PY_LITERAL = re.compile(r"""(?:\b[rRbBuUfF]{1,2})?(?:'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")|\b\d+(?:\.\d+)?\b""")
+
+
+def mask_literals(line: str) -> str:
+    """A line of Python with its string and number literals replaced by `?`, capped."""
+    text = _PY_LITERAL.sub("?", line.strip())
+    return text if len(text) <= MAX_STATEMENT else text[:MAX_STATEMENT - 3] + "..."
+
+
+def normalize(statement: str) -> str:
+    """The statement with every literal replaced by `?`, spaces collapsed, capped."""
+    text = _SPACE.sub(" ", _LITERAL.sub("?", statement)).strip()
+    return text if len(text) <= MAX_STATEMENT else text[:MAX_STATEMENT - 3] + "..."
+
+
+@dataclass(frozen=True)
+class CallSite:
+    file: str
+    line: int
+    function: str
+    source: str = ""  # the line's code, its literals masked (a literal can be a secret)
+
+
+def _own_code(frame) -> bool:
+    """A frame of the program's own code (not a library's, the stdlib's or sqldiag's)."""
+    module = str(frame.f_globals.get("__name__", ""))
+    if module.partition(".")[0] in _LIBRARIES:
+        return False
+    filename = frame.f_code.co_filename
+    if filename.startswith("<"):
+        return False
+    return not os.path.realpath(filename).startswith(_STDLIB)
+
+
+_SITES: dict[object, bool] = {}  # code object -> own code (a frame's code decides)
+
+
+def call_site(depth: int = 2) -> CallSite | None:
+    """The program's frame that is running the current statement. Under asyncio,
+    SQLAlchemy runs the statement in a greenlet whose frames stop at its start: the
+    program's frame is then found where the greenlet's parent waits (in the coroutine
+    that awaited the statement)."""
+    frame = sys._getframe(depth)
+    found = _own_frame(frame)
+    greenlet = sys.modules.get("greenlet")
+    current = greenlet.getcurrent() if found is None and greenlet is not None else None
+    while found is None and current is not None and current.parent is not None:
+        current = current.parent
+        found = _own_frame(current.gr_frame)
+    if found is None:
+        return None
+    code = found.f_code
+    line = linecache.getline(code.co_filename, found.f_lineno)
+    return CallSite(_short(code.co_filename), found.f_lineno, code.co_name,
+                    mask_literals(line))
+
+
+def _own_frame(frame):
+    """The first frame of the program's own code from `frame` outwards, or None."""
+    while frame is not None:
+        code = frame.f_code
+        own = _SITES.get(code)
+        if own is None:
+            own = _SITES[code] = _own_code(frame)
+        if own:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _short(filename: str) -> str:
+    """The file as the user knows it: relative to the working folder when inside it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+@dataclass
+class StatementStats:
+    statement: str
+    site: CallSite | None
+    executions: int = 0
+    rows: int = 0
+
+
+Key = tuple[str, CallSite | None]
+CORE_MODULE = "sqlalchemy"
+ORM_MODULE = "sqlalchemy.orm"
+_ACTIVE: list[QueryLedger] = []  # the ledgers listening now (capture() can nest)
+
+
+def _imported(name: str, importing: bool) -> bool:
+    """Whether the program has imported `name` (and it has run to its end, unless it is
+    being imported and has just run)."""
+    module = sys.modules.get(name)
+    return module is not None and (importing or not getattr(
+        getattr(module, "__spec__", None), "_initializing", False))
+
+
+def _listen_all() -> None:
+    """SQLAlchemy has just been imported: every active ledger listens."""
+    for ledger in tuple(_ACTIVE):
+        ledger._listen(importing=True)
+
+
+def _count_runs(importing: bool = False) -> bool:
+    """Wrap the ORM's run counter once per process, for every active ledger; True when
+    done (or the ORM has no such counter)."""
+    if not _imported(ORM_MODULE, importing):
+        return False
+    loading = sys.modules.get("sqlalchemy.orm.loading")
+    counter = getattr(loading, "_new_runid", None)
+    if not callable(counter) or getattr(counter, "_sqldiag", False):
+        return True
+
+    def new_runid() -> int:
+        runid = counter()
+        for ledger in tuple(_ACTIVE):
+            ledger._ran(runid)
+        return runid
+
+    new_runid._sqldiag = True  # type: ignore[attr-defined]
+    loading._new_runid = new_runid  # type: ignore[union-attr]
+    return True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls back once a module has been executed by the program's own import of it."""
+
+    def __init__(self, name: str, callback: Callable[[], object]) -> None:
+        self.name, self.callback = name, callback
+
+    @classmethod
+    def watch(cls, name: str, callback: Callable[[], object]) -> None:
+        """Once per module and process: the callback finds what it serves when it runs."""
+        if not any(isinstance(f, cls) and f.name == name for f in sys.meta_path):
+            sys.meta_path.insert(0, cls(name, callback))
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once; and the finders below find the real spec
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _ThenCall(spec.loader, self.callback)
+        return spec
+
+
+class _ThenCall:
+    """A module's own loader, calling back after it has run the module."""
+
+    def __init__(self, loader, callback: Callable[[], object]) -> None:
+        self._loader, self._callback = loader, callback
+
+    def __getattr__(self, name: str):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._callback()
+        except Exception as exc:  # noqa: BLE001 - never break the program's import
+            sys.stderr.write(f"sqldiag: statements not followed: {type(exc).__name__}: "
+                             f"{exc}\n")
+
+
+class QueryLedger:
+    """Statements by (normalized text, call site), and ORM runs by the statement that
+    loaded them. Safe to use from many threads: each thread keeps its own last key."""
+
+    def __init__(self) -> None:
+        self.stats: dict[Key, StatementStats] = {}
+        self.runs: dict[int, Key] = {}
+        self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
+        self.threads: dict[int, Key] = {}  # thread ident -> the statement it ran last
+        self.installed = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Listen now if the program has imported SQLAlchemy, else as soon as it has (an
+        import hook: nothing of SQLAlchemy is imported here before); the same for the
+        ORM's run counter."""
+        _ACTIVE.append(self)
+        if not self._listen():
+            _AfterImport.watch(CORE_MODULE, _listen_all)
+        if not _count_runs():
+            _AfterImport.watch(ORM_MODULE, lambda: _count_runs(importing=True))
+
+    def stop(self) -> None:
+        """Stop listening; what was counted stays."""
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if self.installed:
+            from sqlalchemy import event
+            from sqlalchemy.engine import Engine
+
+            event.remove(Engine, "before_cursor_execute", self._before)
+            event.remove(Engine, "after_cursor_execute", self._after)
+            self.installed = False
+
+    def _listen(self, importing: bool = False) -> bool:
+        """Listen to every Engine, if the program has imported SQLAlchemy (whole, or
+        `importing`: it has just run); True once done."""
+        if self.installed:
+            return True
+        if not _imported(CORE_MODULE, importing) or self not in _ACTIVE:
+            return False
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+        self.installed = True
+        return True
+
+    def _ran(self, runid: int) -> None:
+        """An ORM query run started in this thread: its rows are the last statement's."""
+        key = getattr(self._local, "key", None)
+        if key is not None:
+            self.runs[runid] = key
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        key = (normalize(statement), call_site(3))
+        self._local.key = key
+        self.threads[threading.get_ident()] = key
+        try:
+            self.cursors[id(cursor)] = (weakref.ref(cursor), key)
+        except TypeError:  # a cursor type without weak references: not followed
+            pass
+        stats = self.stats.get(key)
+        if stats is None:
+            with self._lock:
+                stats = self.stats.setdefault(key, StatementStats(key[0], key[1]))
+        stats.executions += 1
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        key = getattr(self._local, "key", None)
+        count = getattr(cursor, "rowcount", -1)
+        if key is not None and isinstance(count, int) and count > 0:
+            self.stats[key].rows += count
+
+    def key_of_run(self, runid: object) -> Key | None:
+        return self.runs.get(runid) if isinstance(runid, int) else None
+
+    def loading(self) -> Key | None:
+        """The statement whose rows are in flight, when every thread now inside
+        SQLAlchemy ran that one last (raw rows a driver returned, not yet made into
+        objects, are held by such a thread's frames); None when they differ."""
+        keys = set()
+        for ident, frame in sys._current_frames().items():
+            key = self.threads.get(ident)
+            if key is None:
+                continue
+            while frame is not None:
+                if str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy."):
+                    keys.add(key)
+                    break
+                frame = frame.f_back
+        return keys.pop() if len(keys) == 1 else None
+
+    def key_of_cursor(self, cursor: object) -> Key | None:
+        """The statement a DB-API cursor ran last (its buffered rows are that one's)."""
+        known = self.cursors.get(id(cursor))
+        return known[1] if known is not None and known[0]() is cursor else None
