@@ -54,6 +54,7 @@ if __name__ == "__main__":
                              reports_dir=os.environ["SQLDIAG_BENCH_CAPTURE"]) as run:
             main()
         print(json.dumps({"run_dir": str(run.run_dir), "summary": encode(run.analysis.summary),
-                          "categories": run.analysis.categories}))
+                          "categories": run.analysis.categories,
+                          "queries": encode(run.analysis.queries)}))
     else:
         main()

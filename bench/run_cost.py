@@ -11,7 +11,8 @@ installed); and `sqldiag scenario leak_repro` on the same table, whose categorie
 program's are compared with. Wall time and peak RSS of each command's process tree
 (wait4's rusage: the largest process) are printed with ratios to bare, then the
 reported peak against the bare script's, the share of the peak's growth the categories
-explain, and each category against the scenario's.
+explain, each category against the scenario's, and the share of each that the
+statement table charges to the script's query line.
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ def main() -> None:
               f"most alive)")
         if name in paused:
             print("   " + paused[name])
+        top = (figures.get("queries") or [None])[0]
+        if top:
+            mine = figures["categories"]["peak"]
+            print(f"   by query: {top['file']}:{top['line']} in {top['function']} "
+                  f"({top['executions']} executions) holds " + ", ".join(
+                      f"{top['categories'].get(c, 0) / mine[c]:.0%} of {c}"
+                      for c in ROW_CATEGORIES if mine.get(c)))
         if scenario:
             theirs = scenario["categories"]["peak"]
             mine = figures["categories"]["peak"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+import pytest
 
 pytest_plugins = ["pytester"]
 
@@ -48,3 +51,58 @@ def test_bad_marker_is_a_usage_error(pytester):
     result = pytester.runpytest("--sqldiag-reports", "runs")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*bad sqldiag marker: not a budget: 'peak=lots'*"])
+
+
+CALLS = """
+    import time
+
+    import pytest
+    from sqlalchemy import Integer, String, create_engine, insert
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+    class Base(DeclarativeBase):
+        pass
+
+
+    class Row(Base):
+        __tablename__ = "rows"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        text: Mapped[str] = mapped_column(String(80))
+
+
+    def load_rows(engine):
+        with Session(engine) as session:
+            return session.query(Row).all()
+
+
+    @pytest.mark.sqldiag(**{"test_calls.py:load_rows": "10KB"})
+    def test_load(tmp_path):
+        engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(Row), [{"id": i, "text": "t" * 60} for i in range(3000)])
+        rows = load_rows(engine)
+        time.sleep(HOLD)
+        assert len(rows) == 3000
+"""
+EXCEEDED = "*sqldiag budget exceeded: test_calls.py:load_rows * exceeds its budget of 10 KB*"
+
+
+def test_a_budget_on_the_function_that_runs_a_query(pytester):
+    """A budget can name a call site: what the statements run from a function held."""
+    pytester.makepyfile(test_calls=CALLS.replace("HOLD", "0.3"))
+    result = pytester.runpytest("--sqldiag-reports", "runs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([EXCEEDED])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the return event without tracing "
+                    "every call needs sys.monitoring (Python 3.12+)")
+def test_a_short_test_is_seen_as_it_returns(pytester):
+    """Rows held only until the test returns, a few milliseconds: the census as it
+    returns sees them."""
+    pytester.makepyfile(test_calls=CALLS.replace("HOLD", "0"))
+    result = pytester.runpytest("--sqldiag-reports", "runs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([EXCEEDED])

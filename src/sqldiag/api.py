@@ -54,6 +54,11 @@ class Capture(contextlib.ContextDecorator):
         if self._pass is not None:
             self._pass.mark(phase)
 
+    def census(self, phase: str) -> None:
+        """Mark a phase and, untraced, take a census of what is alive now."""
+        if self._pass is not None:
+            self._pass.mark(phase, snapshot=True)
+
     def __enter__(self) -> Self:
         self._created = datetime.now(timezone.utc)
         follower = (Follower(self.spec.trace_depth)

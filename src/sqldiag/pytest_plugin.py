@@ -72,6 +72,7 @@ def pytest_runtest_call(item: pytest.Item):
         return (yield)
     from sqldiag.analysis.budgets import check_budgets
     from sqldiag.api import Capture
+    from sqldiag.capture.probes.returns import at_return
     from sqldiag.errors import SqldiagError
 
     try:
@@ -82,12 +83,17 @@ def pytest_runtest_call(item: pytest.Item):
     reports = Path(item.config.getoption("--sqldiag-reports"))
     capture = Capture(name=name, reports_dir=reports)
     handle = item.stash.get(_HANDLE, None)
+    code = getattr(getattr(item, "obj", None), "__code__", None)
     with capture:
+        # a census as the test returns, its locals alive (Python 3.12+: see returns.py)
+        stop = at_return(code, lambda: capture.census("test returns")) if code else None
         if handle is not None:
             handle.active = capture
         try:
             result = yield
         finally:
+            if stop is not None:
+                stop()
             if handle is not None:
                 handle.active = None
     if capture.analysis is None:

@@ -560,8 +560,8 @@ class CensusProbe:
     to; keeps the census that found the most alive.
 
     A census holds the GIL (the program waits) for about a second at a million ORM
-    objects, so highs are spaced: a new census only when RSS is `step` times the last
-    one's and the time spent in censuses stays within `free_seconds` plus `budget` of the
+    objects, so highs are spaced: a new census only when the program's growth of RSS
+    is `step` times the last one's (at least `min_bytes` more) and the time spent in censuses stays within `free_seconds` plus `budget` of the
     time run so far. That census may be a step below the peak of RSS: the analysis
     scales it to the peak and says so, unless another census saw a higher RSS."""
 
@@ -581,6 +581,7 @@ class CensusProbe:
         self._clock: Callable[[], float] = time.monotonic
         self._started = time.monotonic()
         self._next_at = 0
+        self._start_rss = 0
         self._next_time = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -591,7 +592,8 @@ class CensusProbe:
         self._started = time.monotonic()
         self.baseline = take_baseline()
         self.ledger.start()
-        self._next_at = self._rss() + self.min_bytes
+        self._start_rss = self._rss()
+        self._next_at = self._start_rss + self.min_bytes
         self._thread.start()
 
     def stop(self) -> None:
@@ -620,12 +622,16 @@ class CensusProbe:
             self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects))
             if self._higher(at):
                 self.highest = at
-            self._next_at = int(max(self._next_at, at.rss * self.step,
-                                    at.rss + self.min_bytes))
+            # the next high: `step` above in the program's own growth (not the
+            # interpreter's, which would space a small program's censuses too far)
+            grown = max(0, at.rss - self._start_rss)
+            self._next_at = int(max(self._next_at,
+                                    at.rss + max(self.min_bytes, (self.step - 1) * grown)))
             # while censuses are within their free seconds (a small heap), one as often as
-            # every 0.1 s: a short program's load is not missed
-            spacing = self.spacing if self.spent > self.free_seconds else 2.0
-            self._next_time = time.monotonic() + max(spacing * taken.seconds, 0.1)
+            # every period: a short program's load, or a test's, is not missed
+            small = self.spent <= self.free_seconds
+            spacing, least = (2.0, self.period) if small else (self.spacing, 0.1)
+            self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
             return at
 
     def _higher(self, at: CensusAt) -> bool:
