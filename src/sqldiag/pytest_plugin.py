@@ -7,7 +7,11 @@
 
 The test body runs under an in-process sqldiag capture; its record and HTML report are
 written under --sqldiag-reports (default reports/pytest). A figure over its budget fails
-the test, naming the figure and the record.
+the test, naming the figure and the record. A budget may name a call site
+(`**{"app/export.py:load_users": "20MB"}`). Untraced by default (censuses of live
+objects); `trace_depth=8` among the marker's keywords traces the test with tracemalloc,
+which sees every transient peak (a census sees what is alive when it runs, and on Python
+3.12+ as the test returns) at tracemalloc's cost, without the statement table.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 
 MARKER = "sqldiag"
+TRACE_DEPTH = "trace_depth"  # a marker keyword that is not a budget: trace the test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,7 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}(**budgets): measure the test with sqldiag and fail it when a "
-                   "figure exceeds its budget, e.g. peak_rss='200MB', orm_objects='50MB'")
+                   "figure exceeds its budget, e.g. peak_rss='200MB', orm_objects='50MB'; "
+                   "trace_depth=N traces it with tracemalloc")
 
 
 class _CaptureHandle:
@@ -58,6 +64,8 @@ def _budgets(marker: pytest.Mark) -> list:
 
     budgets = []
     for name, value in marker.kwargs.items():
+        if name == TRACE_DEPTH:
+            continue
         if isinstance(value, int):
             budgets.append(Budget(name, value))
         else:
@@ -81,7 +89,11 @@ def pytest_runtest_call(item: pytest.Item):
         pytest.fail(f"bad sqldiag marker: {exc}", pytrace=False)
     name = "".join(c if c.isalnum() else "_" for c in item.name)[:60]
     reports = Path(item.config.getoption("--sqldiag-reports"))
-    capture = Capture(name=name, reports_dir=reports)
+    depth = marker.kwargs.get(TRACE_DEPTH, 0)
+    if not isinstance(depth, int) or not 0 <= depth <= 100:
+        pytest.fail(f"bad sqldiag marker: {TRACE_DEPTH} must be a whole number from 0 to 100",
+                    pytrace=False)
+    capture = Capture(name=name, reports_dir=reports, trace_depth=depth)
     handle = item.stash.get(_HANDLE, None)
     code = getattr(getattr(item, "obj", None), "__code__", None)
     with capture:
