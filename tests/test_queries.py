@@ -22,7 +22,7 @@ from sqldiag.capture.probes.queries import mask_literals, normalize
 PROGRAMS = Path(__file__).parent / "programs"
 ROWS = 4000
 SECRETS = ("hunter2-s3cret-bound", "pw-l1teral-s3cret")
-ROW_CATEGORIES = ("orm_objects", "driver_rows", "identity_map", "result_lists")
+ROW_CATEGORIES = ("orm_objects", "driver_rows", "identity_map", "result_lists", "sqlalchemy_rows")
 
 
 def _line_of(path: Path, text: str) -> int:

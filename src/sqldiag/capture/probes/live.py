@@ -295,13 +295,18 @@ def _size_mapped(sizer: _Sizer, instances: list, weight: float,
     sizer.query = None
 
 
-def _size_rows(sizer: _Sizer, rows: list, weight: float) -> None:
+def _size_rows(sizer: _Sizer, rows: list, weight: float, in_flight: Key | None = None) -> None:
+    """Core Rows; while one statement is in flight, charged to it (a Row does not say
+    which statement made it: Rows a program keeps from another statement are charged
+    to the one in flight too, when only one is)."""
+    sizer.query = in_flight
     for row in rows:
         sizer.add(SQLALCHEMY_ROWS, row, weight)
         for part in gc.get_referents(row):
             if type(part) is tuple:
                 sizer.add(SQLALCHEMY_ROWS, part, weight)
                 sizer.add_values(part, weight)
+    sizer.query = None
 
 
 def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
@@ -320,10 +325,9 @@ def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
 
 
 def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
-                ledger: QueryLedger | None = None) -> None:
-    """Long lists by what they hold; a list of raw rows is charged to the statement in
-    flight, a list of instances to the statements that loaded them."""
-    in_flight = ledger.loading() if ledger is not None else None
+                ledger: QueryLedger | None = None, in_flight: Key | None = None) -> None:
+    """Long lists by what they hold; a list of raw rows (or Rows) is charged to the
+    statement in flight, a list of instances to the statements that loaded them."""
     for items in lists:
         if len(items) < MIN_LIST:
             continue
@@ -335,6 +339,8 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
             sample, _ = _sample(items, ITEMS_LOOKED_AT * 4)
             states = [getattr(i, "__dict__", {}).get(_STATE) for i in sample]
             shares = _loaded_by([s for s in states if s is not None], ledger)
+            if not shares and kinds.is_row(type(sample[0])):  # Rows: see _size_rows
+                shares = {in_flight: 1.0}
         for key, share in shares.items():
             sizer.query = key
             sizer.add(kind, items, share)
@@ -509,13 +515,16 @@ def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
     tracked_now = tracked_bytes(objects, (o for o in few if type(o) is list)) + tuple_bytes
     del objects, picked
     sizer = _Sizer()
+    # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
+    in_flight = ledger.loading() if ledger is not None else None
     for kind, (members, weight) in many.items():
         if wanted[kind] == "mapped":
             _size_mapped(sizer, members, weight, ledger)
         else:
-            _size_rows(sizer, members, weight)
+            _size_rows(sizer, members, weight, in_flight)
     _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
-                        and (id(o), id(o[0])) not in baseline.lists], kinds, ledger)
+                        and (id(o), id(o[0])) not in baseline.lists], kinds, ledger,
+                in_flight)
     _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"], ledger)
     _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
