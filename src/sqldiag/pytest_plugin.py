@@ -3,6 +3,7 @@
     @pytest.mark.sqldiag(peak_rss="200MB", orm_objects="50MB")
     def test_report_export(db_session, sqldiag_capture):
         sqldiag_capture.mark("loaded")   # optional phase marks
+        sqldiag_capture.census("held")   # optional: a census now
         ...
 
 The test body runs under an in-process sqldiag capture; its record and HTML report are
@@ -39,7 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _CaptureHandle:
-    """What the `sqldiag_capture` fixture gives: marks phases of the running capture."""
+    """What the `sqldiag_capture` fixture gives: marks phases of the running capture, and
+    takes a census where the test knows it holds what it wants measured."""
 
     def __init__(self) -> None:
         self.active: Any = None
@@ -47,6 +49,12 @@ class _CaptureHandle:
     def mark(self, phase: str) -> None:
         if self.active is not None:
             self.active.mark(phase)
+
+    def census(self, phase: str) -> None:
+        """Mark a phase and take a census of what is alive now (a census otherwise runs
+        at RSS highs, and seldom in a large test session, where each one costs more)."""
+        if self.active is not None:
+            self.active.census(phase)
 
 
 @pytest.fixture
