@@ -51,8 +51,9 @@ def analyse(record: Record) -> Analysis:
     categories = all_categories(record, summary)
     holders, peak_holders = kept_alive(record), kept_alive_peak(record)
     leak = leak_verdict(record.repeat.iterations) if record.repeat is not None else None
+    queries = peak_queries(record)
     facts = Facts(record=record, summary=summary, categories=categories,
-                  kept_alive=holders, kept_alive_peak=peak_holders, leak=leak)
+                  kept_alive=holders, kept_alive_peak=peak_holders, leak=leak, queries=queries)
     return Analysis(summary=summary, categories=categories, kept_alive=holders,
                     kept_alive_peak=peak_holders, leak=leak, findings=findings(facts),
-                    queries=peak_queries(record))
+                    queries=queries)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqldiag.analysis.leak import LeakVerdict
-from sqldiag.analysis.summary import Summary, peak_queries
+from sqldiag.analysis.summary import Summary
 from sqldiag.record.categories import (
     ALLOCATOR_FREE,
     DRIVER_ROWS,
@@ -90,10 +90,16 @@ class Facts:
     kept_alive: tuple[Holder, ...] = ()
     kept_alive_peak: HoldersAt | None = None
     leak: LeakVerdict | None = None
+    queries: tuple[QueryAt, ...] = ()  # at peak, largest first (summary.peak_queries)
 
     @property
     def peak_categories(self) -> dict[str, int]:
         return self.categories.get(PEAK, {})
+
+    @property
+    def alive_at_peak(self) -> int:
+        """What the categories found alive at peak (allocator_free is not alive)."""
+        return sum(b for c, b in self.peak_categories.items() if c != ALLOCATOR_FREE)
 
     @property
     def end_categories(self) -> dict[str, int]:
@@ -247,12 +253,10 @@ def brief(statement: str) -> str:
 
 def top_query(facts: Facts) -> QueryAt | None:
     """The statement whose results held the most at peak, when it held much of it."""
-    queries = peak_queries(facts.record)
-    if not queries:
+    if not facts.queries:
         return None
-    top = queries[0]
-    alive = sum(b for c, b in facts.peak_categories.items() if c != ALLOCATOR_FREE)
-    if top.total < QUERY_MIN_BYTES or top.total < QUERY_SHARE * max(alive, 1):
+    top = facts.queries[0]
+    if top.total < QUERY_MIN_BYTES or top.total < QUERY_SHARE * max(facts.alive_at_peak, 1):
         return None
     return top
 
@@ -262,11 +266,10 @@ def query_holds_most(facts: Facts) -> tuple[str, dict] | None:
     top = top_query(facts)
     if top is None:
         return None
-    alive = sum(b for c, b in facts.peak_categories.items() if c != ALLOCATOR_FREE)
     runs = f"{top.executions:,} execution{'s' if top.executions != 1 else ''}"
     loaded = f"{top.objects:,} instances alive" if top.objects else "no instances"
     text = (f"{top.where}: {brief(top.statement)} keeps {fmt_bytes(top.total)} at peak "
-            f"({loaded}, {runs}; {top.total / max(alive, 1):.0%} of what was alive): "
+            f"({loaded}, {runs}; {top.total / max(facts.alive_at_peak, 1):.0%} of what was alive): "
             f"{_named(top.categories)}.")
     return (text,
             {"bytes": top.total, "objects": top.objects, "executions": top.executions})

@@ -3,8 +3,8 @@
 Every multiprocessing child (start methods fork, spawn and forkserver; Pool and
 concurrent.futures.ProcessPoolExecutor workers are such children) runs
 `BaseProcess._bootstrap`. While following is enabled that method is wrapped so that the
-child measures itself (traced, or untraced with censuses, as its parent) and writes its result to a spool folder that the
-parent reads when its own measurement ends.
+child measures itself (traced, or untraced with censuses, as its parent) and writes its
+result to a spool folder that the parent reads when its own measurement ends.
 
 How the wrapper reaches the child:
   fork        the child is a copy of the parent, wrapper and all;

@@ -305,7 +305,8 @@ def _queries(at: CensusAt, ledger: QueryLedger) -> tuple[QueryAt, ...]:
         out.append(QueryAt(statement=stats.statement, file=site.file if site else "",
                            line=site.line if site else 0,
                            function=site.function if site else "",
-                           source=site.source if site else "", executions=stats.executions, rows=stats.rows, objects=objects,
+                           source=site.source if site else "",
+                           executions=stats.executions, rows=stats.rows, objects=objects,
                            categories=dict(categories)))
     out.sort(key=lambda q: (-q.total, -q.executions))
     return tuple(out[:MAX_QUERIES])

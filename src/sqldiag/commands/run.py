@@ -113,6 +113,9 @@ memory guard stopped it, 1 when it could not be started."""
             raise SqldiagError("nothing to run: give script.py or -m module")
         if args.module is None and not Path(argv[0]).is_file():
             raise SqldiagError(f"no such script: {argv[0]}")
+        if args.census and args.trace_depth:
+            raise SqldiagError("--census and --trace-depth exclude each other: censuses are "
+                               "the default, --trace-depth traces instead")
         budgets = [parse_budget(text) for text in args.budget]
         target = args.module or argv[0]
         name = args.name or Path(target).stem.replace(".", "_")
@@ -121,9 +124,6 @@ memory guard stopped it, 1 when it could not be started."""
                            follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
                            repeat=args.repeat)
         created = datetime.now(timezone.utc)
-        if args.census and args.trace_depth:
-            raise SqldiagError("--census and --trace-depth exclude each other: censuses are "
-                               "the default, --trace-depth traces instead")
         code, result = _run_program(spec)
         if result.failure:  # the program's own error text may carry a URL's password
             result = replace(result, failure=scrub(result.failure))

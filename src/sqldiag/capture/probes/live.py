@@ -253,6 +253,23 @@ class _Sizer:
         if self.query is not None:
             self.by_query[self.query][DRIVER_ROWS] += size
 
+    @contextmanager
+    def charged_to(self, query: Key | None) -> Iterator[None]:
+        """What is added inside is that statement's too (None: no statement's)."""
+        self.query = query
+        try:
+            yield
+        finally:
+            self.query = None
+
+    def add_shared(self, category: str, obj: object, shares: dict[Key | None, float]) -> None:
+        """An object some statements share: each its share of it (no shares: nobody's)."""
+        for query, share in shares.items():
+            with self.charged_to(query):
+                self.add(category, obj, share)
+        if not shares:
+            self.add(category, obj)
+
 
 def _sample(objects: list, limit: int) -> tuple[list, float]:
     """An even sample of at most `limit` objects, and the weight of each."""
@@ -262,51 +279,58 @@ def _sample(objects: list, limit: int) -> tuple[list, float]:
     return [objects[int(i * step)] for i in range(limit)], step
 
 
+def _state_of(instance: object) -> object | None:
+    """A mapped instance's InstanceState (None for anything else)."""
+    return (getattr(instance, "__dict__", None) or {}).get(_STATE)
+
+
 def _size_mapped(sizer: _Sizer, instances: list, weight: float,
                  ledger: QueryLedger | None = None) -> None:
     for obj in instances:
-        values = getattr(obj, "__dict__", None)
-        if ledger is not None:  # the statement whose run loaded it
-            state = values.get(_STATE) if values is not None else None
-            sizer.query = ledger.key_of_run(getattr(state, "runid", None))
-            if sizer.query is not None:
-                sizer.objects_by_query[sizer.query] += weight
-        sizer.add(ORM_OBJECTS, obj, weight)
-        if values is None:
-            continue
-        sizer.add(ORM_OBJECTS, values, weight)
-        sizer.add_values((v for k, v in values.items() if k != _STATE), weight)
-        state = values.get(_STATE)
-        if state is None:
-            continue
-        sizer.add(ORM_OBJECTS, state, weight)
-        own = getattr(state, "__dict__", None)
-        if own is not None:
-            sizer.add(ORM_OBJECTS, own, weight)
-            key = own.get("key")
-            if type(key) is tuple and len(key) > 1:
-                sizer.add(IDENTITY_MAP, key, weight)
-                sizer.add(IDENTITY_MAP, key[1], weight)
-                sizer.add_values(key[1], weight)  # its share of the primary key's values
-        for part in ("committed_state", "expired_attributes", "obj"):
-            value = getattr(state, part, None)
-            if value is not None:
-                sizer.add(ORM_OBJECTS, value, weight)
-    sizer.query = None
+        query = (ledger.key_of_run(getattr(_state_of(obj), "runid", None))
+                 if ledger is not None else None)  # the statement whose run loaded it
+        if query is not None:
+            sizer.objects_by_query[query] += weight
+        with sizer.charged_to(query):
+            _size_instance(sizer, obj, weight)
+
+
+def _size_instance(sizer: _Sizer, obj: object, weight: float) -> None:
+    sizer.add(ORM_OBJECTS, obj, weight)
+    values = getattr(obj, "__dict__", None)
+    if values is None:
+        return
+    sizer.add(ORM_OBJECTS, values, weight)
+    sizer.add_values((v for k, v in values.items() if k != _STATE), weight)
+    state = values.get(_STATE)
+    if state is None:
+        return
+    sizer.add(ORM_OBJECTS, state, weight)
+    own = getattr(state, "__dict__", None)
+    if own is not None:
+        sizer.add(ORM_OBJECTS, own, weight)
+        key = own.get("key")
+        if type(key) is tuple and len(key) > 1:
+            sizer.add(IDENTITY_MAP, key, weight)
+            sizer.add(IDENTITY_MAP, key[1], weight)
+            sizer.add_values(key[1], weight)  # its share of the primary key's values
+    for part in ("committed_state", "expired_attributes", "obj"):
+        value = getattr(state, part, None)
+        if value is not None:
+            sizer.add(ORM_OBJECTS, value, weight)
 
 
 def _size_rows(sizer: _Sizer, rows: list, weight: float, in_flight: Key | None = None) -> None:
     """Core Rows; while one statement is in flight, charged to it (a Row does not say
     which statement made it: Rows a program keeps from another statement are charged
     to the one in flight too, when only one is)."""
-    sizer.query = in_flight
-    for row in rows:
-        sizer.add(SQLALCHEMY_ROWS, row, weight)
-        for part in gc.get_referents(row):
-            if type(part) is tuple:
-                sizer.add(SQLALCHEMY_ROWS, part, weight)
-                sizer.add_values(part, weight)
-    sizer.query = None
+    with sizer.charged_to(in_flight):
+        for row in rows:
+            sizer.add(SQLALCHEMY_ROWS, row, weight)
+            for part in gc.get_referents(row):
+                if type(part) is tuple:
+                    sizer.add(SQLALCHEMY_ROWS, part, weight)
+                    sizer.add_values(part, weight)
 
 
 def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
@@ -337,20 +361,14 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
         shares: dict[Key | None, float] = {in_flight: 1.0} if kind == DRIVER_ROWS else {}
         if kind == RESULT_LISTS and ledger is not None:  # a list of instances: who loaded them
             sample, _ = _sample(items, ITEMS_LOOKED_AT * 4)
-            states = [getattr(i, "__dict__", {}).get(_STATE) for i in sample]
-            shares = _loaded_by([s for s in states if s is not None], ledger)
+            states = [state for state in map(_state_of, sample) if state is not None]
+            shares = _loaded_by(states, ledger)
             if not shares and kinds.is_row(type(sample[0])):  # Rows: see _size_rows
                 shares = {in_flight: 1.0}
-        for key, share in shares.items():
-            sizer.query = key
-            sizer.add(kind, items, share)
-        sizer.query = None
-        if not shares:
-            sizer.add(kind, items)
+        sizer.add_shared(kind, items, shares)
         if kind == DRIVER_ROWS:
-            sizer.query = in_flight
-            _size_raw_rows(sizer, items)
-            sizer.query = None
+            with sizer.charged_to(in_flight):
+                _size_raw_rows(sizer, items)
         elif kind == OTHER_PYTHON:
             sample, weight = _sample(items, RAW_ROWS_SAMPLED)
             sizer.bytes[OTHER_PYTHON] += _value_bytes(sample) * weight
@@ -371,10 +389,9 @@ def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | Non
             if not isinstance(rows, (tuple, list)) or not rows or id(rows) in seen:
                 continue
             seen.add(id(rows))
-            sizer.query = key
-            sizer.add(DRIVER_ROWS, rows)
-            _size_raw_rows(sizer, rows)
-            sizer.query = None
+            with sizer.charged_to(key):
+                sizer.add(DRIVER_ROWS, rows)
+                _size_raw_rows(sizer, rows)
 
 
 def _size_raw_rows(sizer: _Sizer, rows: list | tuple) -> None:
@@ -394,12 +411,7 @@ def _size_identity_maps(sizer: _Sizer, maps: list, ledger: QueryLedger | None) -
         if not isinstance(store, dict):
             continue
         shares = _loaded_by(list(store.values()), ledger) if ledger is not None else {}
-        if not shares:
-            sizer.add(IDENTITY_MAP, store)
-        for key, share in shares.items():
-            sizer.query = key
-            sizer.add(IDENTITY_MAP, store, share)
-        sizer.query = None
+        sizer.add_shared(IDENTITY_MAP, store, shares)
 
 
 def _loaded_by(states: list, ledger: QueryLedger) -> dict[Key | None, float]:
@@ -431,22 +443,16 @@ def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
                     sizer.add(STATEMENT_CACHE, text)
 
 
-def tracked_bytes(objects: list | None = None, exact: Iterable[object] = ()) -> int:
-    """Shallow bytes of every gc-tracked object but tuples (the caller has them exactly):
-    lists, whose sizes vary the most, are summed exactly from `exact`; the rest from an
-    even sample, scaled (summing every object's size costs 200 ns an object, 1.5 s at
-    the peak of a million ORM objects)."""
-    if objects is None:
-        with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
-            listed, tuple_bytes = live_objects()
-            total = tracked_bytes(listed, exact) + tuple_bytes
-            del listed
-        return total
+def tracked_bytes(objects: list, exact: Iterable[object] = ()) -> int:
+    """Shallow bytes of `objects` (live_objects(): no tuples, the caller has them
+    exactly): lists, whose sizes vary the most, are summed exactly from `exact`; the rest
+    from an even sample, scaled (summing every object's size costs 200 ns an object, 1.5 s
+    at the peak of a million ORM objects)."""
     step = max(1, len(objects) // TRACKED_SAMPLE)
     sample = objects[::step]
     sampled = sum(map(sys.getsizeof, sample)) * step
-    summed_apart = sum(sys.getsizeof(o) for o in sample if type(o) in (list, tuple)) * step
-    return int(sampled - summed_apart + sum(map(sys.getsizeof, exact)))
+    lists_sampled = sum(sys.getsizeof(o) for o in sample if type(o) is list) * step
+    return int(sampled - lists_sampled + sum(map(sys.getsizeof, exact)))
 
 
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
@@ -570,8 +576,8 @@ class CensusProbe:
 
     A census holds the GIL (the program waits) for about a second at a million ORM
     objects, so highs are spaced: a new census only when the program's growth of RSS
-    is `step` times the last one's (at least `min_bytes` more) and the time spent in censuses stays within `free_seconds` plus `budget` of the
-    time run so far. That census may be a step below the peak of RSS: the analysis
+    is `step` times the last one's (at least `min_bytes` more) and the time spent in
+    censuses stays within `free_seconds` plus `budget` of the time run so far. That census may be a step below the peak of RSS: the analysis
     scales it to the peak and says so, unless another census saw a higher RSS."""
 
     def __init__(self, step: float = 1.15, budget: float = 0.20, period: float = 0.02,
