@@ -20,6 +20,8 @@ ENTRY_MODULES = {"sqldiag", "sqldiag.__main__", "sqldiag.cli", "sqldiag.api",
 def stage_of(module: str) -> str:
     if module in ENTRY_MODULES or module.startswith("sqldiag.commands"):
         return "entry"
+    if module.startswith("sqldiag.live"):  # measures a running service: a capture stage
+        return "capture"
     parts = module.split(".")
     if len(parts) >= 2 and parts[1] in STAGES:
         return parts[1]

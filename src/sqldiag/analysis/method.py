@@ -10,7 +10,12 @@ from sqldiag.units import fmt_bytes
 
 
 def _rss_source(record: Record) -> str:
-    how = record.measurement
+    how, live = record.measurement, record.snapshot
+    if live is not None:
+        return (f"A snapshot of running process {live.pid}, {live.installed_s:,.0f} s after "
+                "it called sqldiag.install(): RSS and USS as read then and at each "
+                "snapshot or metrics refresh since (the timeline); start RSS is the RSS "
+                "at install().")
     if how.method is Method.IN_PROCESS:
         return (f"One run, in the measured program's own process, under tracemalloc "
                 f"({how.trace_depth} frames); RSS sampled every {how.sample_period_s} s and "
@@ -47,6 +52,16 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                 f"({how.trace_depth} frames).")
     if how.method is Method.RSS_ONLY:
         return "No tracing: no categories."
+    live = record.snapshot
+    if live is not None:
+        holders = (f", the kept-alive-by walk {live.holders_s:.2f} s"
+                   if live.holders_s is not None else "")
+        return (f"A census of its live objects while it kept running took {live.seconds:.2f} "
+                f"s in all (the census {live.census_s:.2f} s of CPU{holders}); the longest "
+                f"any thread of the process waited meanwhile was {live.paused_s:.3f} s. "
+                "other_python is the growth since install(); SQLAlchemy's objects are "
+                "counted whole, whenever they were made. No allocation sites (nothing is "
+                "traced in a live process).")
     if how.method is Method.CENSUS:
         paused = sum(c.seconds for c in how.censuses)
         text = (f"Nothing was traced: the program ran at full size, and {len(how.censuses)} "

@@ -247,8 +247,10 @@ def all_categories(record: Record, summary: Summary) -> dict[str, dict[str, int]
 def _scaled_holders(record: Record, holders: tuple[Holder, ...]) -> tuple[Holder, ...]:
     """Holders measured at the retention run's rows, scaled to the full row count."""
     retention = record.retention
-    if not holders or retention is None or not record.rows or not retention.rows:
+    if not holders or retention is None:
         return ()
+    if not record.rows or not retention.rows:  # measured at full size (a live snapshot)
+        return holders
     scale = record.rows / retention.rows
     return tuple(Holder(h.holder, h.objects, int(h.bytes * holder_scale(h.holder, scale)),
                         h.chain) for h in holders)

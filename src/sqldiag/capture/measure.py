@@ -242,7 +242,7 @@ class MeasuredPass:
     def _census_breakdowns(probe: CensusProbe) -> dict[str, Breakdown]:
         moments = ((PEAK, probe.highest), (AT_WORKLOAD_END, probe.marks.get(WORKLOAD_END)),
                    (END, probe.marks.get(AFTER_GC)))
-        return {key: _census_breakdown(at, probe.ledger) for key, at in moments
+        return {key: census_breakdown(at, probe.ledger) for key, at in moments
                 if at is not None}
 
     def result(self) -> PassResult:
@@ -287,7 +287,7 @@ class MeasuredPass:
         )
 
 
-def _census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
+def census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
     """A census as a breakdown: categories and the statements that loaded them, no
     allocation sites (nothing was traced)."""
     categories = dict(at.census.categories)

@@ -50,6 +50,8 @@ class ProgramSpec(JsonValue):
     follow_children: bool = True
     max_rss: int | None = None
     repeat: int = 0  # leak or peak: run the program this many times in this process
+    live: bool = False  # sqldiag.install() before the program starts (run --live)
+    metrics_port: int | None = None
 
 
 class NotStarted(Exception):
@@ -159,6 +161,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGUSR1, on_guard_signal)
     measured.begin()
+    if spec.live:
+        _install(spec)
     measured.in_workload = True
     code, failure = _run_once(spec)
     iterations = []
@@ -175,6 +179,18 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     _write(out, result.to_json())
     return code
+
+
+def _install(spec: ProgramSpec) -> None:
+    """`run --live`: the program's process answers `sqldiag snapshot` (and serves metrics)."""
+    from sqldiag.live.install import install
+
+    installed = install(metrics_port=spec.metrics_port)
+    metrics = (f"; metrics on http://127.0.0.1:{spec.metrics_port}/metrics"
+               if spec.metrics_port is not None else "")
+    print(f"sqldiag: the program is process {os.getpid()}: `sqldiag snapshot {os.getpid()}` "
+          f"asks it for a snapshot (socket {installed.socket}){metrics}", file=sys.stderr,
+          flush=True)
 
 
 def _iteration(measured: MeasuredPass, run: int) -> Iteration:

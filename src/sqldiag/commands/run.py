@@ -43,6 +43,16 @@ from sqldiag.reporters.run_folder import save_run
 from sqldiag.reporters.terminal import print_summary
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return port
+
+
 def _repeat(text: str) -> int:
     try:
         value = int(text)
@@ -97,6 +107,13 @@ memory guard stopped it, 1 when it could not be started."""
         parser.add_argument("--no-follow", dest="follow", action="store_false",
                             help="do not measure multiprocessing children in themselves "
                                  "(their RSS is still sampled)")
+        parser.add_argument("--live", action="store_true",
+                            help="let `sqldiag snapshot PID` ask the running program for "
+                                 "snapshots, as sqldiag.install() in it would (its PID is "
+                                 "printed at the start)")
+        parser.add_argument("--metrics-port", type=_port, metavar="PORT",
+                            help="with --live: serve Prometheus metrics on "
+                                 "127.0.0.1:PORT/metrics while the program runs")
         parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
                             help="where the run folder is written (default ./reports)")
         add_outcome_arguments(parser, "print the summary as JSON on stdout once the "
@@ -122,7 +139,8 @@ memory guard stopped it, 1 when it could not be started."""
         spec = ProgramSpec(name=name, argv=tuple(argv), module=args.module,
                            trace_depth=args.trace_depth,
                            follow_children=args.follow, max_rss=max_rss_bytes(args.max_rss),
-                           repeat=args.repeat)
+                           repeat=args.repeat, live=args.live or args.metrics_port is not None,
+                           metrics_port=args.metrics_port)
         created = datetime.now(timezone.utc)
         code, result = _run_program(spec)
         if result.failure:  # the program's own error text may carry a URL's password

@@ -392,6 +392,19 @@ class Processes(JsonValue):
 
 
 @dataclass(frozen=True)
+class LiveSnapshot(JsonValue):
+    """A snapshot of a running process that called sqldiag.install(): what it cost the
+    process, and since when its figures run."""
+
+    pid: int
+    seconds: float  # from the request's arrival to the record being ready
+    paused_s: float  # the longest a thread of the process waited meanwhile
+    census_s: float  # CPU time of the census itself
+    installed_s: float  # how long before the snapshot install() was called
+    holders_s: float | None = None  # CPU time of the kept-alive-by walk, when taken
+
+
+@dataclass(frozen=True)
 class Record(JsonValue):
     """One run: what it ran, on what, how it was measured, and the measurements."""
 
@@ -415,6 +428,7 @@ class Record(JsonValue):
     processes: Processes = field(default_factory=Processes)
     retention: Retention | None = None
     repeat: Repeat | None = None
+    snapshot: LiveSnapshot | None = None  # a live process's snapshot (sqldiag snapshot)
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)

@@ -23,7 +23,8 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
                   report_path: str | None = None) -> None:
     s = analysis.summary
     scenario, params, db = record.scenario, record.params, record.database
-    where = f" on {db.url} ({db.server_version})" if db.url else ""
+    version = f" ({db.server_version})" if db.server_version else ""
+    where = f" on {db.url}{version}" if db.url else ""
     size = (f": {params.rows:,} rows x {params.workers} workers" if params and params.rows
             else f" ({scenario.source or 'run'})")
     console.print(f"sqldiag {scenario.name}{where}{size}, {record.wall_time_s:.1f} s",
@@ -57,10 +58,15 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
     console.print("[bold]verdict[/bold]", markup=True)
     for line in analysis.verdict:
         console.print(f"  - {line}", markup=False, highlight=False)
-    how = record.measurement
+    how, live = record.measurement, record.snapshot
     depth = f" (tracemalloc depth {how.trace_depth})" if how.trace_depth else ""
-    console.print(f"measured by: {how.method.value}{depth}, RSS every {how.sample_period_s} s",
-                  style="dim", markup=False)
+    if live is not None:
+        console.print(f"measured by: a snapshot of process {live.pid} in {live.seconds:.2f} s; "
+                      f"its threads waited at most {live.paused_s:.3f} s",
+                      style="dim", markup=False)
+    else:
+        console.print(f"measured by: {how.method.value}{depth}, RSS every "
+                      f"{how.sample_period_s} s", style="dim", markup=False)
     if report_path:
         console.print(f"record and report: {report_path}", markup=False, highlight=False)
 

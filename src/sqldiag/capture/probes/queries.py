@@ -20,6 +20,7 @@ any literal in it (quoted strings, numbers) with `?`.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import linecache
@@ -31,8 +32,14 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 
 MAX_STATEMENT = 300  # characters kept of a normalized statement
+# A long-running service runs without end: the ledger keeps at most this many ORM runs
+# (the oldest are forgotten: instances they loaded are no longer charged to a statement)
+# and prunes its cursors of dead ones past this many.
+MAX_RUNS = 100_000
+MAX_CURSORS = 10_000
 _LIBRARIES = frozenset({"sqlalchemy", "pymysql", "MySQLdb", "psycopg2", "psycopg", "asyncpg",
                         "aiomysql", "asyncmy", "aiosqlite", "greenlet", "sqldiag", "pytest",
                         "_pytest", "pluggy", "runpy", "importlib"})
@@ -52,6 +59,7 @@ def mask_literals(line: str) -> str:
     return text if len(text) <= MAX_STATEMENT else text[:MAX_STATEMENT - 3] + "..."
 
 
+@functools.lru_cache(maxsize=2048)  # a service runs the same few statements again and again
 def normalize(statement: str) -> str:
     """The statement with every literal replaced by `?`, spaces collapsed, capped."""
     text = _SPACE.sub(" ", _LITERAL.sub("?", statement)).strip()
@@ -224,6 +232,8 @@ class QueryLedger:
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
         self.threads: dict[int, Key] = {}  # thread ident -> the statement it ran last
+        # engine id -> its URL (no password), dialect and driver, from its first statement
+        self.databases: dict[int, tuple[str, str, str]] = {}
         self.installed = False
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -269,16 +279,33 @@ class QueryLedger:
         """An ORM query run started in this thread: its rows are the last statement's."""
         key = getattr(self._local, "key", None)
         if key is not None:
-            self.runs[runid] = key
+            runs = self.runs
+            runs[runid] = key
+            if len(runs) > MAX_RUNS:
+                with self._lock:  # another thread may be pruning too
+                    for old in list(islice(runs, len(runs) - MAX_RUNS // 2)):
+                        runs.pop(old, None)
 
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
         key = (normalize(statement), call_site(3))
+        engine = conn.engine
+        if id(engine) not in self.databases:
+            self.databases[id(engine)] = (engine.url.render_as_string(hide_password=True),
+                                          engine.dialect.name, engine.dialect.driver)
         self._local.key = key
         self.threads[threading.get_ident()] = key
+        cursors = self.cursors
         try:
-            self.cursors[id(cursor)] = (weakref.ref(cursor), key)
+            cursors[id(cursor)] = (weakref.ref(cursor), key)
         except TypeError:  # a cursor type without weak references: not followed
             pass
+        if len(cursors) > MAX_CURSORS:
+            with self._lock:
+                for ident, (ref, _) in list(cursors.items()):
+                    if ref() is None:
+                        cursors.pop(ident, None)
+                for ident in list(islice(cursors, max(0, len(cursors) - MAX_CURSORS // 2))):
+                    cursors.pop(ident, None)  # all alive: the oldest go
         stats = self.stats.get(key)
         if stats is None:
             with self._lock:

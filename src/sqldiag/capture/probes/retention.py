@@ -167,10 +167,18 @@ def retained_sizes(roots: list[list]) -> list[int]:
 
 
 def _largest(objects: list) -> object:
-    """The holder object with the most direct referents (a MapResult with values, not an
-    empty Future): the one whose chain explains the bytes."""
-    return max(objects, key=lambda o: len(gc.get_referents(_pool_values(o)))
-               if isinstance(o, (ApplyResult, IMapIterator, Future)) else 0)
+    """The holder object that holds the most (a MapResult with values, not an empty
+    Future; the identity map with the most instances): the one whose chain explains the
+    bytes."""
+    def size(obj: object) -> int:
+        if isinstance(obj, (ApplyResult, IMapIterator, Future)):
+            return len(gc.get_referents(_pool_values(obj)))
+        try:
+            return len(obj)  # type: ignore[arg-type]  # an identity map: its instances
+        except TypeError:
+            return 0
+
+    return max(objects, key=size)
 
 
 def measure_holders(result: object) -> tuple[Holder, ...]:
