@@ -2,9 +2,10 @@
 
 What it costs: at install, one listing of the live objects (the baseline of
 other_python); then a thread waiting in accept() on a Unix socket (no CPU while nobody
-asks) and the statement ledger's two event listeners per statement run (a few
-microseconds: the statement's text is normalized once, its call site found by a walk up
-the stack). With metrics, a census every `metrics_interval` seconds, spaced so that
+asks) and the ledger of ORM runs: at the start of each ORM query's loading, its statement and
+the program's line that runs it (a walk up the stack; no Engine event listener, whose
+dispatch would cost every statement; see bench/live_snapshot.py for what it costs a
+query; `queries=False` leaves it out). With metrics, a census every `metrics_interval` seconds, spaced so that
 censuses take at most 2% of one core. No network listener unless `metrics_port` is
 given, and then on 127.0.0.1 unless `metrics_host` says otherwise.
 
@@ -108,14 +109,15 @@ _fork_hook = False
 
 def install(*, metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
             metrics_interval: float = 60.0, opentelemetry: bool = False,
-            socket_folder: str | Path | None = None,
+            queries: bool = True, socket_folder: str | Path | None = None,
             follow_forks: bool = True) -> Installation:
     """Let `sqldiag snapshot PID` ask this process for snapshots; with `metrics_port`,
     serve Prometheus metrics on metrics_host:metrics_port/metrics, refreshed every
     `metrics_interval` seconds; with `opentelemetry`, report the same figures through
     the process's OpenTelemetry MeterProvider (it must be the SDK's, configured before).
-    Calling it again returns the same installation. `follow_forks`: children forked
-    later (pre-fork workers) listen too."""
+    `queries=False` leaves the ledger of ORM runs out: no by-query table, and nothing
+    at all runs per query. Calling it again returns the same installation.
+    `follow_forks`: children forked later (pre-fork workers) listen too."""
     global _current, _fork_hook
     if metrics_interval <= 0:
         raise ValueError("metrics_interval must be positive")
@@ -137,7 +139,7 @@ def install(*, metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                                        interval=metrics_interval,
                                        folder=folder / f"metrics-{named}",
                                        opentelemetry=opentelemetry)
-        installation = Installation(LiveState.begin(), folder, settings)
+        installation = Installation(LiveState.begin(queries), folder, settings)
         installation.start()
         _current = installation
         if follow_forks and not _fork_hook:

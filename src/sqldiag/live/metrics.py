@@ -3,7 +3,7 @@ OpenTelemetry when its SDK is configured in the process).
 
 Every process that installed sqldiag with metrics (and every child forked from it: the
 workers of a pre-fork server) runs a refresher: a census every `interval` seconds, or
-less often when a census costs more than 2% of that, its figures written to
+less often when a census would cost more than 1.5% of a core, its figures written to
 `<socket dir>/metrics-<port>/<pid>.json`. The process that holds the port (the first to
 call install() with it; the parent of forked workers) serves them all at
 http://127.0.0.1:PORT/metrics, one series per process (label `pid`), read
@@ -24,7 +24,7 @@ from sqldiag.live.paths import alive, private_dir
 from sqldiag.live.snapshot import LiveState
 from sqldiag.record.store import write_atomic
 
-MAX_CPU_SHARE = 0.02  # of one core, spent on censuses at most
+MAX_CPU_SHARE = 0.015  # of one core spent on censuses, at most (2% is the promise)
 TOP_QUERIES = 10  # statements exported per process (labels must stay few)
 FIRST_REFRESH = 1.0  # s after install, so that a scrape soon after start has figures
 

@@ -90,11 +90,12 @@ class LiveState:
     last: LiveCensus | None = None  # the latest census, for metrics
 
     @classmethod
-    def begin(cls) -> LiveState:
-        from sqldiag.capture.probes.queries import QueryLedger
-
-        ledger = QueryLedger()
-        ledger.start()
+    def begin(cls, queries: bool = True) -> LiveState:
+        """The state at install(); `queries`: keep the ledger of ORM runs (by query;
+        no Engine events, which would cost every statement SQLAlchemy's dispatch)."""
+        ledger = QueryLedger(every_statement=False)
+        if queries:
+            ledger.start()
         state = cls(baseline=take_baseline(), ledger=ledger, installed=time.monotonic(),
                     installed_unix=time.time(), ready=_allocator_state())
         state.ready["rss"] = state.sample()[1]

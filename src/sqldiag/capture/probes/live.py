@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
+from types import FrameType
 
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
@@ -53,7 +54,7 @@ from sqldiag.record.categories import (
 
 HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
-TRACKED_SAMPLE = 1_000_000  # objects sized for the total of gc-tracked bytes (all, below)
+CHUNK = 200_000  # objects handled per call into C while the program's threads wait
 # s: how long a census may keep the other threads out, at least and at most
 CENSUS_SWITCH_INTERVAL = (0.05, 5.0)
 MIN_LIST = 16  # shorter lists are other_python, whatever they hold
@@ -88,7 +89,7 @@ def few_thread_switches(longest: float) -> Iterator[None]:
         sys.setswitchinterval(interval)
 
 
-def _listed_twice(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
+def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
     """The collector's objects and beside them `pick(type(obj), tuple)`, from one call
     to gc.get_objects() made only when the first object is asked for, from C."""
     box: dict[int, list] = {}
@@ -113,13 +114,20 @@ def live_objects() -> tuple[list, int]:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        tuple_bytes = sum(map(sys.getsizeof, compress(*_listed_twice(is_))))
-        others = list(compress(*_listed_twice(is_not)))
+        tuple_bytes = sum(map(sys.getsizeof, compress(*_listed(is_))))
+        others = list(compress(*_listed(is_not)))
     finally:
         if collecting:
             gc.enable()
-    # the list being filled was listed too: out of itself, or it would keep itself alive
-    for index in reversed(list(compress(count(), map(is_, others, repeat(others))))):
+    # The list being filled was listed too: out of itself, or it would keep itself alive;
+    # and frames, whose locals would hold the list when it is returned or assigned. No
+    # nested scope may refer to `others` here: its cell would be listed and keep it alive
+    # too. (It holds no tuple: this may take turns with the program's threads.)
+    found: list[int] = []
+    for start, chunk in zip(count(0, CHUNK), in_chunks(others)):
+        found.extend(compress(count(start), map(is_, chunk, repeat(others))))
+        found.extend(compress(count(start), map(is_, map(type, chunk), repeat(FrameType))))
+    for index in sorted(found, reverse=True):
         del others[index]
     return others, tuple_bytes
 
@@ -129,7 +137,7 @@ def take_baseline() -> Baseline:
         objects, tuple_bytes = live_objects()
         lists = frozenset((id(o), id(o[0])) for o in objects
                           if type(o) is list and len(o) >= MIN_LIST)
-        tracked = tracked_bytes(objects, (o for o in objects if type(o) is list)) + tuple_bytes
+        tracked = tracked_bytes(objects) + tuple_bytes
         del objects
     return Baseline(tracked, lists)
 
@@ -443,16 +451,20 @@ def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
                     sizer.add(STATEMENT_CACHE, text)
 
 
-def tracked_bytes(objects: list, exact: Iterable[object] = ()) -> int:
+def in_chunks(objects: list) -> Iterator[list]:
+    """`objects` in slices of CHUNK: each is one call into C, and the program's threads
+    get their turn between them (a census pauses them in the listing only)."""
+    for start in range(0, len(objects), CHUNK):
+        yield objects[start:start + CHUNK]
+
+
+def tracked_bytes(objects: list) -> int:
     """Shallow bytes of `objects` (live_objects(): no tuples, the caller has them
-    exactly): lists, whose sizes vary the most, are summed exactly from `exact`; the rest
-    from an even sample, scaled (summing every object's size costs 200 ns an object, 1.5 s
-    at the peak of a million ORM objects)."""
-    step = max(1, len(objects) // TRACKED_SAMPLE)
-    sample = objects[::step]
-    sampled = sum(map(sys.getsizeof, sample)) * step
-    lists_sampled = sum(sys.getsizeof(o) for o in sample if type(o) is list) * step
-    return int(sampled - lists_sampled + sum(map(sys.getsizeof, exact)))
+    exactly), every one summed: 120 ns an object, in chunks the program's threads take
+    turns with. A sample would be cheaper but wrong: sizes vary too much (one identity
+    map's dict can be a hundred MB) and the collector lists an ORM object's parts in a
+    repeating order that an even stride aliases with."""
+    return sum(sum(map(sys.getsizeof, chunk)) for chunk in in_chunks(objects))
 
 
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
@@ -511,14 +523,16 @@ def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
     # The objects of the wanted types, picked at C speed (no Python code per object):
     # the many (instances, Rows) are counted and sampled, the few (lists, identity maps,
     # engines) are looked at one by one.
-    picked = list(compress(objects, map(wanted.__contains__, map(type, objects))))
+    picked = list(chain.from_iterable(
+        compress(chunk, map(wanted.__contains__, map(type, chunk)))
+        for chunk in in_chunks(objects)))
     counts = Counter(map(type, picked))
     few_kinds = {kind for kind, what in wanted.items()
                  if what in ("list", "map", "engine", "driver")}
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
-    tracked_now = tracked_bytes(objects, (o for o in few if type(o) is list)) + tuple_bytes
+    tracked_now = tracked_bytes(objects) + tuple_bytes
     del objects, picked
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)

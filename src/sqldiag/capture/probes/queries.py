@@ -85,7 +85,12 @@ def _own_code(frame) -> bool:
     return not os.path.realpath(filename).startswith(_STDLIB)
 
 
-_SITES: dict[object, bool] = {}  # code object -> own code (a frame's code decides)
+# Keyed by id(code), the code object kept beside (so that its id is not reused): a code
+# object's own hash is computed from its whole content on every lookup.
+_SITES: dict[int, tuple[object, bool]] = {}  # code -> own code (a frame's code decides)
+# (code object, line) -> its call site: a service runs the same lines again and again
+_CALL_SITES: dict[tuple[int, int], tuple[object, CallSite]] = {}
+MAX_CALL_SITES = 10_000
 
 
 def call_site(depth: int = 2) -> CallSite | None:
@@ -102,19 +107,27 @@ def call_site(depth: int = 2) -> CallSite | None:
         found = _own_frame(current.gr_frame)
     if found is None:
         return None
-    code = found.f_code
-    line = linecache.getline(code.co_filename, found.f_lineno)
-    return CallSite(_short(code.co_filename), found.f_lineno, code.co_name,
-                    mask_literals(line))
+    code, number = found.f_code, found.f_lineno
+    known = _CALL_SITES.get((id(code), number))
+    site = known[1] if known is not None and known[0] is code else None
+    if site is None:
+        line = linecache.getline(code.co_filename, number)
+        site = CallSite(_short(code.co_filename), number, code.co_name, mask_literals(line))
+        if len(_CALL_SITES) < MAX_CALL_SITES:
+            _CALL_SITES[(id(code), number)] = (code, site)
+    return site
 
 
 def _own_frame(frame):
     """The first frame of the program's own code from `frame` outwards, or None."""
     while frame is not None:
         code = frame.f_code
-        own = _SITES.get(code)
-        if own is None:
-            own = _SITES[code] = _own_code(frame)
+        known = _SITES.get(id(code))
+        if known is not None and known[0] is code:
+            own = known[1]
+        else:
+            own = _own_code(frame)
+            _SITES[id(code)] = (code, own)
         if own:
             return frame
         frame = frame.f_back
@@ -171,7 +184,7 @@ def _count_runs(importing: bool = False) -> bool:
     def new_runid() -> int:
         runid = counter()
         for ledger in tuple(_ACTIVE):
-            ledger._ran(runid)
+            ledger._ran(runid, sys._getframe(1))
         return runid
 
     new_runid._sqldiag = True  # type: ignore[attr-defined]
@@ -225,9 +238,15 @@ class _ThenCall:
 
 class QueryLedger:
     """Statements by (normalized text, call site), and ORM runs by the statement that
-    loaded them. Safe to use from many threads: each thread keeps its own last key."""
+    loaded them. Safe to use from many threads: each thread keeps its own last key.
 
-    def __init__(self) -> None:
+    `every_statement=False` (a live service's ledger) listens to no Engine event, which
+    costs every statement SQLAlchemy's event dispatch: only ORM runs are counted, each
+    keyed when it starts from the statement its loader is reading (Core statements,
+    row counts and driver buffers are then not known)."""
+
+    def __init__(self, every_statement: bool = True) -> None:
+        self.every_statement = every_statement
         self.stats: dict[Key, StatementStats] = {}
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
@@ -263,7 +282,7 @@ class QueryLedger:
     def _listen(self, importing: bool = False) -> bool:
         """Listen to every Engine, if the program has imported SQLAlchemy (whole, or
         `importing`: it has just run); True once done."""
-        if self.installed:
+        if self.installed or not self.every_statement:
             return True
         if not _imported(CORE_MODULE, importing) or self not in _ACTIVE:
             return False
@@ -275,9 +294,11 @@ class QueryLedger:
         self.installed = True
         return True
 
-    def _ran(self, runid: int) -> None:
-        """An ORM query run started in this thread: its rows are the last statement's."""
-        key = getattr(self._local, "key", None)
+    def _ran(self, runid: int, loader) -> None:
+        """An ORM query run started in this thread: its rows are the last statement's
+        (`loader`: the frame of loading.instances(cursor, context), which started it)."""
+        key = getattr(self._local, "key", None) if self.every_statement \
+            else self._key_of_run(loader)
         if key is not None:
             runs = self.runs
             runs[runid] = key
@@ -286,12 +307,34 @@ class QueryLedger:
                     for old in list(islice(runs, len(runs) - MAX_RUNS // 2)):
                         runs.pop(old, None)
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+    def _key_of_run(self, loader) -> Key | None:
+        """The key of an ORM run, from its loader's frame: the statement its cursor ran
+        and the program's frame that is running it."""
+        try:
+            context = loader.f_locals["cursor"].context
+            statement = context.statement
+            engine = context.root_connection.engine
+        except (KeyError, AttributeError):  # another SQLAlchemy than 2.x: not known
+            return None
         key = (normalize(statement), call_site(3))
-        engine = conn.engine
+        self._count(key, engine)
+        self.threads[threading.get_ident()] = key
+        return key
+
+    def _count(self, key: Key, engine) -> None:
+        """One more execution of `key`, on `engine`."""
         if id(engine) not in self.databases:
             self.databases[id(engine)] = (engine.url.render_as_string(hide_password=True),
                                           engine.dialect.name, engine.dialect.driver)
+        stats = self.stats.get(key)
+        if stats is None:
+            with self._lock:
+                stats = self.stats.setdefault(key, StatementStats(key[0], key[1]))
+        stats.executions += 1
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        key = (normalize(statement), call_site(3))
+        self._count(key, conn.engine)
         self._local.key = key
         self.threads[threading.get_ident()] = key
         cursors = self.cursors
@@ -306,11 +349,6 @@ class QueryLedger:
                         cursors.pop(ident, None)
                 for ident in list(islice(cursors, max(0, len(cursors) - MAX_CURSORS // 2))):
                     cursors.pop(ident, None)  # all alive: the oldest go
-        stats = self.stats.get(key)
-        if stats is None:
-            with self._lock:
-                stats = self.stats.setdefault(key, StatementStats(key[0], key[1]))
-        stats.executions += 1
 
     def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
         key = getattr(self._local, "key", None)
