@@ -1,6 +1,6 @@
 """A running service at full size: what `sqldiag snapshot` and install() cost it.
 
-    python bench/live_snapshot.py [--rows 1000000] [--snapshots 3] [--idle 120]
+    python bench/live_snapshot.py [--rows 1000000] [--snapshots 3] [--idle 300]
                                   [--queries 20000] [--url URL] [--skip-run]
 
 The service (bench/live_service_app.py) holds --rows ORM objects in a module cache
@@ -13,8 +13,9 @@ The service (bench/live_service_app.py) holds --rows ORM objects in a module cac
               the service itself
   categories  the snapshot's categories against `sqldiag run` of the same work (the
               service loading the same rows and leaving), each with its difference
-  idle        CPU share of the service over --idle seconds with install(metrics_port,
-              metrics_interval=10), no request thread, from its first census on
+  idle        CPU share of a warm service (install() after its load) over --idle
+              seconds with install(metrics_port, metrics_interval=10), no request
+              thread, from its first census on
               (censuses are spaced to 1.5% of a core); and of the same service without
               install()
   requests    --queries small ORM queries (a Session each) bare, after install() and
@@ -115,7 +116,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--snapshots", type=int, default=3)
-    parser.add_argument("--idle", type=float, default=120.0)
+    parser.add_argument("--idle", type=float, default=300.0)
     parser.add_argument("--queries", type=int, default=20_000)
     parser.add_argument("--url", help="also time the request path on this database")
     parser.add_argument("--skip-run", action="store_true")
@@ -160,7 +161,8 @@ def main() -> None:
 
     if args.idle > 0:
         port = free_port()
-        idle = Service(db, "--metrics", str(port), "--interval", "10", "--no-requests", env=env)
+        idle = Service(db, "--metrics", str(port), "--interval", "10", "--no-requests",
+                       "--install-late", env=env)
         try:
             first = first_census(port)
             before, started = idle.ask("cpu"), time.monotonic()

@@ -187,7 +187,7 @@ def take_snapshot(state: LiveState, holders: bool = False) -> Record:
         mallinfo={READY: state.ready["mallinfo"], WORKLOAD_END: allocator_now["mallinfo"]},
         pymalloc={READY: state.ready["pymalloc"], WORKLOAD_END: allocator_now["pymalloc"]},
         holders=held)
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    name = _program_name()
     record = assemble_record(
         created=created,
         scenario=Scenario(name=f"{name}-{os.getpid()}", source="snapshot",
@@ -199,6 +199,16 @@ def take_snapshot(state: LiveState, holders: bool = False) -> Record:
                         installed_s=round(t, 3), holders_s=holders_s)
     return replace(record, snapshot=info,
                    retention=Retention(rows=0, holders=held) if held is not None else None)
+
+
+def _program_name() -> str:
+    """The program as its user knows it: the script's name, or the package of a
+    `python -m package` (gunicorn, not __main__.py)."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    base = os.path.basename(argv0)
+    if base == "__main__.py":
+        return os.path.basename(os.path.dirname(os.path.abspath(argv0))) or "python"
+    return base
 
 
 def _database(ledger: QueryLedger):

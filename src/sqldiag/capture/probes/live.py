@@ -37,7 +37,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
-from types import FrameType
 
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
@@ -110,7 +109,7 @@ def live_objects() -> tuple[list, int]:
     ever reaches Python code, where a thread switch can happen: each statement below
     lists them, sizes or leaves out the tuples and lets go of the listing inside one
     call into C, where no other thread runs (nor the collector, which could run Python
-    finalizers)."""
+    finalizers). The caller clear()s the list when done: a frame in it may hold it."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -119,15 +118,14 @@ def live_objects() -> tuple[list, int]:
     finally:
         if collecting:
             gc.enable()
-    # The list being filled was listed too: out of itself, or it would keep itself alive;
-    # and frames, whose locals would hold the list when it is returned or assigned. No
-    # nested scope may refer to `others` here: its cell would be listed and keep it alive
-    # too. (It holds no tuple: this may take turns with the program's threads.)
+    # The list being filled was listed too: out of itself, or it would keep itself alive.
+    # No nested scope may refer to `others` here: its cell would be listed and keep it
+    # alive too. Frames listed may hold it once it is returned: the caller clear()s it.
+    # (It holds no tuple: this may take turns with the program's threads.)
     found: list[int] = []
     for start, chunk in zip(count(0, CHUNK), in_chunks(others)):
         found.extend(compress(count(start), map(is_, chunk, repeat(others))))
-        found.extend(compress(count(start), map(is_, map(type, chunk), repeat(FrameType))))
-    for index in sorted(found, reverse=True):
+    for index in reversed(found):
         del others[index]
     return others, tuple_bytes
 
@@ -138,7 +136,7 @@ def take_baseline() -> Baseline:
         lists = frozenset((id(o), id(o[0])) for o in objects
                           if type(o) is list and len(o) >= MIN_LIST)
         tracked = tracked_bytes(objects) + tuple_bytes
-        del objects
+        objects.clear()  # a frame it holds may hold it: no cycle outlives the baseline
     return Baseline(tracked, lists)
 
 
@@ -533,6 +531,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
     tracked_now = tracked_bytes(objects) + tuple_bytes
+    objects.clear()  # a frame it holds may hold it (a cycle the collector would find late)
     del objects, picked
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
