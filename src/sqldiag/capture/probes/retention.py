@@ -24,7 +24,6 @@ global or a thread's frame (not sqldiag's own), shows who keeps it.
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import types
 import weakref
@@ -34,15 +33,13 @@ from multiprocessing.pool import ApplyResult, IMapIterator
 
 import objgraph
 
+from sqldiag.capture.probes.roots import frame_locals
 from sqldiag.record.categories import HOLDER_CACHE as CACHE
 from sqldiag.record.categories import HOLDER_DRIVER as DRIVER
 from sqldiag.record.categories import HOLDER_IDENTITY as IDENTITY
 from sqldiag.record.categories import HOLDER_POOL as POOL
 from sqldiag.record.categories import HOLDER_RESULT as RESULT
 from sqldiag.record.parts import Holder
-
-# the sqldiag package: frames of its own are never a chain's root
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass
@@ -89,21 +86,10 @@ def _pool_values(container: object) -> object:
 
 def _running_locals() -> dict[int, str]:
     """id of each object held by a local variable of a running function (any thread, not
-    sqldiag's own frames) -> where, e.g. "local self of get() in multiprocessing/pool.py:768".
-
-    Locals of running frames are invisible to gc.get_referrers (the thread owns them), so
-    they are read from the frames themselves."""
+    sqldiag's own frames) -> where, e.g. "local self of get() in multiprocessing/pool.py:768"."""
     where: dict[int, str] = {}
-    for top in sys._current_frames().values():
-        frame: types.FrameType | None = top
-        while frame is not None:
-            code = frame.f_code
-            if not code.co_filename.startswith(_OWN_DIR):
-                place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
-                for name, value in list(frame.f_locals.items()):
-                    where.setdefault(id(value), f"local {name} of {code.co_name}() in "
-                                                f"{place}:{frame.f_lineno}")
-            frame = frame.f_back
+    for label, value in frame_locals():
+        where.setdefault(id(value), label)
     return where
 
 

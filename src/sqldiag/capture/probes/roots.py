@@ -1,0 +1,122 @@
+"""Who keeps a census's biggest holders alive, named from roots a user recognises.
+
+retention.py measures what each holder retains and searches back-reference chains with
+gc.get_referrers, each call a scan of the whole heap: seconds at a million objects, and
+the program waits for every scan. A census already knows the holders (the lists holding
+whole results) and sizes them; this only names who holds them, looking down from the
+roots a user would name: module globals and the locals of running frames (not
+sqldiag's own), and what those hold up to two steps down (a dict's values, a list's,
+set's or tuple's items, an object's attributes). A holder reached from nowhere within
+two steps is left unnamed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import types
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+DEPTH = 2  # steps below a root
+MAX_VISITED = 2_000_000  # references looked at per search, at most
+_CONTAINERS = (list, tuple, set, frozenset, deque)
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+           types.MethodType, types.CodeType, types.FrameType)
+_ATOMS = frozenset({str, int, float, bool, bytes, complex, type(None)})
+_OWN = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+_LIBRARY = tuple({os.path.realpath(sysconfig.get_paths()[name]) + os.sep
+                  for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _items(value: object) -> Iterable[object] | None:
+    """What `value` holds one step down, or None for atoms and machinery."""
+    kind = type(value)
+    if kind is dict:
+        return value.values()  # type: ignore[attr-defined]
+    if kind in _CONTAINERS:
+        return value  # type: ignore[return-value]
+    if isinstance(value, _OPAQUE):
+        return None
+    try:
+        attributes = object.__getattribute__(value, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return attributes.values() if type(attributes) is dict else None
+
+
+def _modules(own: bool) -> Iterator[tuple[str, object]]:
+    """Globals of the program's own modules (`own`), or of the libraries'."""
+    for name, module in list(sys.modules.items()):
+        if module is None or name.partition(".")[0] == "sqldiag":
+            continue
+        path = os.path.realpath(getattr(module, "__file__", None) or "")
+        if own == (not path or path.startswith(_LIBRARY)) and name != "__main__":
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is not dict:
+            continue
+        for variable, value in list(namespace.items()):
+            if not variable.startswith("__"):
+                yield f"{name}.{variable}", value
+
+
+def _roots() -> Iterator[tuple[str, object]]:
+    """(name a user knows, value): the program's own modules' globals first, then
+    running frames' locals, then the libraries' globals (their caches)."""
+    yield from _modules(own=True)
+    yield from frame_locals()
+    yield from _modules(own=False)
+
+
+def frame_locals() -> Iterator[tuple[str, object]]:
+    """(e.g. "local rows of main() in app/jobs.py:12", value) for every running frame of
+    every thread, sqldiag's own left out. Their locals are invisible to
+    gc.get_referrers (the thread owns them), so they are read from the frames."""
+    for top in sys._current_frames().values():
+        frame: types.FrameType | None = top
+        while frame is not None:
+            code = frame.f_code
+            if not code.co_filename.startswith(_OWN):
+                place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
+                where = f"of {code.co_name}() in {place}:{frame.f_lineno}"
+                for variable, value in list(frame.f_locals.items()):
+                    yield f"local {variable} {where}", value
+            frame = frame.f_back
+
+
+def find_roots(targets: Iterable[object]) -> dict[int, tuple[str, ...]]:
+    """For each target found (by id): the chain from a root to it, e.g.
+    ("app._pages", "dict", "list")."""
+    wanted = {id(target) for target in targets}
+    found: dict[int, tuple[str, ...]] = {}
+    visited = 0
+    for label, value in _roots():
+        if not wanted or visited > MAX_VISITED:
+            break
+        if id(value) in wanted:
+            wanted.discard(id(value))
+            found[id(value)] = (label, type(value).__qualname__)
+            continue
+        level: list[tuple[object, tuple[str, ...]]] = [(value, (label,))]
+        for depth in range(1, DEPTH + 1):
+            below: list[tuple[object, tuple[str, ...]]] = []
+            for holder, chain in level:
+                items = _items(holder)
+                if items is None:
+                    continue
+                items = list(items)
+                visited += len(items)
+                chain = (*chain, type(holder).__qualname__)
+                if not wanted.isdisjoint(map(id, items)):
+                    for item in items:
+                        if id(item) in wanted:
+                            wanted.discard(id(item))
+                            found[id(item)] = (*chain, type(item).__qualname__)
+                if depth < DEPTH:
+                    below += [(item, chain) for item in items if type(item) not in _ATOMS]
+            level = below
+            if not level or visited > MAX_VISITED:
+                break
+    return found
