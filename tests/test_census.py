@@ -165,3 +165,30 @@ def test_a_census_never_breaks_a_tuple_being_built():
         sys.setswitchinterval(interval)
     assert not errors, (errors[0], censuses)
     assert censuses >= 10, censuses  # the old code failed within the first five
+
+
+PAGES: dict = {}  # a module-level cache of whole results, as a service's bug keeps them
+
+
+def test_a_census_names_who_keeps_the_results(engine):
+    """The lists of results a module dict and a running function's local keep, named by
+    those roots, each with the bytes of its lists and their instances."""
+    baseline = live.take_baseline()
+    PAGES[1] = _load(engine)
+    PAGES[2] = _load(engine)
+    local_rows = _load(engine)
+    try:
+        census = live.take_census(baseline)
+    finally:
+        PAGES.clear()
+    holders = {h.holder: h for h in census.holders}
+    cached = holders[f"{live.RESULTS_HELD_BY} {__name__}.PAGES"]
+    assert cached.objects == 2 and cached.chain == (f"{__name__}.PAGES", "dict", "list")
+    per_list = cached.bytes / 2
+    assert 0.8 < per_list / (sum(census.categories[c] for c in (
+        "orm_objects", "driver_rows", "identity_map", "result_lists")) / 3) < 1.2, (
+        holders, census.categories)
+    local = next(h for h in census.holders if "local local_rows of "
+                 "test_a_census_names_who_keeps_the_results()" in h.holder)
+    assert local.objects == 1 and 0.8 < local.bytes / per_list < 1.2
+    assert len(local_rows) == ROWS

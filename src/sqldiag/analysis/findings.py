@@ -242,7 +242,8 @@ def kept_alive_at_peak(facts: Facts) -> tuple[str, dict] | None:
 
 @rule(Section.HEADLINE)
 def kept_alive_at_end(facts: Facts) -> tuple[str, dict] | None:
-    return _holders_text("at the workload's end", facts.kept_alive)
+    when = "at the snapshot" if facts.record.snapshot is not None else "at the workload's end"
+    return _holders_text(when, facts.kept_alive)
 
 
 def brief(statement: str) -> str:

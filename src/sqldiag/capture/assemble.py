@@ -20,6 +20,7 @@ from sqldiag.record.parts import (
     Processes,
     Record,
     Repeat,
+    Retention,
     Scenario,
     Status,
 )
@@ -37,6 +38,14 @@ def _method(bare: PassResult, traced: PassResult | None,
     if full_rows is None or traced.rows == full_rows:
         return Method.FULL_TRACE, None
     return Method.SCALED_TRACE, full_rows / traced.rows
+
+
+def _census_retention(bare: PassResult, traced: PassResult | None) -> Retention | None:
+    """Kept-alive-by of a program measured in its own process, as its censuses found
+    who holds the lists of results (at full size: rows 0, nothing to scale)."""
+    if traced is not bare or not (bare.holders or bare.holders_peak):
+        return None
+    return Retention(rows=0, holders=bare.holders or (), peak=bare.holders_peak)
 
 
 def assemble_record(*, created: datetime, scenario: Scenario, database: Database,
@@ -90,6 +99,6 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
         digest=bare.digest,
         processes=Processes(children_peak_rss=bare.child_peaks,
                             children=bare.children or (traced.children if traced else ())),
-        retention=bare.retention,
+        retention=bare.retention or _census_retention(bare, traced),
         repeat=Repeat(rows=repeated.rows, iterations=repeated.iterations)
         if repeated is not None else None)

@@ -245,6 +245,19 @@ class MeasuredPass:
         return {key: census_breakdown(at, probe.ledger) for key, at in moments
                 if at is not None}
 
+    def _census_holders(self) -> tuple[Holder, ...] | None:
+        """Who kept the results alive at the workload's end, as its census found."""
+        at = self.censuses.marks.get(WORKLOAD_END) if self.censuses is not None else None
+        return at.census.holders if at is not None and at.census.holders else None
+
+    def _census_holders_peak(self) -> HoldersAt | None:
+        """Who kept the results alive at the census that found the most alive."""
+        at = self.censuses.highest if self.censuses is not None else None
+        if at is None or not at.census.holders:
+            return None
+        return HoldersAt(label=at.label, bytes=sum(h.bytes for h in at.census.holders),
+                         holders=at.census.holders)
+
     def result(self) -> PassResult:
         """The pass's measurements as plain data."""
         samples = self.sampler.samples
@@ -280,8 +293,8 @@ class MeasuredPass:
             mallinfo=dict(self.mallinfo),
             pymalloc=dict(self.pymalloc),
             malloc_trim=self.trim_done,
-            holders=self.holders,
-            holders_peak=self.holders_peak,
+            holders=self.holders if self.holders is not None else self._census_holders(),
+            holders_peak=self.holders_peak or self._census_holders_peak(),
             iterations=self._iterations(),
             digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
         )

@@ -197,8 +197,9 @@ def take_snapshot(state: LiveState, holders: bool = False) -> Record:
     info = LiveSnapshot(pid=os.getpid(), seconds=round(time.monotonic() - began, 3),
                         paused_s=round(meter.longest, 3), census_s=taken.seconds,
                         installed_s=round(t, 3), holders_s=holders_s)
+    found = held if held is not None else taken.holders
     return replace(record, snapshot=info,
-                   retention=Retention(rows=0, holders=held) if held is not None else None)
+                   retention=Retention(rows=0, holders=found) if found else None)
 
 
 def _program_name() -> str:

@@ -54,7 +54,8 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
     if peak is not None:
         _print_holders(f"kept alive by (at the workload's peak: {escape(peak.label)})",
                        peak.holders, console)
-    _print_holders("kept alive by (at the workload's end)", analysis.kept_alive, console)
+    when = "at the snapshot" if record.snapshot is not None else "at the workload's end"
+    _print_holders(f"kept alive by ({when})", analysis.kept_alive, console)
     console.print("[bold]verdict[/bold]", markup=True)
     for line in analysis.verdict:
         console.print(f"  - {line}", markup=False, highlight=False)

@@ -39,6 +39,7 @@ from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
 
 from sqldiag.capture.probes.queries import Key, QueryLedger
+from sqldiag.capture.probes.roots import find_roots
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.record.categories import (
     DRIVER_ROWS,
@@ -50,6 +51,7 @@ from sqldiag.record.categories import (
     STATEMENT_CACHE,
     TRACED,
 )
+from sqldiag.record.parts import Holder
 
 HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
@@ -60,6 +62,9 @@ MIN_LIST = 16  # shorter lists are other_python, whatever they hold
 RAW_ROWS_SAMPLED = 64  # rows of a raw result (or values of a list) sized, then scaled
 ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
 _STATE = "_sa_instance_state"
+MAX_HOLDER_TARGETS = 10_000  # lists of results whose holders are looked for, the biggest
+RESULTS_HELD_BY = "results held by"
+UNNAMED = "results being loaded, or held deeper than two steps below a global or a local"
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ class LiveCensus:
     # how long the census held the GIL (the program paused): its thread's CPU time, not
     # the time it waited for its turn
     seconds: float
+    # who keeps the lists of whole results alive, by the root they were found from
+    holders: tuple[Holder, ...] = ()
 
 
 def _singleton(value: object) -> bool:
@@ -355,9 +362,11 @@ def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
 
 
 def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
-                ledger: QueryLedger | None = None, in_flight: Key | None = None) -> None:
+                ledger: QueryLedger | None = None, in_flight: Key | None = None) -> list:
     """Long lists by what they hold; a list of raw rows (or Rows) is charged to the
-    statement in flight, a list of instances to the statements that loaded them."""
+    statement in flight, a list of instances to the statements that loaded them.
+    Returns the lists of whole results (of instances or Rows, not of other lists)."""
+    results = []
     for items in lists:
         if len(items) < MIN_LIST:
             continue
@@ -372,12 +381,37 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
             if not shares and kinds.is_row(type(sample[0])):  # Rows: see _size_rows
                 shares = {in_flight: 1.0}
         sizer.add_shared(kind, items, shares)
+        if kind == RESULT_LISTS and type(items[0]) is not list:
+            results.append(items)
         if kind == DRIVER_ROWS:
             with sizer.charged_to(in_flight):
                 _size_raw_rows(sizer, items)
         elif kind == OTHER_PYTHON:
             sample, weight = _sample(items, RAW_ROWS_SAMPLED)
             sizer.bytes[OTHER_PYTHON] += _value_bytes(sample) * weight
+    return results
+
+
+def _result_holders(results: list, per_item: dict[type, float]) -> tuple[Holder, ...]:
+    """Who keeps the biggest lists of whole results alive: by the root a user knows
+    (a module global, a running function's local), each list's bytes its own and its
+    items' (a census's average per instance or Row of its class)."""
+    def size(items: list) -> float:
+        return sys.getsizeof(items) + len(items) * per_item.get(type(items[0]), 0.0)
+
+    biggest = sorted(results, key=size, reverse=True)[:MAX_HOLDER_TARGETS]
+    if not biggest:
+        return ()
+    chains = find_roots(biggest)
+    groups: dict[str, list] = defaultdict(list)
+    for items in biggest:
+        chain = chains.get(id(items))
+        groups[chain[0] if chain else UNNAMED].append((size(items), chain or ()))
+    holders = [Holder(holder=f"{RESULTS_HELD_BY} {root}" if root != UNNAMED else root,
+                      objects=len(found), bytes=int(sum(s for s, _ in found)),
+                      chain=max(found, key=lambda f: f[0])[1])
+               for root, found in groups.items()]
+    return tuple(sorted(holders, key=lambda h: -h.bytes))
 
 
 def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | None = None) -> None:
@@ -536,14 +570,17 @@ def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
     in_flight = ledger.loading() if ledger is not None else None
+    per_item: dict[type, float] = {}  # bytes per instance (or Row) of each kind
     for kind, (members, weight) in many.items():
+        before = sum(sizer.bytes.values())
         if wanted[kind] == "mapped":
             _size_mapped(sizer, members, weight, ledger)
         else:
             _size_rows(sizer, members, weight, in_flight)
-    _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
-                        and (id(o), id(o[0])) not in baseline.lists], kinds, ledger,
-                in_flight)
+        per_item[kind] = (sum(sizer.bytes.values()) - before) / max(1, counts[kind])
+    results = _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
+                                  and (id(o), id(o[0])) not in baseline.lists], kinds,
+                          ledger, in_flight)
     _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"], ledger)
     _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
@@ -553,8 +590,10 @@ def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
     queries = {key: ({c: int(b) for c, b in by.items()},
                      int(sizer.objects_by_query.get(key, 0)))
                for key, by in sizer.by_query.items()}
+    holders = _result_holders(results, per_item)
+    del results, few
     return LiveCensus(categories=categories, objects=listed, queries=queries,
-                      seconds=round(time.thread_time() - started, 3))
+                      seconds=round(time.thread_time() - started, 3), holders=holders)
 
 
 def _rss_reader() -> Callable[[], int]:
