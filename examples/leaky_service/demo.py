@@ -103,12 +103,15 @@ def main() -> int:
             held = (f"{top['file']}:{top['line']} in {top['function']} holds "
                     f"{sum(top['categories'].values()) / MB:.0f} MB ({top['objects']:,} "
                     "instances)") if top and top["objects"] else "no statement holds rows"
+            kept = snap["kept_alive"]
+            if kept:
+                held += f", {kept[0]['holder']} ({kept[0]['bytes'] / MB:.0f} MB)"
             print(f"  worker {pid}: RSS {figures[('sqldiag_rss_bytes', pid)] / MB:.0f} MB, "
                   f"orm_objects {figures[('sqldiag_category_bytes[orm_objects]', pid)] / MB:.1f}"
                   f" MB, identity_map "
                   f"{figures[('sqldiag_category_bytes[identity_map]', pid)] / MB:.1f} MB "
-                  f"(metrics); snapshot in {snap['snapshot']['seconds']:.2f} s: {held}; "
-                  f"report {snap['run_dir']}/report.html")
+                  f"(metrics)\n    snapshot in {snap['snapshot']['seconds']:.2f} s: {held}\n"
+                  f"    report {Path(snap['run_dir']).relative_to(HERE)}/report.html")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from sqldiag import __version__
-from sqldiag.commands import COMMANDS
+from sqldiag.commands import COMMAND_CLASSES, load_commands
 from sqldiag.errors import EXIT_ERROR, EXIT_INTERRUPTED, SqldiagError
 
 EPILOG = """exit codes: 0 ok, 1 error (one line on stderr; --debug for a traceback),
@@ -15,7 +15,8 @@ EPILOG = """exit codes: 0 ok, 1 error (one line on stderr; --debug for a traceba
 130 interrupted by Ctrl-C or SIGTERM (runs keep their partial record)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, of that command alone (the others are not imported)."""
     parser = argparse.ArgumentParser(
         prog="sqldiag",
         description="Explain where a Python database workload's memory goes: run a scenario "
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks for errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
+    for command in load_commands([only] if only else None):
         sub = subparsers.add_parser(command.name, help=command.help,
                                     description=command.description,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,9 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The subcommand argv asks for, found before parsing, or None."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMAND_CLASSES else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_given = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_named(args_given))
+    args = parser.parse_args(args_given)
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_ERROR

@@ -87,7 +87,7 @@ def program_rss(record: Record) -> list[int]:
     and with the samples taken while a census ran left out (a census's own lists of
     the live objects are not the program's, and the program waits meanwhile)."""
     net = record.timeline.net_rss()
-    windows = [(c.t - c.seconds - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
+    windows = [(c.t - max(c.seconds, c.wall_s or 0.0) - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
                for c in record.measurement.censuses if c.objects >= CENSUS_LISTS_OBJECTS]
     if not windows:
         return net

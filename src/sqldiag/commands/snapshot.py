@@ -8,16 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
-from sqldiag.analysis.analyse import analyse
-from sqldiag.analysis.budgets import check_budgets, parse_budget
 from sqldiag.commands.arguments import add_outcome_arguments
 from sqldiag.errors import EXIT_OK, BudgetExceeded, SqldiagError
-from sqldiag.live.client import request_snapshot
-from sqldiag.reporters.json_output import run_json
-from sqldiag.reporters.run_folder import save_run
-from sqldiag.reporters.terminal import print_summary
+from sqldiag.live.client import start_snapshot
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -91,17 +84,29 @@ to another user or did not answer."""
         if args.count and args.count > 1 and args.every is None:
             raise SqldiagError("--count above 1 needs --every (how far apart)")
         count = args.count or (1 if args.every is None else None)
-        budgets = [parse_budget(text) for text in args.budget]
+        from sqldiag.analysis.budgets import check_budgets, parse_budget
+
+        budgets = [parse_budget(text) for text in args.budget]  # before anything is asked
         broken: list[str] = []
-        err = Console(stderr=True)
         taken = 0
         while count is None or taken < count:
             started = time.monotonic()
             if args.every is not None:
-                err.print(f"snapshot {taken + 1}{f' of {count}' if count else ''} of process "
-                          f"{args.pid}...")
-            record = request_snapshot(args.pid, holders=args.holders, timeout=args.timeout,
-                                      socket_dir=args.socket_dir)
+                print(f"snapshot {taken + 1}{f' of {count}' if count else ''} of process "
+                      f"{args.pid}...", file=sys.stderr, flush=True)
+            pending = start_snapshot(args.pid, holders=args.holders, timeout=args.timeout,
+                                     socket_dir=args.socket_dir)
+            # Imported while the process takes its census: about half a second of the
+            # command's own that the user then does not wait for.
+            from rich.console import Console
+
+            from sqldiag.analysis.analyse import analyse
+            from sqldiag.reporters.json_output import run_json
+            from sqldiag.reporters.run_folder import save_run
+            from sqldiag.reporters.terminal import print_summary
+
+            err = Console(stderr=True)
+            record = pending.record()
             analysis = analyse(record)
             run_dir = save_run(record, analysis, args.reports_dir,
                                args.name or record.scenario.name)

@@ -162,7 +162,9 @@ def take_snapshot(state: LiveState, holders: bool = False) -> Record:
     with PauseMeter() as meter:
         # RSS before the census: what the census itself allocates is not the process's
         t, rss, _ = state.sample()
+        census_began = time.monotonic()
         taken = state.census()
+        census_wall = round(time.monotonic() - census_began, 3)
         if holders:
             from sqldiag.capture.probes.retention import measure_holders
 
@@ -182,7 +184,7 @@ def take_snapshot(state: LiveState, holders: bool = False) -> Record:
         phases=(Phase(READY, 0.0, state.ready["rss"]), Phase(WORKLOAD_START, 0.0, state.ready["rss"]),
                 Phase(WORKLOAD_END, t, rss)),
         t0_unix=round(state.installed_unix, 4), uss_sampled=True,
-        censuses=(CensusMark(SNAPSHOT, t, rss, taken.seconds, taken.objects),),
+        censuses=(CensusMark(SNAPSHOT, t, rss, taken.seconds, taken.objects, census_wall),),
         breakdowns={PEAK: breakdown, AT_WORKLOAD_END: breakdown},
         mallinfo={READY: state.ready["mallinfo"], WORKLOAD_END: allocator_now["mallinfo"]},
         pymalloc={READY: state.ready["pymalloc"], WORKLOAD_END: allocator_now["pymalloc"]},

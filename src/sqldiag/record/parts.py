@@ -197,6 +197,8 @@ class CensusMark(JsonValue):
     rss: int
     seconds: float
     objects: int
+    # from its start to its end: more than `seconds` where it took turns with the program
+    wall_s: float | None = None
 
 
 @dataclass(frozen=True)

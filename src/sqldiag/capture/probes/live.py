@@ -642,7 +642,8 @@ class CensusProbe:
         self.ledger = QueryLedger()  # listens once the program has imported SQLAlchemy
         self.highest: CensusAt | None = None
         self.marks: dict[str, CensusAt] = {}
-        self.taken: list[tuple[str, float, int, float, int]] = []  # label, t, rss, s, objects
+        # label, t, rss, CPU s, objects, wall s
+        self.taken: list[tuple[str, float, int, float, int, float]] = []
         self.spent = 0.0
         self._rss = _rss_reader()
         self._clock: Callable[[], float] = time.monotonic
@@ -680,13 +681,15 @@ class CensusProbe:
                 # RSS grows by `step` between censuses at highs, and so does their cost:
                 # four times the longest so far leaves room for a slower one
                 longest = 4 * self.step * max((t[3] for t in self.taken), default=0.0)
+                began = time.monotonic()
                 taken = take_census(self.baseline, longest, self.ledger)
             finally:
                 if collecting:
                     gc.enable()
             at = CensusAt(label, self._clock(), self._rss(), taken)
             self.spent += taken.seconds
-            self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects))
+            self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
+                               round(time.monotonic() - began, 3)))
             if self._higher(at):
                 self.highest = at
             # the next high: `step` above in the program's own growth (not the
