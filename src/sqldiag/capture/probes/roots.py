@@ -4,14 +4,15 @@ retention.py measures what each holder retains and searches back-reference chain
 gc.get_referrers, each call a scan of the whole heap: seconds at a million objects, and
 the program waits for every scan. A census already knows the holders (the lists holding
 whole results) and sizes them; this only names who holds them, looking down from the
-roots a user would name: module globals and the locals of running frames (not
-sqldiag's own), and what those hold up to two steps down (a dict's values, a list's,
+roots a user would name: the globals of the program's own modules and the locals of
+running frames (not sqldiag's own), and what those hold up to two steps down (a dict's values, a list's,
 set's or tuple's items, an object's attributes). A holder reached from nowhere within
 two steps is left unnamed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
@@ -46,13 +47,13 @@ def _items(value: object) -> Iterable[object] | None:
     return attributes.values() if type(attributes) is dict else None
 
 
-def _modules(own: bool) -> Iterator[tuple[str, object]]:
-    """Globals of the program's own modules (`own`), or of the libraries'."""
+def _modules() -> Iterator[tuple[str, object]]:
+    """Globals of the program's own modules (not the libraries', nor sqldiag's)."""
     for name, module in list(sys.modules.items()):
         if module is None or name.partition(".")[0] == "sqldiag":
             continue
-        path = os.path.realpath(getattr(module, "__file__", None) or "")
-        if own == (not path or path.startswith(_LIBRARY)) and name != "__main__":
+        path = getattr(module, "__file__", None) or ""
+        if name != "__main__" and (not path or _library(path)):
             continue
         namespace = getattr(module, "__dict__", None)
         if type(namespace) is not dict:
@@ -62,12 +63,19 @@ def _modules(own: bool) -> Iterator[tuple[str, object]]:
                 yield f"{name}.{variable}", value
 
 
+@functools.lru_cache(maxsize=4096)
+def _library(path: str) -> bool:
+    """A file of the standard library or of an installed package."""
+    return os.path.realpath(path).startswith(_LIBRARY)
+
+
 def _roots() -> Iterator[tuple[str, object]]:
-    """(name a user knows, value): the program's own modules' globals first, then
-    running frames' locals, then the libraries' globals (their caches)."""
-    yield from _modules(own=True)
+    """(name a user knows, value): the program's own modules' globals, then running
+    frames' locals. The libraries' globals (the standard library's and site-packages')
+    are not searched: thousands of them would cost a census of a small program more
+    than the census itself (80 ms), and results are kept by the program's own code."""
+    yield from _modules()
     yield from frame_locals()
-    yield from _modules(own=False)
 
 
 def frame_locals() -> Iterator[tuple[str, object]]:
