@@ -87,7 +87,9 @@ def program_rss(record: Record) -> list[int]:
     and with the samples taken while a census ran left out (a census's own lists of
     the live objects are not the program's, and the program waits meanwhile)."""
     net = record.timeline.net_rss()
-    windows = [(c.t - max(c.seconds, c.wall_s or 0.0) - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
+    # the time it held the GIL: the program waited (its wall time may be far longer,
+    # while the program ran on between its turns)
+    windows = [(c.t - c.seconds - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
                for c in record.measurement.censuses if c.objects >= CENSUS_LISTS_OBJECTS]
     if not windows:
         return net

@@ -127,7 +127,7 @@ class LiveState:
             collecting = gc.isenabled()
             gc.disable()
             try:
-                taken = take_census(self.baseline, 0.0, self.ledger)
+                taken = take_census(self.baseline, 0.0, self.ledger, take_turns=True)
             finally:
                 if collecting:
                     gc.enable()

@@ -104,7 +104,7 @@ def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]
     return objects, map(pick, map(type, chain.from_iterable(again)), repeat(tuple))
 
 
-def live_objects() -> tuple[list, int]:
+def live_objects(chunk: int | None = None) -> tuple[list, int]:
     """Every gc-tracked object but tuples, and the bytes of the tuples.
 
     Another thread may be half-way through building a tuple (tuple() of a generator,
@@ -128,8 +128,8 @@ def live_objects() -> tuple[list, int]:
     # alive too. Frames listed may hold it once it is returned: the caller clear()s it.
     # (It holds no tuple: this may take turns with the program's threads.)
     found: list[int] = []
-    for start, chunk in zip(count(0, CHUNK), in_chunks(others)):
-        found.extend(compress(count(start), map(is_, chunk, repeat(others))))
+    for start, part in zip(count(0, chunk or len(others) or 1), in_chunks(others, chunk)):
+        found.extend(compress(count(start), map(is_, part, repeat(others))))
     for index in reversed(found):
         del others[index]
     return others, tuple_bytes
@@ -483,20 +483,26 @@ def _size_statement_caches(sizer: _Sizer, engines: list) -> None:
                     sizer.add(STATEMENT_CACHE, text)
 
 
-def in_chunks(objects: list) -> Iterator[list]:
-    """`objects` in slices of CHUNK: each is one call into C, and the program's threads
-    get their turn between them (a census pauses them in the listing only)."""
-    for start in range(0, len(objects), CHUNK):
-        yield objects[start:start + CHUNK]
+def in_chunks(objects: list, size: int | None) -> Iterator[list]:
+    """`objects` in slices of `size` (whole when None): each is one call into C, and the
+    program's threads may take their turn between them. A live snapshot takes turns, so
+    that it pauses the service in the listing only; a census of `sqldiag run` does not:
+    with ten busy threads each of its turns would wait for theirs, and a census that
+    spans the whole load sees none of its moments."""
+    if size is None:
+        yield objects
+        return
+    for start in range(0, len(objects), size):
+        yield objects[start:start + size]
 
 
-def tracked_bytes(objects: list) -> int:
+def tracked_bytes(objects: list, chunk: int | None = None) -> int:
     """Shallow bytes of `objects` (live_objects(): no tuples, the caller has them
-    exactly), every one summed: 120 ns an object, in chunks the program's threads take
-    turns with. A sample would be cheaper but wrong: sizes vary too much (one identity
-    map's dict can be a hundred MB) and the collector lists an ORM object's parts in a
-    repeating order that an even stride aliases with."""
-    return sum(sum(map(sys.getsizeof, chunk)) for chunk in in_chunks(objects))
+    exactly), every one summed: 120 ns an object (in chunks, see in_chunks). A sample
+    would be cheaper but wrong: sizes vary too much (one identity map's dict can be a
+    hundred MB) and the collector lists an ORM object's parts in a repeating order that
+    an even stride aliases with."""
+    return sum(sum(map(sys.getsizeof, part)) for part in in_chunks(objects, chunk))
 
 
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
@@ -537,34 +543,36 @@ def _sampled_by_type(picked: list, counts: Counter,
 
 
 def take_census(baseline: Baseline | None = None, longest: float = 0.0,
-                ledger: QueryLedger | None = None) -> LiveCensus:
+                ledger: QueryLedger | None = None, take_turns: bool = False) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
     is what other_python's growth is measured from, and its lists are left out. `longest`
     is how long it may take (see few_thread_switches); with a `ledger`, mapped instances
-    are charged to the statement that loaded them as well."""
+    are charged to the statement that loaded them as well. `take_turns`: let the
+    program's threads run between chunks of its work (see in_chunks)."""
     low, high = CENSUS_SWITCH_INTERVAL
     with few_thread_switches(min(high, max(low, longest))):
-        return _census(baseline or Baseline(), ledger)
+        return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
 
 
-def _census(baseline: Baseline, ledger: QueryLedger | None) -> LiveCensus:
+def _census(baseline: Baseline, ledger: QueryLedger | None,
+            chunk: int | None) -> LiveCensus:
     started = time.thread_time()
     kinds = _SqlAlchemyKinds()
     wanted = kinds.kinds_wanted(_subclasses_of_interest(kinds))
-    objects, tuple_bytes = live_objects()
+    objects, tuple_bytes = live_objects(chunk)
     # The objects of the wanted types, picked at C speed (no Python code per object):
     # the many (instances, Rows) are counted and sampled, the few (lists, identity maps,
     # engines) are looked at one by one.
     picked = list(chain.from_iterable(
-        compress(chunk, map(wanted.__contains__, map(type, chunk)))
-        for chunk in in_chunks(objects)))
+        compress(part, map(wanted.__contains__, map(type, part)))
+        for part in in_chunks(objects, chunk)))
     counts = Counter(map(type, picked))
     few_kinds = {kind for kind, what in wanted.items()
                  if what in ("list", "map", "engine", "driver")}
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
-    tracked_now = tracked_bytes(objects) + tuple_bytes
+    tracked_now = tracked_bytes(objects, chunk) + tuple_bytes
     objects.clear()  # a frame it holds may hold it (a cycle the collector would find late)
     del objects, picked
     sizer = _Sizer()
@@ -678,11 +686,12 @@ class CensusProbe:
             collecting = gc.isenabled()
             gc.disable()  # the census allocates: a collection of the whole heap would follow
             try:
-                # RSS grows by `step` between censuses at highs, and so does their cost:
-                # four times the longest so far leaves room for a slower one
-                longest = 4 * self.step * max((t[3] for t in self.taken), default=0.0)
+                # As long as it may take: a census that is made to give the GIL back
+                # part-way waits for every busy thread's turn of that length (ten pool
+                # threads building ORM objects starved one for 5 s, which then saw none
+                # of the load). Spacing censuses bounds what they cost the program.
                 began = time.monotonic()
-                taken = take_census(self.baseline, longest, self.ledger)
+                taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
             finally:
                 if collecting:
                     gc.enable()

@@ -12,7 +12,6 @@ two steps is left unnamed.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import sysconfig
@@ -21,14 +20,20 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 DEPTH = 2  # steps below a root
-MAX_VISITED = 2_000_000  # references looked at per search, at most
+MAX_VISITED = 2_000_000  # references looked at (at C speed) per search, at most
+# A container with more items is looked into (at C speed) but not descended through: a
+# result being loaded, 100,000 instances, would cost a census a Python step each.
+MAX_FANOUT = 256
 _CONTAINERS = (list, tuple, set, frozenset, deque)
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
            types.MethodType, types.CodeType, types.FrameType)
 _ATOMS = frozenset({str, int, float, bool, bytes, complex, type(None)})
 _OWN = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
-_LIBRARY = tuple({os.path.realpath(sysconfig.get_paths()[name]) + os.sep
-                  for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+# as configured and as resolved: a module's __file__ is matched as it is, with no system
+# call (a census that releases the GIL waits for every busy thread's long turn)
+_LIBRARY = tuple({path + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
+                  for path in (sysconfig.get_paths()[name],
+                               os.path.realpath(sysconfig.get_paths()[name]))})
 
 
 def _items(value: object) -> Iterable[object] | None:
@@ -63,10 +68,9 @@ def _modules() -> Iterator[tuple[str, object]]:
                 yield f"{name}.{variable}", value
 
 
-@functools.lru_cache(maxsize=4096)
 def _library(path: str) -> bool:
     """A file of the standard library or of an installed package."""
-    return os.path.realpath(path).startswith(_LIBRARY)
+    return path.startswith(_LIBRARY)
 
 
 def _roots() -> Iterator[tuple[str, object]]:
@@ -122,7 +126,7 @@ def find_roots(targets: Iterable[object]) -> dict[int, tuple[str, ...]]:
                         if id(item) in wanted:
                             wanted.discard(id(item))
                             found[id(item)] = (*chain, type(item).__qualname__)
-                if depth < DEPTH:
+                if depth < DEPTH and len(items) <= MAX_FANOUT:
                     below += [(item, chain) for item in items if type(item) not in _ATOMS]
             level = below
             if not level or visited > MAX_VISITED:
