@@ -15,10 +15,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 MYSQL_URL = os.environ.get("SQLDIAG_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 PG_URL = os.environ.get("SQLDIAG_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REQUIRE_DBS = os.environ.get("SQLDIAG_REQUIRE_DBS") == "1"
+# The same servers through the C drivers most production services run: mysqlclient
+# (`pip install ".[mysqlclient]"`, which compiles against libmariadb-dev) and psycopg2.
+MYSQLDB_URL = make_url(MYSQL_URL).set(drivername="mysql+mysqldb").render_as_string(False)
+PSYCOPG2_URL = make_url(PG_URL).set(drivername="postgresql+psycopg2").render_as_string(False)
 
 
 def _reachable(url: str) -> str | None:
@@ -53,15 +58,27 @@ def pg_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def mysqldb_url() -> str:
+    return _server(MYSQLDB_URL)
+
+
+@pytest.fixture(scope="session")
+def psycopg2_url() -> str:
+    return _server(PSYCOPG2_URL)
+
+
+@pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'sqldiag-test.sqlite3'}"
 
 
-@pytest.fixture(params=["sqlite", "mysql", "postgresql"])
+@pytest.fixture(params=["sqlite", "mysql", "postgresql", "mysqldb", "psycopg2"])
 def any_url(request) -> str:
-    """Each of the three databases in turn."""
+    """Each of the three databases in turn, and the two servers again through their C
+    drivers (a missing driver module skips, and fails in CI, as a missing server does)."""
     return request.getfixturevalue({"sqlite": "sqlite_url", "mysql": "mysql_url",
-                                    "postgresql": "pg_url"}[request.param])
+                                    "postgresql": "pg_url", "mysqldb": "mysqldb_url",
+                                    "psycopg2": "psycopg2_url"}[request.param])
 
 
 def create_foreign_users(url: str, table: str, rows: int, first_name: str | None = None) -> None:

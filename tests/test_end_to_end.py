@@ -1,4 +1,4 @@
-"""leak_repro end to end on SQLite, MariaDB (PyMySQL) and PostgreSQL (psycopg 3)."""
+"""leak_repro end to end on SQLite, MariaDB and PostgreSQL, through each of their drivers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import run_view
+from sqlalchemy.engine import make_url
 
 from sqldiag.record.categories import ALL, OTHER_PYTHON, TRACED
 
@@ -36,6 +37,7 @@ def test_leak_repro_attributes_rows_to_orm_and_driver(cli, any_url, tmp_path):
     run_dir = Path(out["run_dir"])
     record = run_view(run_dir)
     assert (run_dir / "report.html").is_file()
+    assert record["database"]["driver"] == make_url(any_url).get_driver_name()
     assert record["scenario"]["params"] == {"rows": 2000, "workers": 3, "text_bytes": None,
                                             "table": "e2e_users", "options": {}}
     phases = [p["name"] for p in record["phases"]]

@@ -84,8 +84,10 @@ RULES: tuple[Rule, ...] = (
     # --- the Session's identity map
     Rule(IDENTITY_MAP, _SA + r"orm/identity\.py", why="the identity map's dict and keys"),
     Rule(IDENTITY_MAP, _SA + r"orm/loading\.py",
-         line=r"identitykey|primary_key_getter|identity_token|ensure_no_pk",
-         why="identity-key tuples built while loading"),
+         line=r"identitykey = \(|primary_key_getter\(row\)|^\s*identity_(class|token),\s*$|"
+              r"= ensure_no_pk\(",
+         why="identity-key tuples built while loading (not `state.key = identitykey`: on "
+             "3.10 and 3.13 that line grows the InstanceState's own __dict__)"),
     # --- lists that hold a whole result
     Rule(RESULT_LISTS, _SA + r"orm/loading\.py", line=r"\[proc\(row\) for row in|rows = \[",
          why="the ORM's list of loaded instances"),

@@ -114,11 +114,15 @@ def _chain(obj: object) -> list[str]:
 
 
 _STOP_TYPES = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-               types.CodeType, types.FrameType, types.MethodType, weakref.ref,
-               weakref.ProxyType)
+               types.CodeType, types.FrameType)
+# Counted but not followed: an InstanceState's weak reference to its instance and the
+# bound method that is its callback are the state's own (two of them, 140 bytes an
+# instance); what they lead to is the instance (already reached) and machinery.
+_LEAF_TYPES = (types.MethodType, weakref.ref, weakref.ProxyType)
 _DATA_TYPES = {"InstanceState", "Row", "LegacyRow", "WeakInstanceDict", "_WeakInstanceDict",
                "IdentitySet",
                "MySQLResult", "LRUCache"}
+_INLINE_VALUES = sys.version_info >= (3, 13)
 _LIBRARIES = ("sqlalchemy", "pymysql", "psycopg", "MySQLdb", "asyncpg", "aiomysql")
 
 
@@ -128,6 +132,18 @@ def _is_machinery(obj: object) -> bool:
     kind = type(obj)
     module = getattr(kind, "__module__", "") or ""
     return module.startswith(_LIBRARIES) and kind.__name__ not in _DATA_TYPES
+
+
+def _referents(obj: object) -> list:
+    """gc referents, with a mapped instance's __dict__: from 3.13 an object whose values
+    live inline hands gc its values even once its __dict__ exists (SQLAlchemy makes
+    it), so the dict itself, 100 bytes and more an instance, is never reached."""
+    refs = gc.get_referents(obj)
+    if _INLINE_VALUES and hasattr(type(obj), "_sa_class_manager"):
+        own = getattr(obj, "__dict__", None)
+        if own is not None:
+            refs.append(own)
+    return refs
 
 
 def retained_sizes(roots: list[list]) -> list[int]:
@@ -145,7 +161,9 @@ def retained_sizes(roots: list[list]) -> list[int]:
                 continue
             seen.add(id(obj))
             total += sys.getsizeof(obj)
-            for ref in gc.get_referents(obj):
+            if isinstance(obj, _LEAF_TYPES):
+                continue
+            for ref in _referents(obj):
                 if id(ref) not in seen and not _is_machinery(ref):
                     stack.append(ref)
         sizes.append(total)
