@@ -10,10 +10,12 @@ from sqldiag.record.parts import (
     FORMAT,
     SCHEMA_VERSION,
     Allocator,
+    AllocatorHigh,
     Breakdown,
     Database,
     Digest,
     Environment,
+    Mallinfo,
     Measurement,
     Method,
     Phase,
@@ -70,12 +72,25 @@ def record(*, start: int = 50 * MB, peak: int = 1000 * MB, end: int = 60 * MB,
         wall_time_s=5.0)
 
 
-def with_pymalloc(rec: Record, *, start_arenas: int, end_arenas: int, end_used: int,
-                  start_used: int = 0) -> Record:
-    """`rec` with pymalloc's figures at the start and after gc.collect()."""
+def with_allocators(rec: Record, *, start_arenas: int, end_arenas: int, end_used: int,
+                    start_used: int = 0, start_in_use: int = 0, end_in_use: int = 0,
+                    start_free: int = 0, end_free: int = 0,
+                    peak: tuple[int, int, int, int] | None = None) -> Record:
+    """`rec` with pymalloc's and glibc's figures at the start and after gc.collect(), and
+    with `peak` = (arena bytes, used bytes, glibc in use, glibc free) read at the peak."""
     stats = {READY: PymallocStats(arena_bytes=start_arenas, used_bytes=start_used),
              AFTER_GC: PymallocStats(arena_bytes=end_arenas, used_bytes=end_used)}
-    return replace(rec, allocator=Allocator(pymalloc=stats))
+    glibc = {READY: Mallinfo(in_use_bytes=start_in_use, mmap_bytes=0, free_bytes=start_free),
+             AFTER_GC: Mallinfo(in_use_bytes=end_in_use, mmap_bytes=0, free_bytes=end_free,
+                                arenas=4)}
+    high = None
+    if peak is not None:
+        arenas, used, in_use, free = peak
+        high = AllocatorHigh(t=4.0, rss=max(rec.timeline.rss),
+                             mallinfo=Mallinfo(in_use_bytes=in_use, mmap_bytes=0,
+                                               free_bytes=free, arenas=4),
+                             pymalloc=PymallocStats(arena_bytes=arenas, used_bytes=used))
+    return replace(rec, allocator=Allocator(pymalloc=stats, mallinfo=glibc, at_high=high))
 
 
 def with_digest(rec: Record, rows: int) -> Record:

@@ -37,9 +37,9 @@ def test_malformed_url_is_one_line(cli):
 
 
 def test_missing_driver_names_the_package(cli):
-    result = cli("scenario", "leak_repro", "--url", "mysql+mysqldb://root@127.0.0.1/test")
+    result = cli("scenario", "leak_repro", "--url", "postgresql+pg8000://root@127.0.0.1/test")
     assert result.code == 1
-    assert "pip install mysqlclient" in result.stderr
+    assert "pip install pg8000" in result.stderr
 
 
 def test_wrong_password_never_echoes_it(cli, mysql_url, tmp_path):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from sqldiag.record.categories import TRACED
+
 RAW_DBAPI = '''"""Raw DB-API: cursor.fetchall() kept in a list, no SQLAlchemy result objects."""
 from pympler import asizeof
 
@@ -103,7 +105,7 @@ def _asizeof_mark(record: dict) -> int:
 
 
 def _traced(categories: dict) -> dict:
-    return {k: v for k, v in categories.items() if k != "allocator_free"}
+    return {k: v for k, v in categories.items() if k in TRACED}
 
 
 def test_raw_dbapi_rows_are_driver_rows_kept_by_the_list(cli, any_url, tmp_path):

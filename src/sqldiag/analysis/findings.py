@@ -12,17 +12,18 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqldiag.analysis.leak import LeakVerdict
+from sqldiag.analysis.rss_parts import RssParts
 from sqldiag.analysis.summary import Summary
 from sqldiag.record.categories import (
-    ALLOCATOR_FREE,
     DRIVER_ROWS,
     IDENTITY_MAP,
     ORM_OBJECTS,
     OTHER_PYTHON,
     SQLALCHEMY_ROWS,
+    TRACED,
     summed,
 )
 from sqldiag.record.codec import JsonValue
@@ -43,9 +44,6 @@ STREAM_BATCH_ROWS = 1000
 # RSS left after the work is free memory, not live objects, when what is still traced is
 # below this share of it.
 TRACED_LEFT_SHARE = 0.5
-# pymalloc is named as the holder of free memory when its arenas grew by this share of
-# what stayed.
-PYMALLOC_GAP_SHARE = 0.3
 # malloc_trim is a fix worth naming when it gave back this share of what stayed, and at
 # least this much.
 TRIM_FIX_SHARE = 0.3
@@ -98,8 +96,8 @@ class Facts:
 
     @property
     def alive_at_peak(self) -> int:
-        """What the categories found alive at peak (allocator_free is not alive)."""
-        return sum(b for c, b in self.peak_categories.items() if c != ALLOCATOR_FREE)
+        """What the traced categories found alive at peak (Python objects)."""
+        return sum(b for c, b in self.peak_categories.items() if c in TRACED)
 
     @property
     def end_categories(self) -> dict[str, int]:
@@ -136,8 +134,8 @@ def findings(facts: Facts) -> tuple[Finding, ...]:
 
 
 def largest(cats: dict[str, int], n: int = LARGEST_SHOWN) -> list[tuple[str, int]]:
-    """The largest traced categories (allocator_free is not one)."""
-    traced = [(c, b) for c, b in cats.items() if c != ALLOCATOR_FREE and b > 0]
+    """The largest traced categories (Python objects)."""
+    traced = [(c, b) for c, b in cats.items() if c in TRACED and b > 0]
     return sorted(traced, key=lambda cb: cb[1], reverse=True)[:n]
 
 
@@ -290,6 +288,34 @@ def _left_after_work(s: Summary) -> int | None:
     return s.end_rss - s.start_rss
 
 
+def parts_text(parts: RssParts) -> str:
+    """The measured parts of an RSS growth in words, largest first, free memory called
+    free only where the allocators say it is."""
+    said = []
+    if parts.free:
+        where = []
+        if parts.pymalloc_free:
+            where.append(f"pymalloc {fmt_bytes(parts.pymalloc_free)} in arenas a few live "
+                         "blocks pin (an arena is returned only when all of it is free)")
+        if parts.glibc_free:
+            where.append(f"glibc {fmt_bytes(parts.glibc_free)} in "
+                         f"{parts.glibc_arenas or '?'} malloc arenas")
+        said.append((parts.free, (f"{fmt_bytes(parts.free)} is free memory the allocators "
+                                  f"keep ({'; '.join(where)})")))
+    if parts.native:
+        said.append((parts.native, (f"{fmt_bytes(parts.native)} is C memory in use that "
+                                    "is not a Python object (driver and library buffers)")))
+    if parts.overhead:
+        said.append((parts.overhead, f"{fmt_bytes(parts.overhead)} is pymalloc's overhead"))
+    if parts.rest:
+        said.append((parts.rest, f"{fmt_bytes(parts.rest)} is unaccounted"))
+    text = "; ".join(words for _, words in sorted(said, key=lambda p: -p[0]))
+    if parts.not_resident:
+        text += (f" (glibc counts {fmt_bytes(parts.not_resident)} more that is out of RSS: "
+                 "handed back by malloc_trim or never written)")
+    return text
+
+
 @rule(Section.HEADLINE)
 def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
     s = facts.summary
@@ -297,27 +323,19 @@ def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
     if left is None or left <= 0 or s.traced_end is None or \
             s.traced_end >= TRACED_LEFT_SHARE * left:
         return None
-    free = left - s.traced_end
     text = (f"RSS left after the work ({fmt_bytes(left)} above the start) is not live "
-            f"objects ({fmt_bytes(s.traced_end)} still traced) but free memory held by "
-            f"the allocator: {fmt_bytes(free)}.")
+            f"Python objects ({fmt_bytes(s.traced_end)} still traced)")
+    parts = s.parts_end
+    text += f": {parts_text(parts)}." if parts is not None else \
+        "; the allocators' own figures were not measured, so what holds it is not known."
     if s.trim_rss is not None and s.start_rss is not None:
         text += (f" malloc_trim(0) returned {fmt_bytes(s.trim_released)}; "
-                 f"{fmt_bytes(max(s.trim_rss - s.start_rss, 0))} stays above the start.")
-    gap = s.gap_trim or s.gap_end
-    if gap and gap.pymalloc_arenas > PYMALLOC_GAP_SHARE * max(left, 1):
-        text += (f" Who holds it: pymalloc keeps {fmt_bytes(gap.pymalloc_arenas)} "
-                 f"more in arenas than at the start, {fmt_bytes(gap.pymalloc_free)} "
-                 "of it free but pinned (an arena is returned only when every block "
-                 "in it is free, and a few survivors spread over many arenas keep "
-                 f"them); glibc keeps {fmt_bytes(gap.glibc_free)} free in "
-                 f"{gap.glibc_arenas or '?'} malloc arenas; "
-                 f"{fmt_bytes(gap.rest)} is elsewhere.")
-    elif gap:
-        text += (f" Who holds it: glibc keeps {fmt_bytes(gap.glibc_free)} free, "
-                 f"pymalloc {fmt_bytes(gap.pymalloc_arenas)} in arenas, "
-                 f"{fmt_bytes(gap.rest)} elsewhere.")
-    return text, {"left": left, "free": free, "traced_end": s.traced_end}
+                 f"{fmt_bytes(max(s.trim_rss - s.start_rss, 0))} stays above the start")
+        text += f": {parts_text(s.parts_trim)}." if s.parts_trim is not None else "."
+    figures = {"left": left, "traced_end": s.traced_end}
+    if parts is not None:
+        figures.update(free=parts.free, native=parts.native, unaccounted=parts.rest)
+    return text, figures
 
 
 @rule(Section.HEADLINE)
@@ -487,8 +505,15 @@ def explained_share(facts: Facts) -> tuple[str, dict] | None:
         return None
     other = facts.peak_categories.get(OTHER_PYTHON, 0)
     traced = s.traced_peak_snapshot or 1
-    return ((f"The categories ({measured_basis(facts.record, s)}) explain "
+    text = (f"The categories ({measured_basis(facts.record, s)}) explain "
             f"{s.explained_share:.0%} of the RSS growth at peak ({other / traced:.0%} of "
-            "traced bytes fell in other_python); the rest is allocator overhead and memory "
-            "outside Python's allocators."),
-            {"explained_share": s.explained_share, "other_python_share": other / traced})
+            "traced bytes fell in other_python)")
+    figures = {"explained_share": s.explained_share, "other_python_share": other / traced}
+    parts = s.parts_peak
+    if parts is None or parts.named_share is None:
+        return (text + "; the allocators' own figures were not read at the peak, so the "
+                "rest is not split."), figures
+    rest = parts_text(replace(parts, python_objects=0))
+    figures["named_share"] = parts.named_share
+    return (f"{text}; with the allocators' figures at the peak, measured parts name "
+            f"{parts.named_share:.0%} of it: beside the categories, {rest}."), figures

@@ -38,8 +38,8 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
         if summary.model_rejected:
             text += (", but the prediction exceeded the measured RSS growth and was rejected: "
                      f"the figures are those at {how.model.rows[-1]} rows, unscaled")
-        text += (f". Predicted peak RSS {fmt_bytes(summary.predicted_peak_rss)} against "
-                 f"{fmt_bytes(summary.peak_rss)} measured")
+        text += (f". Predicted peak RSS {fmt_bytes(summary.predicted_peak_rss)} (the start and "
+                 f"the live objects predicted) against {fmt_bytes(summary.peak_rss)} measured")
         if summary.model_error is not None:
             text += f" ({summary.model_error * 100:+.1f}%)"
         return text + "."
@@ -84,6 +84,14 @@ def how_measured(record: Record, summary: Summary) -> list[str]:
     categories = _categories_source(record, summary)
     if categories:
         sentences.append(categories)
+    high = record.allocator.at_high
+    if high is not None and summary.parts_peak is not None:
+        sentences.append(
+            "The rest of RSS is split with the allocators' own figures (glibc's mallinfo2, "
+            "pymalloc's statistics), read at the start, after the work and at each new "
+            f"high of RSS during it; the reading at the peak was at {fmt_bytes(high.rss)} "
+            f"({high.t:.1f} s): native memory in use is glibc's growth in use less the "
+            "live Python bytes outside pymalloc.")
     return sentences
 
 

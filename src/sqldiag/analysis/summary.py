@@ -3,19 +3,28 @@
 RSS figures come from the bare pass (no tracing), or net of tracemalloc's own memory in
 an in-process run. Traced categories come from the traced pass: the calibration model's
 prediction at full size, or the traced run's breakdown scaled by rows (statement_cache
-excepted; see record.categories.row_scale). `allocator_free` at a moment is the RSS
-growth above the "ready" phase that the traced categories do not account for: free
-memory kept by pymalloc and glibc, plus untraced C buffers (libpq, libmysqlclient).
+excepted; see record.categories.row_scale). The rest of the RSS growth above the
+"ready" phase is split into measured parts by analysis.rss_parts: native memory in use,
+allocator overhead, free memory the allocators keep, and what is unaccounted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqldiag.record.categories import ALLOCATOR_FREE, TRACED, holder_scale, row_scale
+from sqldiag.analysis.rss_parts import AT_PEAK, RssParts, rss_parts
+from sqldiag.record.categories import (
+    ALLOCATOR_FREE,
+    ALLOCATOR_OVERHEAD,
+    NATIVE_MEMORY,
+    TRACED,
+    UNACCOUNTED,
+    holder_scale,
+    row_scale,
+)
 from sqldiag.record.codec import JsonValue
 from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Method, QueryAt, Record
-from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY
+from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY, WORKLOAD_END
 
 # A prediction above this share of the measured RSS growth cannot be live memory: the
 # workload's memory did not grow with the row count (streaming, paging), so the model is
@@ -37,19 +46,6 @@ CENSUS_LISTS_OBJECTS = 1_000_000
 
 
 @dataclass(frozen=True)
-class RssGap(JsonValue):
-    """RSS above the "ready" phase at a phase after the work, split by who holds it."""
-
-    rss_growth: int
-    pymalloc_arenas: int
-    pymalloc_live: int
-    pymalloc_free: int
-    glibc_free: int
-    glibc_arenas: int | None
-    rest: int
-
-
-@dataclass(frozen=True)
 class Summary(JsonValue):
     """The key figures in bytes (None where the run did not measure them)."""
 
@@ -64,8 +60,9 @@ class Summary(JsonValue):
     scale: float
     explained_share: float | None
     predicted_peak_rss: int | None
-    gap_end: RssGap | None
-    gap_trim: RssGap | None
+    parts_peak: RssParts | None  # RSS growth as measured parts, at the peak ...
+    parts_end: RssParts | None  # ... after the work ...
+    parts_trim: RssParts | None  # ... and after malloc_trim(0)
     model_rejected: bool
     model_error: float | None
 
@@ -84,13 +81,20 @@ def _net_at(record: Record, name: str) -> int | None:
 
 def program_rss(record: Record) -> list[int]:
     """The timeline's RSS as the program alone has it: net of tracemalloc's own memory,
-    and with the samples taken while a census ran left out (a census's own lists of
-    the live objects are not the program's, and the program waits meanwhile)."""
+    and with the samples taken while a census ran, or after the workload's end, left
+    out (a census's own lists of the live objects are not the program's, and the
+    program waits meanwhile)."""
     net = record.timeline.net_rss()
     # the time it held the GIL: the program waited (its wall time may be far longer,
     # while the program ran on between its turns)
     windows = [(c.t - c.seconds - CENSUS_MARGIN_S, c.t + CENSUS_MARGIN_S)
                for c in record.measurement.censuses if c.objects >= CENSUS_LISTS_OBJECTS]
+    # after the workload's end what runs is sqldiag's (the census of types at the end,
+    # the holders' walk, gc.collect, the malloc_trim probe): a type census of 400,000
+    # objects raised a bare run's RSS 5% above the workload's own peak
+    ended, after = record.phase(WORKLOAD_END), record.phase(AFTER_GC)
+    if ended is not None and after is not None:
+        windows.append((ended.t + 1e-6, float("inf")))
     if not windows:
         return net
     kept = [rss if not any(lo <= t <= hi for lo, hi in windows) else 0
@@ -178,28 +182,6 @@ def traced_categories(record: Record, moment: str) -> dict[str, int]:
     return scaled(breakdown, how.scale or 1.0)
 
 
-def rss_gap(record: Record, phase: str) -> RssGap | None:
-    """RSS above the "ready" phase at `phase`, split by who holds it: pymalloc's arenas
-    (live blocks, free blocks and free pools inside arenas that cannot be returned while
-    any block in them lives), glibc's free chunks (mallinfo2), and the rest (live C
-    allocations, untraced buffers, memory the OS has not reclaimed)."""
-    py, glibc = record.allocator.pymalloc, record.allocator.mallinfo
-    start, now = record.phase(READY), record.phase(phase)
-    py_start, py_now = py.get(READY), py.get(phase)
-    if start is None or now is None or py_start is None or py_now is None:
-        return None
-    growth = now.net_rss - start.net_rss
-    arenas = py_now.arena_bytes - py_start.arena_bytes
-    live = py_now.used_bytes - py_start.used_bytes
-    glibc_now, glibc_start = glibc.get(phase), glibc.get(READY)
-    glibc_free = ((glibc_now.free_bytes or 0) - ((glibc_start.free_bytes or 0)
-                                                 if glibc_start else 0)) if glibc_now else 0
-    return RssGap(rss_growth=growth, pymalloc_arenas=arenas, pymalloc_live=live,
-                  pymalloc_free=arenas - live, glibc_free=glibc_free,
-                  glibc_arenas=glibc_now.arenas if glibc_now else None,
-                  rest=growth - arenas - glibc_free)
-
-
 def summarise(record: Record) -> Summary:
     net = program_rss(record)
     start, end, trim = (_net_at(record, READY), _net_at(record, AFTER_GC),
@@ -212,6 +194,8 @@ def summarise(record: Record) -> Summary:
     predicted_peak = (start + peak_traced) if start is not None and peak_traced else None
     growth = (peak_net - start) if peak_net is not None and start is not None else None
     explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
+    end_growth = (end - start) if end is not None and start is not None else None
+    trim_growth = (trim - start) if trim is not None and start is not None else None
     return Summary(
         start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
         trim_released=(end - trim) if end is not None and trim is not None else None,
@@ -220,29 +204,40 @@ def summarise(record: Record) -> Summary:
         else record.measurement.scale or 1.0,
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak,
-        gap_end=rss_gap(record, AFTER_GC), gap_trim=rss_gap(record, AFTER_TRIM),
+        parts_peak=rss_parts(record, AT_PEAK, growth, peak_traced or 0),
+        parts_end=rss_parts(record, AFTER_GC, end_growth, end_traced or 0),
+        parts_trim=rss_parts(record, AFTER_TRIM, trim_growth, end_traced or 0),
         model_rejected=model_rejected(record),
         model_error=round(predicted_peak / peak_net - 1, 4)
         if predicted_peak and peak_net else None)
 
 
-def categories_at(record: Record, moment: str, growth: int | None) -> dict[str, int]:
-    """Traced categories at full size plus allocator_free from the RSS growth."""
+def categories_at(record: Record, moment: str, growth: int | None,
+                  parts: RssParts | None) -> dict[str, int]:
+    """Traced categories at full size, then the rest of the RSS growth as measured parts
+    (native memory, allocator overhead, free memory, unaccounted); without the
+    allocators' figures, all of the rest is unaccounted."""
     if moment not in record.breakdowns:
         return {}
     cats = traced_categories(record, moment)
-    if cats and growth is not None:
-        cats[ALLOCATOR_FREE] = max(0, growth - sum(cats.values()))
+    if not cats or growth is None:
+        return cats
+    if parts is None:
+        cats[UNACCOUNTED] = max(0, growth - sum(cats.values()))
+        return cats
+    cats.update({NATIVE_MEMORY: parts.native, ALLOCATOR_OVERHEAD: parts.overhead,
+                 ALLOCATOR_FREE: parts.free, UNACCOUNTED: parts.rest})
     return cats
 
 
 def all_categories(record: Record, summary: Summary) -> dict[str, dict[str, int]]:
     """Categories at peak and at end, for the moments the record has a breakdown of."""
     reached = {PEAK: summary.peak_rss, END: summary.end_rss}
+    parts = {PEAK: summary.parts_peak, END: summary.parts_end}
     start = summary.start_rss
     return {moment: categories_at(record, moment, (reached[moment] - start)
                                   if start is not None and reached[moment] is not None
-                                  else None)
+                                  else None, parts[moment])
             for moment in MOMENTS if moment in record.breakdowns}
 
 

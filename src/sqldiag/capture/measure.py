@@ -18,9 +18,9 @@ from typing import Protocol
 from sqldiag.capture.attribution.breakdown import Breakdown as TracedBreakdown
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes import allocator
+from sqldiag.capture.probes.allocator_highs import AllocatorHighs
 from sqldiag.capture.probes.census import type_census
 from sqldiag.capture.probes.live import CensusAt, CensusProbe
-from sqldiag.capture.probes.pymalloc import pymalloc_stats
 from sqldiag.capture.probes.queries import QueryLedger
 from sqldiag.capture.probes.retention import measure_holders
 from sqldiag.capture.probes.sampler import RssSampler, WatcherSampler
@@ -95,6 +95,9 @@ class MeasuredPass:
         self.digest: RowDigest | None = None
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
+        # the allocators at the peak of RSS (in a traced pass, for the calibration's
+        # prediction of RSS beyond the traced bytes)
+        self.allocator_highs = AllocatorHighs(clock=lambda: self.sampler.now())
         self.censuses = CensusProbe() if spec.census_at_highs and not spec.traced else None
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss)
@@ -136,10 +139,7 @@ class MeasuredPass:
 
     def _allocator_state(self, phase: str) -> None:
         """glibc's and pymalloc's own figures at a phase."""
-        glibc = allocator.mallinfo()
-        self.mallinfo[phase] = Mallinfo(**glibc) if glibc else Mallinfo()
-        stats = pymalloc_stats()
-        self.pymalloc[phase] = PymallocStats(**stats) if stats else None
+        self.mallinfo[phase], self.pymalloc[phase] = allocator.allocator_state()
 
     def begin(self, collect: bool = True) -> None:
         """Start the probes and mark "ready" and "workload start" (after a full
@@ -149,6 +149,8 @@ class MeasuredPass:
         self.sampler.start()
         self.mark(READY, snapshot=False)
         self._allocator_state(READY)
+        if self.allocator_highs is not None:
+            self.allocator_highs.start()
         if self.tracing is not None:
             self.tracing.start(clock=self.sampler.now)
         if self.censuses is not None:
@@ -168,6 +170,8 @@ class MeasuredPass:
         (it must be their only holder) and measure what stays; `trim` runs the
         malloc_trim(0) probe on a bare pass."""
         self.wall_time = time.monotonic() - self._started
+        if self.allocator_highs is not None:
+            self.allocator_highs.stop()  # what follows is measuring, not the work
         if self.tracing is not None:
             self.tracing.watching = False
         if self.censuses is not None:
@@ -211,6 +215,8 @@ class MeasuredPass:
             self.tracing.stop()
         if self.censuses is not None:
             self.censuses.stop()
+        if self.allocator_highs is not None:
+            self.allocator_highs.stop()
         self.sampler.stop()
 
     def _iterations(self) -> tuple[Iteration, ...]:
@@ -292,6 +298,8 @@ class MeasuredPass:
             types=dict(self.types),
             mallinfo=dict(self.mallinfo),
             pymalloc=dict(self.pymalloc),
+            allocator_high=self.allocator_highs.highest
+            if self.allocator_highs is not None else None,
             malloc_trim=self.trim_done,
             holders=self.holders if self.holders is not None else self._census_holders(),
             holders_peak=self.holders_peak or self._census_holders_peak(),

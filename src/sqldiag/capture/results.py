@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqldiag.capture.plan import PassKind
 from sqldiag.record.codec import JsonValue
 from sqldiag.record.parts import (
+    AllocatorHigh,
     Breakdown,
     CensusMark,
     ChildProcess,
@@ -48,6 +49,7 @@ class PassResult(JsonValue):
     types: dict[str, TypeCensus] = field(default_factory=dict)
     mallinfo: dict[str, Mallinfo] = field(default_factory=dict)
     pymalloc: dict[str, PymallocStats | None] = field(default_factory=dict)
+    allocator_high: AllocatorHigh | None = None
     malloc_trim: bool = False
     child_peaks: dict[str, int] = field(default_factory=dict)  # pid -> RSS peak of children not followed
     children: tuple[ChildProcess, ...] = ()  # followed children, reduced

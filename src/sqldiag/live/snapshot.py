@@ -136,14 +136,10 @@ class LiveState:
 
 
 def _allocator_state() -> dict:
-    from sqldiag.capture.probes import allocator
-    from sqldiag.capture.probes.pymalloc import pymalloc_stats
-    from sqldiag.record.parts import Mallinfo, PymallocStats
+    from sqldiag.capture.probes.allocator import allocator_state
 
-    glibc = allocator.mallinfo()
-    stats = pymalloc_stats()
-    return {"mallinfo": Mallinfo(**glibc) if glibc else Mallinfo(),
-            "pymalloc": PymallocStats(**stats) if stats else None}
+    glibc, pymalloc = allocator_state()
+    return {"mallinfo": glibc, "pymalloc": pymalloc}
 
 
 def take_snapshot(state: LiveState, holders: bool = False) -> Record:

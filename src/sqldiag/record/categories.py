@@ -7,12 +7,17 @@ IDENTITY_MAP = "identity_map"
 RESULT_LISTS = "result_lists"
 STATEMENT_CACHE = "statement_cache"
 OTHER_PYTHON = "other_python"
+NATIVE_MEMORY = "native_memory"
+ALLOCATOR_OVERHEAD = "allocator_overhead"
 ALLOCATOR_FREE = "allocator_free"
+UNACCOUNTED = "unaccounted"
 
 # Categories of traced Python memory, in report order.
 TRACED = (DRIVER_ROWS, SQLALCHEMY_ROWS, ORM_OBJECTS, IDENTITY_MAP, RESULT_LISTS,
           STATEMENT_CACHE, OTHER_PYTHON)
-ALL = TRACED + (ALLOCATOR_FREE,)
+# The rest of RSS's growth, from the allocators' own figures (analysis.rss_parts).
+UNTRACED = (NATIVE_MEMORY, ALLOCATOR_OVERHEAD, ALLOCATOR_FREE, UNACCOUNTED)
+ALL = TRACED + UNTRACED
 
 DESCRIPTIONS = {
     DRIVER_ROWS: "rows as the DB-API driver materialised them, and their values",
@@ -22,7 +27,12 @@ DESCRIPTIONS = {
     RESULT_LISTS: "lists that hold a whole result (.all(), pool results)",
     STATEMENT_CACHE: "compiled SQL and other per-engine caches",
     OTHER_PYTHON: "traced Python memory that fits no other category",
-    ALLOCATOR_FREE: "RSS the allocator holds that no live object uses",
+    NATIVE_MEMORY: "C memory in use that is not a Python object: driver buffers "
+                   "(libpq, libmysqlclient), SQLite's page cache, glibc's chunk headers",
+    ALLOCATOR_OVERHEAD: "pymalloc's own: pool headers, size-class rounding, arena alignment",
+    ALLOCATOR_FREE: "free memory the allocators keep in RSS: pymalloc's free blocks and "
+                    "pools, glibc's free chunks",
+    UNACCOUNTED: "RSS growth no measurement names (stacks, libraries, measuring error)",
 }
 
 

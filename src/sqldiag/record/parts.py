@@ -299,6 +299,20 @@ class PymallocStats(JsonValue):
     arenas: int = 0
     free_block_bytes: int = 0
     free_pool_bytes: int = 0
+    overhead_bytes: int = 0  # pool headers, size-class rounding, arena alignment
+
+
+@dataclass(frozen=True)
+class AllocatorHigh(JsonValue):
+    """glibc's and pymalloc's figures read at the highest RSS a pass reached (read again
+    at each new high a step above the last reading, so at most a step below the peak)."""
+
+    t: float
+    rss: int
+    mallinfo: Mallinfo
+    pymalloc: PymallocStats | None = None
+    traced: int | None = None  # tracemalloc's traced bytes then, in a traced pass
+    tracemalloc_bytes: int = 0  # tracemalloc's own memory then (in glibc's bytes in use)
 
 
 @dataclass(frozen=True)
@@ -307,6 +321,7 @@ class Allocator(JsonValue):
     malloc_trim: bool = False  # the malloc_trim(0) probe ran
     mallinfo: dict[str, Mallinfo] = field(default_factory=dict)
     pymalloc: dict[str, PymallocStats | None] = field(default_factory=dict)
+    at_high: AllocatorHigh | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqldiag.analysis.compare import CompareRow
 from sqldiag.analysis.diff import RunDiff
 from sqldiag.analysis.method import how_measured, measuring_notes
 from sqldiag.analysis.processes import process_table
-from sqldiag.record.categories import ALL, DESCRIPTIONS, TRACED
+from sqldiag.record.categories import ALL, DESCRIPTIONS, TRACED, UNTRACED
 from sqldiag.record.parts import Record
 from sqldiag.record.phases import END, PEAK
 from sqldiag.record.store import write_atomic
@@ -43,6 +43,7 @@ def render(record: Record, analysis: Analysis) -> str:
     peak = record.breakdowns.get(PEAK)
     return _environment().get_template("report.html.j2").render(
         r=record, a=analysis, s=analysis.summary, categories=ALL, descriptions=DESCRIPTIONS,
+        untraced=UNTRACED,
         cats=cats, chart=timeline(record),
         peak_bars=bars(cats.get(PEAK, {})), end_bars=bars(cats.get(END, {})),
         sites=peak.sites if peak else (),

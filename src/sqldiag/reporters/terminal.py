@@ -36,6 +36,10 @@ def print_summary(record: Record, analysis: Analysis, console: Console,
         figures.add_row(label, fmt_bytes(value))
     share = s.explained_share
     figures.add_row("explained by categories", f"{share:.0%}" if share is not None else "n/a")
+    for label, parts in (("named parts at peak", s.parts_peak),
+                         ("named parts after the work", s.parts_end)):
+        if parts is not None and parts.named_share is not None:
+            figures.add_row(label, f"{parts.named_share:.0%}")
     console.print(figures)
     cats = analysis.categories
     if cats:

@@ -27,7 +27,6 @@ found in sys.modules, so a program that never imported it gets only other_python
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import threading
 import time
@@ -38,8 +37,10 @@ from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import is_, is_not
 
+from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import find_roots
+from sqldiag.capture.probes.rss import rss_reader
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.record.categories import (
     DRIVER_ROWS,
@@ -76,21 +77,6 @@ class Baseline:
     # each by its address and its first item's: an address alone may be a new list's,
     # once the old one is freed
     lists: frozenset[tuple[int, int]] = frozenset()
-
-
-@contextmanager
-def few_thread_switches(longest: float) -> Iterator[None]:
-    """The census's thread keeps the GIL while it runs: with the default switch interval
-    the program's threads would take turns with it every 5 ms, change what it counts
-    meanwhile and make it several times slower. `longest` is how long a census may take;
-    a thread that waits longer asks for its turn (so a census cannot starve the program
-    for longer). Safety does not rest on this: see live_objects."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(max(interval, longest))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
@@ -604,23 +590,6 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
                       seconds=round(time.thread_time() - started, 3), holders=holders)
 
 
-def _rss_reader() -> Callable[[], int]:
-    """This process's RSS in bytes, read from /proc/self/statm (a few microseconds)."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-    except OSError:
-        import psutil
-
-        process = psutil.Process()
-        return lambda: process.memory_info().rss
-
-    def read() -> int:
-        return int(os.pread(fd, 128, 0).split()[1]) * page
-
-    return read
-
-
 @dataclass(frozen=True)
 class CensusAt:
     label: str
@@ -653,7 +622,7 @@ class CensusProbe:
         # label, t, rss, CPU s, objects, wall s
         self.taken: list[tuple[str, float, int, float, int, float]] = []
         self.spent = 0.0
-        self._rss = _rss_reader()
+        self._rss = rss_reader()
         self._clock: Callable[[], float] = time.monotonic
         self._started = time.monotonic()
         self._next_at = 0
