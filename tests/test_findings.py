@@ -96,7 +96,8 @@ def test_free_memory_after_work_names_what_the_allocators_hold():
     free = found["free_memory_after_work"]
     assert free.figures == {"left": 200 * MB, "traced_end": 10 * MB, "free": 180 * MB,
                             "native": 5 * MB, "unaccounted": 5 * MB}
-    assert "180 MB is free memory the allocators keep (pymalloc 150 MB in arenas" in free.text
+    assert "180 MB is free memory the allocators keep (pymalloc 150 MB in arenas that live " \
+        "blocks pin" in free.text
     assert "glibc 30 MB in 4 malloc arenas" in free.text
     assert "5.0 MB is C memory in use" in free.text and "5.0 MB is unaccounted" in free.text
     assert "objects_alive_after_work" not in found and "rss_returned" not in found

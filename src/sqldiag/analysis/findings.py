@@ -48,6 +48,10 @@ TRACED_LEFT_SHARE = 0.5
 # least this much.
 TRIM_FIX_SHARE = 0.3
 TRIM_FIX_MIN_BYTES = 16 << 20
+# C memory in use at the peak is a driver's whole result when it is this share of the
+# growth, and at least this much.
+NATIVE_FIX_SHARE = 0.3
+NATIVE_FIX_MIN_BYTES = 4 << 20
 # ORM objects outlive the work when they are this share of what is still traced, and
 # what is traced is at least this much.
 ORM_LEFT_SHARE = 0.3
@@ -295,13 +299,17 @@ def parts_text(parts: RssParts) -> str:
     if parts.free:
         where = []
         if parts.pymalloc_free:
-            where.append(f"pymalloc {fmt_bytes(parts.pymalloc_free)} in arenas a few live "
-                         "blocks pin (an arena is returned only when all of it is free)")
+            where.append(f"pymalloc {fmt_bytes(parts.pymalloc_free)} in arenas that live "
+                         "blocks pin")
         if parts.glibc_free:
             where.append(f"glibc {fmt_bytes(parts.glibc_free)} in "
                          f"{parts.glibc_arenas or '?'} malloc arenas")
         said.append((parts.free, (f"{fmt_bytes(parts.free)} is free memory the allocators "
                                   f"keep ({'; '.join(where)})")))
+    if parts.python_unattributed:
+        said.append((parts.python_unattributed,
+                     (f"{fmt_bytes(parts.python_unattributed)} is Python memory in use "
+                      "that no category counted (pymalloc's blocks in use)")))
     if parts.native:
         said.append((parts.native, (f"{fmt_bytes(parts.native)} is C memory in use that "
                                     "is not a Python object (driver and library buffers)")))
@@ -381,6 +389,27 @@ def fix_streaming(facts: Facts) -> tuple[str, dict] | None:
             f"rows, not {whole.rows:,}: about {fmt_bytes(saving)} less live memory at peak, "
             f"estimated from this run's {whole.per_row:,.0f} bytes per row. Measure it: "
             f"{command}"), {"saving": saving, "batch_rows": batch})
+
+
+@rule(Section.FIX)
+def fix_native_result(facts: Facts) -> tuple[str, dict] | None:
+    """Much of the peak is C memory in use: a client-side cursor's whole result, kept by
+    the driver's C library while Python reads it a batch at a time."""
+    parts = facts.summary.parts_peak
+    if parts is None or parts.growth <= 0 or parts.native < NATIVE_FIX_MIN_BYTES or \
+            parts.native < NATIVE_FIX_SHARE * parts.growth:
+        return None
+    record = facts.record
+    where = {"postgresql": "libpq's PGresult", "mysql": "libmysqlclient's MYSQL_RES",
+             "sqlite": "SQLite's page cache"}.get(record.database.dialect or "", "the driver's C library")
+    return ((f"Fix: {fmt_bytes(parts.native)} at the peak ({parts.native / parts.growth:.0%} of "
+            "the growth) is C memory in use, not Python objects: a client-side cursor holds "
+            f"the whole result in {where} while Python reads it. Stream it from a server-side "
+            "cursor instead (execution_options(stream_results=True) with partitions() or "
+            "yield_per()); scenario buffered_result_native shows the cause and "
+            "fix_core_partitions the fix: sqldiag compare buffered_result_native "
+            f"fix_core_partitions --url {record.database.url or ''}"),
+            {"native": parts.native, "share": parts.native / parts.growth})
 
 
 @rule(Section.FIX)

@@ -3,6 +3,9 @@
 At a moment (the peak, or after the work) RSS above the "ready" phase is split into:
 
   python_objects   the traced categories: live Python objects
+  python_unattributed  pymalloc's blocks in use beyond all the categories count:
+                   Python memory the trace or census did not see at that moment (a
+                   transient peak between snapshots, a C extension's PyMem buffers)
   native           C memory in use that is not a Python object: glibc's bytes in use
                    (its heap and mmapped chunks) grown by more than the live Python
                    bytes that sit outside pymalloc (objects over 512 bytes: lists,
@@ -47,6 +50,7 @@ class RssParts(JsonValue):
     glibc_free: int
     rest: int
     not_resident: int = 0  # measured but out of RSS (taken off glibc_free, then native)
+    python_unattributed: int = 0  # pymalloc's blocks in use that no category counted
     python_outside_pymalloc: int = 0  # live Python bytes in glibc's blocks
     pymalloc_arenas: int = 0  # pymalloc's arena bytes grown since "ready"
     glibc_arenas: int | None = None
@@ -82,15 +86,18 @@ def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats
     overhead = max(0, py_now.overhead_bytes - py_start.overhead_bytes)
     pymalloc_free = max(0, arenas - used - overhead)
     outside = max(0, python_objects - max(used, 0))
+    unattributed = max(0, used - python_objects)
     native = max(0, in_use_now - in_use_start - outside)
     glibc_free = max(0, (glibc_now.free_bytes or 0) - (glibc_start.free_bytes or 0))
-    excess = python_objects + native + overhead + pymalloc_free + glibc_free - max(growth, 0)
+    excess = (python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
+              - max(growth, 0))
     not_resident = max(0, excess)
     from_free = min(glibc_free, not_resident)
     from_native = min(native, not_resident - from_free)
     glibc_free, native = glibc_free - from_free, native - from_native
-    named = python_objects + native + overhead + pymalloc_free + glibc_free
-    return RssParts(growth=growth, python_objects=python_objects, native=native,
+    named = python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
+    return RssParts(growth=growth, python_objects=python_objects,
+                    python_unattributed=unattributed, native=native,
                     overhead=overhead, pymalloc_free=pymalloc_free, glibc_free=glibc_free,
                     rest=max(0, growth - named), not_resident=from_free + from_native,
                     python_outside_pymalloc=outside, pymalloc_arenas=arenas,

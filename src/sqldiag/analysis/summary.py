@@ -17,6 +17,7 @@ from sqldiag.record.categories import (
     ALLOCATOR_FREE,
     ALLOCATOR_OVERHEAD,
     NATIVE_MEMORY,
+    PYTHON_UNATTRIBUTED,
     TRACED,
     UNACCOUNTED,
     holder_scale,
@@ -225,7 +226,8 @@ def categories_at(record: Record, moment: str, growth: int | None,
     if parts is None:
         cats[UNACCOUNTED] = max(0, growth - sum(cats.values()))
         return cats
-    cats.update({NATIVE_MEMORY: parts.native, ALLOCATOR_OVERHEAD: parts.overhead,
+    cats.update({PYTHON_UNATTRIBUTED: parts.python_unattributed,
+                 NATIVE_MEMORY: parts.native, ALLOCATOR_OVERHEAD: parts.overhead,
                  ALLOCATOR_FREE: parts.free, UNACCOUNTED: parts.rest})
     return cats
 

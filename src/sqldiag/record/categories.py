@@ -7,6 +7,7 @@ IDENTITY_MAP = "identity_map"
 RESULT_LISTS = "result_lists"
 STATEMENT_CACHE = "statement_cache"
 OTHER_PYTHON = "other_python"
+PYTHON_UNATTRIBUTED = "python_unattributed"
 NATIVE_MEMORY = "native_memory"
 ALLOCATOR_OVERHEAD = "allocator_overhead"
 ALLOCATOR_FREE = "allocator_free"
@@ -16,8 +17,11 @@ UNACCOUNTED = "unaccounted"
 TRACED = (DRIVER_ROWS, SQLALCHEMY_ROWS, ORM_OBJECTS, IDENTITY_MAP, RESULT_LISTS,
           STATEMENT_CACHE, OTHER_PYTHON)
 # The rest of RSS's growth, from the allocators' own figures (analysis.rss_parts).
-UNTRACED = (NATIVE_MEMORY, ALLOCATOR_OVERHEAD, ALLOCATOR_FREE, UNACCOUNTED)
+UNTRACED = (PYTHON_UNATTRIBUTED, NATIVE_MEMORY, ALLOCATOR_OVERHEAD, ALLOCATOR_FREE,
+            UNACCOUNTED)
 ALL = TRACED + UNTRACED
+# What is in use (not free, not unknown): Python objects and C memory.
+IN_USE = TRACED + (PYTHON_UNATTRIBUTED, NATIVE_MEMORY)
 
 DESCRIPTIONS = {
     DRIVER_ROWS: "rows as the DB-API driver materialised them, and their values",
@@ -27,6 +31,8 @@ DESCRIPTIONS = {
     RESULT_LISTS: "lists that hold a whole result (.all(), pool results)",
     STATEMENT_CACHE: "compiled SQL and other per-engine caches",
     OTHER_PYTHON: "traced Python memory that fits no other category",
+    PYTHON_UNATTRIBUTED: "pymalloc's blocks in use beyond what the categories count "
+                         "(Python memory missed at that moment, C extensions' buffers)",
     NATIVE_MEMORY: "C memory in use that is not a Python object: driver buffers "
                    "(libpq, libmysqlclient), SQLite's page cache, glibc's chunk headers",
     ALLOCATOR_OVERHEAD: "pymalloc's own: pool headers, size-class rounding, arena alignment",

@@ -11,7 +11,7 @@ from sqldiag.analysis.compare import CompareRow
 from sqldiag.analysis.diff import RunDiff
 from sqldiag.analysis.findings import brief
 from sqldiag.analysis.processes import process_table
-from sqldiag.record.categories import ALL, DESCRIPTIONS, TRACED
+from sqldiag.record.categories import ALL, DESCRIPTIONS, IN_USE
 from sqldiag.record.parts import Holder, Record
 from sqldiag.record.phases import END, PEAK
 from sqldiag.units import fmt_bytes
@@ -182,7 +182,8 @@ def print_compare(rows: list[CompareRow], console: Console) -> None:
         table.add_column(column, justify="left" if column in ("scenario", "largest at peak")
                          else "right")
     for row in rows:
-        traced = {c: v for c, v in row.peak.items() if c in TRACED}
+        # memory in use: Python objects and C memory, not what the allocators keep free
+        traced = {c: v for c, v in row.peak.items() if c in IN_USE}
         largest = max(traced, key=traced.get) if traced else None
         table.add_row(escape(row.scenario), fmt_bytes(row.peak_rss), fmt_bytes(row.end_rss),
                       fmt_bytes(row.trim_rss), f"{row.wall_s:.1f}",
