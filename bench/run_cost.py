@@ -28,6 +28,7 @@ from pathlib import Path
 from cost import measure  # the bench folder is sys.path[0] when run as a script
 from sqlalchemy import create_engine
 
+from sqldiag.record.categories import TRACED
 from sqldiag.record.store import load_record
 from sqldiag.workload.database import resolve_url
 from sqldiag.workload.schema import build_schema
@@ -114,13 +115,18 @@ def main() -> None:
                           ("pytest plugin", tested)):
         summary = figures["summary"]
         growth = summary["peak_rss"] - summary["start_rss"]
-        traced = sum(v for k, v in figures["categories"]["peak"].items()
-                     if k != "allocator_free")
+        traced = sum(v for k, v in figures["categories"]["peak"].items() if k in TRACED)
+        parts = summary.get("parts_peak")
+        named = (f"; measured parts name {1 - parts['rest'] / parts['growth']:.0%} of it "
+                 f"(Python objects outside the categories {parts['python_unattributed'] / MB:.0f}"
+                 f" MB, native {parts['native'] / MB:.0f} MB, free "
+                 f"{(parts['pymalloc_free'] + parts['glibc_free']) / MB:.0f} MB)"
+                 if parts and parts["growth"] > 0 else "")
         print(f"{name}: reported peak {summary['peak_rss'] / MB:.0f} MB "
               f"({summary['peak_rss'] / bare[1] - 1:+.1%} against the bare script's "
               f"{bare[1] / MB:.0f} MB); categories explain {traced / growth:.0%} of the "
               f"peak's growth (scaled x{summary['scale']:.2f} from the census that found the "
-              f"most alive)")
+              f"most alive){named}")
         if name in paused:
             print("   " + paused[name])
         top = (figures.get("queries") or [None])[0]

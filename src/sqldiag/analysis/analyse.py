@@ -26,7 +26,7 @@ from sqldiag.record.parts import Holder, HoldersAt, QueryAt, Record
 @dataclass(frozen=True)
 class Analysis:
     summary: Summary
-    categories: dict[str, dict[str, int]]  # moment -> category -> bytes, allocator_free too
+    categories: dict[str, dict[str, int]]  # moment -> category -> bytes, untraced parts too
     kept_alive: tuple[Holder, ...]
     kept_alive_peak: HoldersAt | None
     leak: LeakVerdict | None

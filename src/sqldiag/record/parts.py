@@ -2,7 +2,7 @@
 
 Every part reads from JSON with `Part.from_json(data)` (checked field by field; see
 codec.py) and writes with `part.to_json()`. Summary figures, categories with
-allocator_free, kept-alive views and the verdict are not here: the analysis stage
+the parts of RSS, kept-alive views and the verdict are not here: the analysis stage
 computes them from these parts whenever a record is read, so an old record gets
 today's analysis.
 """
