@@ -199,16 +199,16 @@ def test_a_buffered_result_is_native_memory_on_postgresql(cli, psycopg2_url):
     """psycopg2's client-side cursor keeps the whole result in libpq's C memory while
     Python reads 1,000 rows at a time: the peak is native memory, not a Python category,
     and streaming from a server-side cursor removes it."""
-    out, record = _run(cli, psycopg2_url, "buffered_result_native", rows=40000, workers=2)
+    out, record = _run(cli, psycopg2_url, "buffered_result_native", rows=60000, workers=1)
     peak = out["categories"]["peak"]
     growth = out["summary"]["peak_rss"] - out["summary"]["start_rss"]
     python = sum(peak[c] for c in TRACED_KEYS)
     assert peak["native_memory"] > python, peak
-    assert peak["native_memory"] >= 0.5 * growth, (peak, growth)  # 84-92% in 6 runs
+    assert peak["native_memory"] >= 0.5 * growth, (peak, growth)
     assert out["summary"]["parts_peak"]["rest"] <= 0.1 * growth
     assert any(line.startswith("Fix: ") and "libpq's PGresult" in line
                for line in out["verdict"]), out["verdict"]
-    fixed, fixed_record = _run(cli, psycopg2_url, "fix_core_partitions", rows=40000,
-                               workers=2)
+    fixed, fixed_record = _run(cli, psycopg2_url, "fix_core_partitions", rows=60000,
+                               workers=1)
     assert fixed["categories"]["peak"]["native_memory"] < 0.3 * peak["native_memory"]
     assert fixed_record["digest"] == record["digest"]  # the same rows, read both ways
