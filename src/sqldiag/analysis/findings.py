@@ -401,7 +401,8 @@ def fix_native_result(facts: Facts) -> tuple[str, dict] | None:
         return None
     record = facts.record
     where = {"postgresql": "libpq's PGresult", "mysql": "libmysqlclient's MYSQL_RES",
-             "sqlite": "SQLite's page cache"}.get(record.database.dialect or "", "the driver's C library")
+             "sqlite": "SQLite's page cache"}.get(record.database.dialect or "",
+                                                  "the driver's C library")
     return ((f"Fix: {fmt_bytes(parts.native)} at the peak ({parts.native / parts.growth:.0%} of "
             "the growth) is C memory in use, not Python objects: a client-side cursor holds "
             f"the whole result in {where} while Python reads it. Stream it from a server-side "

@@ -64,12 +64,14 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                 "traced in a live process).")
     if how.method is Method.CENSUS:
         paused = sum(c.seconds for c in how.censuses)
+        walls = [c.wall_s for c in how.censuses if c.wall_s is not None]
+        wall = f" ({sum(walls):.2f} s from their start to their end)" if walls else ""
         text = (f"Nothing was traced: the program ran at full size, and {len(how.censuses)} "
                 f"censuses of its live objects, taken at new highs of RSS and at the end, "
-                f"paused it for {paused:.2f} s in all. Each census counts the gc-tracked "
-                "objects by kind and sizes an even sample of each kind (instances of a "
-                "mapped class are alike); categories at peak are those of the census that "
-                "found the most alive")
+                f"paused it for {paused:.2f} s of CPU in all{wall}. Each census counts the "
+                "gc-tracked objects by kind and sizes an even sample of each kind "
+                "(instances of a mapped class are alike); categories at peak are those of "
+                "the census that found the most alive")
         if summary.scale != 1:
             text += (f", scaled x{summary.scale:.2f} from its RSS to the peak (what grew is "
                      "taken to keep its mix)")

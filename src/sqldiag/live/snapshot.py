@@ -13,7 +13,6 @@ of SQLAlchemy's objects are whole, whenever they were made.
 
 from __future__ import annotations
 
-import gc
 import os
 import shlex
 import sys
@@ -124,13 +123,7 @@ class LiveState:
     def census(self) -> LiveCensus:
         """A census now, one at a time; the collector waits for it to end."""
         with self.lock:
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
-                taken = take_census(self.baseline, 0.0, self.ledger, take_turns=True)
-            finally:
-                if collecting:
-                    gc.enable()
+            taken = take_census(self.baseline, 0.0, self.ledger, take_turns=True)
             self.last = taken
             return taken
 

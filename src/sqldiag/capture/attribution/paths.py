@@ -26,3 +26,11 @@ def short_path(filename: str) -> str:
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
+
+
+def install_prefixes(*kinds: str) -> tuple[str, ...]:
+    """The folders of these sysconfig install paths ("stdlib", "purelib", ...), each as
+    configured and resolved, ending in a separator: for `str.startswith`."""
+    paths = sysconfig.get_paths()
+    return tuple({folder + os.sep for kind in kinds
+                  for folder in (paths[kind], os.path.realpath(paths[kind]))})

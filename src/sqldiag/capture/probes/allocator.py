@@ -150,6 +150,8 @@ def reading() -> Reading:
     heap), else figures read while ten threads allocate 100 MB/s lag the RSS by tens of
     MB. The RSS is None where it cannot be read so (no glibc, no /proc)."""
     libc = _libc_holding_the_gil()
+    if libc is not None and not hasattr(libc, "mallinfo2"):
+        libc = None  # glibc before 2.33: pymalloc's figures only
     glibc: dict[str, int] | None = None
     rss: int | None = None
     traced: int | None = None

@@ -534,10 +534,17 @@ def take_census(baseline: Baseline | None = None, longest: float = 0.0,
     is what other_python's growth is measured from, and its lists are left out. `longest`
     is how long it may take (see few_thread_switches); with a `ledger`, mapped instances
     are charged to the statement that loaded them as well. `take_turns`: let the
-    program's threads run between chunks of its work (see in_chunks)."""
+    program's threads run between chunks of its work (see in_chunks). The collector waits
+    meanwhile: the census allocates, and a collection of the whole heap would follow."""
     low, high = CENSUS_SWITCH_INTERVAL
-    with few_thread_switches(min(high, max(low, longest))):
-        return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with few_thread_switches(min(high, max(low, longest))):
+            return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _census(baseline: Baseline, ledger: QueryLedger | None,
@@ -652,18 +659,12 @@ class CensusProbe:
         """A census now (from a mark or the watching thread); the other threads wait for
         it (see few_thread_switches)."""
         with self._lock:
-            collecting = gc.isenabled()
-            gc.disable()  # the census allocates: a collection of the whole heap would follow
-            try:
-                # As long as it may take: a census that is made to give the GIL back
-                # part-way waits for every busy thread's turn of that length (ten pool
-                # threads building ORM objects starved one for 5 s, which then saw none
-                # of the load). Spacing censuses bounds what they cost the program.
-                began = time.monotonic()
-                taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
-            finally:
-                if collecting:
-                    gc.enable()
+            # As long as it may take: a census that is made to give the GIL back part-way
+            # waits for every busy thread's turn of that length (ten pool threads building
+            # ORM objects starved one for 5 s, which then saw none of the load). Spacing
+            # censuses bounds what they cost the program.
+            began = time.monotonic()
+            taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
             at = CensusAt(label, self._clock(), self._rss(), taken)
             self.spent += taken.seconds
             self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,

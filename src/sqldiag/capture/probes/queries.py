@@ -27,12 +27,13 @@ import linecache
 import os
 import re
 import sys
-import sysconfig
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
+
+from sqldiag.capture.attribution.paths import install_prefixes
 
 MAX_STATEMENT = 300  # characters kept of a normalized statement
 # A long-running service runs without end: the ledger keeps at most this many ORM runs
@@ -43,8 +44,7 @@ MAX_CURSORS = 10_000
 _LIBRARIES = frozenset({"sqlalchemy", "pymysql", "MySQLdb", "psycopg2", "psycopg", "asyncpg",
                         "aiomysql", "asyncmy", "aiosqlite", "greenlet", "sqldiag", "pytest",
                         "_pytest", "pluggy", "runpy", "importlib"})
-_STDLIB = tuple({os.path.realpath(sysconfig.get_paths()[name]) + os.sep
-                 for name in ("stdlib", "platstdlib")})
+_STDLIB = install_prefixes("stdlib", "platstdlib")
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _SPACE = re.compile(r"\s+")
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
+
+from sqldiag.capture.attribution.paths import install_prefixes
 
 DEPTH = 2  # steps below a root
 MAX_VISITED = 2_000_000  # references looked at (at C speed) per search, at most
@@ -31,9 +32,7 @@ _ATOMS = frozenset({str, int, float, bool, bytes, complex, type(None)})
 _OWN = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 # as configured and as resolved: a module's __file__ is matched as it is, with no system
 # call (a census that releases the GIL waits for every busy thread's long turn)
-_LIBRARY = tuple({path + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
-                  for path in (sysconfig.get_paths()[name],
-                               os.path.realpath(sysconfig.get_paths()[name]))})
+_LIBRARY = install_prefixes("stdlib", "platstdlib", "purelib", "platlib")
 
 
 def _items(value: object) -> Iterable[object] | None:
