@@ -118,3 +118,15 @@ def test_samples_taken_during_a_census_are_not_the_programs_peak():
     rec = replace(rec, timeline=timeline,
                   measurement=replace(rec.measurement, censuses=(census,)))
     assert summarise(rec).peak_rss == 870 * MB  # 960 MB was the census's own lists
+
+
+def test_pages_of_libraries_mapped_in_during_the_work_are_a_part():
+    rec = handmade.with_allocators(
+        handmade.record(start=50 * MB, end=80 * MB, end_cats={"other_python": 5 * MB}),
+        start_arenas=10 * MB, end_arenas=15 * MB, start_used=5 * MB, end_used=10 * MB)
+    rec = replace(rec, allocator=replace(rec.allocator, file_rss={"ready": 8 * MB,
+                                                                  "after gc.collect()": 28 * MB}))
+    parts = analyse(rec).summary.parts_end
+    assert parts.mapped_files == 20 * MB and parts.rest == 5 * MB
+    assert analyse(rec).categories["end"]["mapped_files"] == 20 * MB
+

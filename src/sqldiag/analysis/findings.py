@@ -315,6 +315,9 @@ def parts_text(parts: RssParts) -> str:
                                     "is not a Python object (driver and library buffers)")))
     if parts.overhead:
         said.append((parts.overhead, f"{fmt_bytes(parts.overhead)} is pymalloc's overhead"))
+    if parts.mapped_files:
+        said.append((parts.mapped_files, (f"{fmt_bytes(parts.mapped_files)} is pages of "
+                                          "libraries and files mapped in (imports)")))
     if parts.rest:
         said.append((parts.rest, f"{fmt_bytes(parts.rest)} is unaccounted"))
     text = "; ".join(words for _, words in sorted(said, key=lambda p: -p[0]))

@@ -16,6 +16,9 @@ At a moment (the peak, or after the work) RSS above the "ready" phase is split i
   pymalloc_free    free blocks and unused pools inside pymalloc's arenas (an arena goes
                    back to the OS only when every block in it is free)
   glibc_free       free chunks glibc keeps, as far as they are resident
+  mapped_files     pages of mapped files and shared memory that came into RSS: the
+                   shared libraries and extension modules a program imports during the
+                   work (statm's shared pages)
   rest             what no measurement names (thread stacks, libraries loaded during the
                    work, and the error of the other parts)
 
@@ -51,6 +54,7 @@ class RssParts(JsonValue):
     rest: int
     not_resident: int = 0  # measured but out of RSS (taken off glibc_free, then native)
     python_unattributed: int = 0  # pymalloc's blocks in use that no category counted
+    mapped_files: int = 0  # file-backed and shared pages that came into RSS
     python_outside_pymalloc: int = 0  # live Python bytes in glibc's blocks
     pymalloc_arenas: int = 0  # pymalloc's arena bytes grown since "ready"
     glibc_arenas: int | None = None
@@ -72,7 +76,8 @@ def _in_use(info: Mallinfo) -> int | None:
 
 
 def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats],
-          now: tuple[Mallinfo, PymallocStats], tracemalloc_bytes: int = 0) -> RssParts | None:
+          now: tuple[Mallinfo, PymallocStats], tracemalloc_bytes: int = 0,
+          mapped_files: int = 0) -> RssParts | None:
     """The parts of `growth` given the live Python bytes and both allocators' figures at
     "ready" and at the moment (`tracemalloc_bytes`: tracemalloc's own tables then, in
     glibc's bytes in use and not the program's); None where glibc's figures are missing."""
@@ -90,14 +95,16 @@ def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats
     native = max(0, in_use_now - in_use_start - outside)
     glibc_free = max(0, (glibc_now.free_bytes or 0) - (glibc_start.free_bytes or 0))
     excess = (python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
-              - max(growth, 0))
+              + mapped_files - max(growth, 0))
     not_resident = max(0, excess)
     from_free = min(glibc_free, not_resident)
     from_native = min(native, not_resident - from_free)
     glibc_free, native = glibc_free - from_free, native - from_native
-    named = python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
+    named = (python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
+             + mapped_files)
     return RssParts(growth=growth, python_objects=python_objects,
-                    python_unattributed=unattributed, native=native,
+                    python_unattributed=unattributed, mapped_files=mapped_files,
+                    native=native,
                     overhead=overhead, pymalloc_free=pymalloc_free, glibc_free=glibc_free,
                     rest=max(0, growth - named), not_resident=from_free + from_native,
                     python_outside_pymalloc=outside, pymalloc_arenas=arenas,
@@ -124,4 +131,10 @@ def rss_parts(record: Record, key: str, growth: int | None,
         return None
     high = record.allocator.at_high
     own = high.tracemalloc_bytes if key == AT_PEAK and high is not None else 0
-    return split(growth, python_objects, start, now, own)
+    files = record.allocator.file_rss
+    file_now = (high.file_rss if high is not None else None) if key == AT_PEAK \
+        else files.get(key)
+    file_start = files.get(READY)
+    mapped = max(0, file_now - file_start) if file_now is not None and \
+        file_start is not None else 0
+    return split(growth, python_objects, start, now, own, mapped)

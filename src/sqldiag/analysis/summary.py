@@ -16,6 +16,7 @@ from sqldiag.analysis.rss_parts import AT_PEAK, RssParts, rss_parts
 from sqldiag.record.categories import (
     ALLOCATOR_FREE,
     ALLOCATOR_OVERHEAD,
+    MAPPED_FILES,
     NATIVE_MEMORY,
     PYTHON_UNATTRIBUTED,
     TRACED,
@@ -228,7 +229,8 @@ def categories_at(record: Record, moment: str, growth: int | None,
         return cats
     cats.update({PYTHON_UNATTRIBUTED: parts.python_unattributed,
                  NATIVE_MEMORY: parts.native, ALLOCATOR_OVERHEAD: parts.overhead,
-                 ALLOCATOR_FREE: parts.free, UNACCOUNTED: parts.rest})
+                 ALLOCATOR_FREE: parts.free, MAPPED_FILES: parts.mapped_files,
+                 UNACCOUNTED: parts.rest})
     return cats
 
 

@@ -95,7 +95,7 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
         types=traced.types if traced else {},
         allocator=Allocator(glibc=allocator.glibc_version(), malloc_trim=bare.malloc_trim,
                             mallinfo=bare.mallinfo, pymalloc=bare.pymalloc,
-                            at_high=bare.allocator_high),
+                            at_high=bare.allocator_high, file_rss=bare.file_rss),
         wall_time_s=bare.wall_time_s,
         digest=bare.digest,
         processes=Processes(children_peak_rss=bare.child_peaks,

@@ -81,6 +81,7 @@ class MeasuredPass:
         self.types: dict[str, TypeCensus] = {}
         self.mallinfo: dict[str, Mallinfo] = {}
         self.pymalloc: dict[str, PymallocStats | None] = {}
+        self.file_rss: dict[str, int] = {}
         self.holders: tuple[Holder, ...] | None = None
         self.holders_peak: HoldersAt | None = None  # at the mark where holders held most
         self._holders_lock = threading.Lock()
@@ -139,7 +140,10 @@ class MeasuredPass:
 
     def _allocator_state(self, phase: str) -> None:
         """glibc's and pymalloc's own figures at a phase."""
-        self.mallinfo[phase], self.pymalloc[phase] = allocator.allocator_state()
+        now = allocator.reading()
+        self.mallinfo[phase], self.pymalloc[phase] = now.glibc, now.pymalloc
+        if now.file_rss is not None:
+            self.file_rss[phase] = now.file_rss
 
     def begin(self, collect: bool = True) -> None:
         """Start the probes and mark "ready" and "workload start" (after a full
@@ -298,6 +302,7 @@ class MeasuredPass:
             types=dict(self.types),
             mallinfo=dict(self.mallinfo),
             pymalloc=dict(self.pymalloc),
+            file_rss=dict(self.file_rss),
             allocator_high=self.allocator_highs.highest
             if self.allocator_highs is not None else None,
             malloc_trim=self.trim_done,

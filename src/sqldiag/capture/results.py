@@ -50,6 +50,7 @@ class PassResult(JsonValue):
     mallinfo: dict[str, Mallinfo] = field(default_factory=dict)
     pymalloc: dict[str, PymallocStats | None] = field(default_factory=dict)
     allocator_high: AllocatorHigh | None = None
+    file_rss: dict[str, int] = field(default_factory=dict)
     malloc_trim: bool = False
     child_peaks: dict[str, int] = field(default_factory=dict)  # pid -> RSS peak of children not followed
     children: tuple[ChildProcess, ...] = ()  # followed children, reduced

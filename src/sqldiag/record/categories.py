@@ -11,6 +11,7 @@ PYTHON_UNATTRIBUTED = "python_unattributed"
 NATIVE_MEMORY = "native_memory"
 ALLOCATOR_OVERHEAD = "allocator_overhead"
 ALLOCATOR_FREE = "allocator_free"
+MAPPED_FILES = "mapped_files"
 UNACCOUNTED = "unaccounted"
 
 # Categories of traced Python memory, in report order.
@@ -18,7 +19,7 @@ TRACED = (DRIVER_ROWS, SQLALCHEMY_ROWS, ORM_OBJECTS, IDENTITY_MAP, RESULT_LISTS,
           STATEMENT_CACHE, OTHER_PYTHON)
 # The rest of RSS's growth, from the allocators' own figures (analysis.rss_parts).
 UNTRACED = (PYTHON_UNATTRIBUTED, NATIVE_MEMORY, ALLOCATOR_OVERHEAD, ALLOCATOR_FREE,
-            UNACCOUNTED)
+            MAPPED_FILES, UNACCOUNTED)
 ALL = TRACED + UNTRACED
 # What is in use (not free, not unknown): Python objects and C memory.
 IN_USE = TRACED + (PYTHON_UNATTRIBUTED, NATIVE_MEMORY)
@@ -38,6 +39,8 @@ DESCRIPTIONS = {
     ALLOCATOR_OVERHEAD: "pymalloc's own: pool headers, size-class rounding, arena alignment",
     ALLOCATOR_FREE: "free memory the allocators keep in RSS: pymalloc's free blocks and "
                     "pools, glibc's free chunks",
+    MAPPED_FILES: "pages of libraries and other mapped files that came into RSS (modules "
+                  "imported during the work)",
     UNACCOUNTED: "RSS growth no measurement names (stacks, libraries, measuring error)",
 }
 

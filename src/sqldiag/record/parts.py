@@ -313,6 +313,7 @@ class AllocatorHigh(JsonValue):
     pymalloc: PymallocStats | None = None
     traced: int | None = None  # tracemalloc's traced bytes then, in a traced pass
     tracemalloc_bytes: int = 0  # tracemalloc's own memory then (in glibc's bytes in use)
+    file_rss: int | None = None  # RSS of mapped files (libraries) and shared memory then
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ class Allocator(JsonValue):
     mallinfo: dict[str, Mallinfo] = field(default_factory=dict)
     pymalloc: dict[str, PymallocStats | None] = field(default_factory=dict)
     at_high: AllocatorHigh | None = None
+    file_rss: dict[str, int] = field(default_factory=dict)  # phase -> RSS of mapped files
 
 
 @dataclass(frozen=True)

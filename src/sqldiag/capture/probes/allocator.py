@@ -122,15 +122,18 @@ def _statm() -> int | None:
         return None
 
 
-def _rss_holding_the_gil(libc: ctypes.PyDLL) -> int | None:
+def _rss_holding_the_gil(libc: ctypes.PyDLL) -> tuple[int | None, int | None]:
+    """(RSS, its file-backed and shared part) in bytes, from /proc/self/statm."""
     fd = _statm()
     if fd is None:
-        return None
+        return None, None
     buffer = ctypes.create_string_buffer(128)
     libc.pread.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long]
     read = libc.pread(fd, buffer, 127, 0)
-    return int(buffer.raw[:max(read, 0)].split()[1]) * os.sysconf("SC_PAGE_SIZE") \
-        if read > 0 else None
+    if read <= 0:
+        return None, None
+    fields, page = buffer.raw[:read].split(), os.sysconf("SC_PAGE_SIZE")
+    return int(fields[1]) * page, int(fields[2]) * page
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class Reading:
     rss: int | None
     traced: int | None = None
     tracemalloc_bytes: int = 0
+    file_rss: int | None = None  # RSS of mapped files (libraries) and shared memory
 
 
 def reading() -> Reading:
@@ -154,6 +158,7 @@ def reading() -> Reading:
         libc = None  # glibc before 2.33: pymalloc's figures only
     glibc: dict[str, int] | None = None
     rss: int | None = None
+    file_rss: int | None = None
     traced: int | None = None
     own = 0
     text = ""
@@ -167,7 +172,7 @@ def reading() -> Reading:
                 info = libc.mallinfo2()
                 if hasattr(sys, "_debugmallocstats"):
                     sys._debugmallocstats()
-                rss = _rss_holding_the_gil(libc)
+                rss, file_rss = _rss_holding_the_gil(libc)
                 if tracemalloc.is_tracing():
                     traced = tracemalloc.get_traced_memory()[0]
                     own = tracemalloc.get_tracemalloc_memory()
@@ -189,7 +194,7 @@ def reading() -> Reading:
         glibc["arenas"] = malloc_arenas()  # after: malloc_info writes to a stream
     stats = parse_stats(text)
     return Reading(Mallinfo(**glibc) if glibc else Mallinfo(),
-                   PymallocStats(**stats) if stats else None, rss, traced, own)
+                   PymallocStats(**stats) if stats else None, rss, traced, own, file_rss)
 
 
 def allocator_state() -> tuple[Mallinfo, PymallocStats | None]:

@@ -58,7 +58,8 @@ class AllocatorHighs:
             self.highest = AllocatorHigh(t=round(self._clock(), 4), rss=rss,
                                          mallinfo=now.glibc, pymalloc=now.pymalloc,
                                          traced=now.traced,
-                                         tracemalloc_bytes=now.tracemalloc_bytes)
+                                         tracemalloc_bytes=now.tracemalloc_bytes,
+                                         file_rss=now.file_rss)
         self._next_at = max(int(rss * STEP), rss + MIN_STEP_BYTES)
 
     def _loop(self) -> None:
