@@ -73,8 +73,9 @@ def _row(label: str, out: dict) -> str:
     error = f"{s['model_error'] * 100:+.1f}%" if s.get("model_error") is not None else "n/a"
     parts = (f"{_mb(peak['python_objects'])} | {_mb(peak['python_unattributed'])} | "
              f"{_mb(peak['native'])} | {_mb(peak['overhead'])} | "
-             f"{_mb(peak['pymalloc_free'] + peak['glibc_free'])} | {_mb(peak['rest'])}"
-             if peak else "n/a | n/a | n/a | n/a | n/a | n/a")
+             f"{_mb(peak['pymalloc_free'] + peak['glibc_free'])} | "
+             f"{_mb(peak['mapped_files'])} | {_mb(peak['rest'])}"
+             if peak else "n/a | n/a | n/a | n/a | n/a | n/a | n/a")
     return (f"| {label} | {_mb(s['peak_rss'] - s['start_rss'])} | {named} | {parts} | "
             f"{_mb(end['growth']) if end else 'n/a'} | {named_end} | {error} |")
 
@@ -94,7 +95,7 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}; {args.rows:,} rows x {args.workers} workers; "
           "MB of RSS growth above the start")
     header = ("| run | peak growth | named at peak | Python objects | Python, no category | "
-              "native in use | pymalloc overhead | free | unaccounted | growth after the "
+              "native in use | pymalloc overhead | free | mapped files | unaccounted | growth after the "
               "work | named after | predicted peak vs measured |")
     lines = [header, "| --- " * (header.count("|") - 1) + "|"]
     runs = [("leak_repro", d) for d in wanted] + \
