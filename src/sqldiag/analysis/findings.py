@@ -342,7 +342,9 @@ def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
     if s.trim_rss is not None and s.start_rss is not None:
         text += (f" malloc_trim(0) returned {fmt_bytes(s.trim_released)}; "
                  f"{fmt_bytes(max(s.trim_rss - s.start_rss, 0))} stays above the start")
-        text += f": {parts_text(s.parts_trim)}." if s.parts_trim is not None else "."
+        trimmed = s.parts_trim
+        text += (f", {fmt_bytes(trimmed.free)} of it still free memory the allocators "
+                 "keep." if trimmed is not None and trimmed.free else ".")
     figures = {"left": left, "traced_end": s.traced_end}
     if parts is not None:
         figures.update(free=parts.free, native=parts.native, unaccounted=parts.rest)
