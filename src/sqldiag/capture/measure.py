@@ -96,9 +96,9 @@ class MeasuredPass:
         self.digest: RowDigest | None = None
         self.server_version = "unknown"
         self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
-        # the allocators at the peak of RSS (in a traced pass, for the calibration's
-        # prediction of RSS beyond the traced bytes)
-        self.allocator_highs = AllocatorHighs(clock=lambda: self.sampler.now())
+        # the allocators at the peak of RSS, for the parts of RSS the record reports
+        self.allocator_highs = AllocatorHighs(clock=lambda: self.sampler.now()) \
+            if spec.allocator_highs else None
         self.censuses = CensusProbe() if spec.census_at_highs and not spec.traced else None
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss)

@@ -72,6 +72,8 @@ class PassSpec(JsonValue):
     measure_holders: bool = False  # set on that run: measure holders at workload end
     follow_children: bool = False  # measure multiprocessing children in themselves
     census_at_highs: bool = False  # censuses of live objects at RSS highs (no tracing)
+    # both allocators read at RSS highs: set on the pass whose RSS the record reports
+    allocator_highs: bool = False
 
     @property
     def traced(self) -> bool:
@@ -170,7 +172,7 @@ def plan_run(opts: RunOptions, cpus: int) -> Plan:
     seed.extend(calibration)
 
     bare = PassSpec(kind=PassKind.BARE, table=opts.table, rows=opts.rows, census=opts.census,
-                    max_rss=opts.max_rss, **common)
+                    max_rss=opts.max_rss, allocator_highs=True, **common)
     steps = []
     size = f"{opts.rows:,} rows x {opts.workers} workers"
     if sizes and cpus >= 2:

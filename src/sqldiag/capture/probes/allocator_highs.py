@@ -29,7 +29,6 @@ class AllocatorHighs:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.highest: AllocatorHigh | None = None
-        self.readings = 0
         self._clock = clock
         self._rss = rss_reader()
         self._next_at = 0
@@ -51,7 +50,6 @@ class AllocatorHighs:
         rss = now.rss
         if rss is None:
             return
-        self.readings += 1
         # the highest of the program's own RSS (net of tracemalloc's tables when tracing)
         if self.highest is None or \
                 rss - now.tracemalloc_bytes >= self.highest.rss - self.highest.tracemalloc_bytes:
