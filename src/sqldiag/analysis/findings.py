@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqldiag.analysis.leak import LeakVerdict
 from sqldiag.analysis.rss_parts import RssParts
@@ -548,7 +548,7 @@ def explained_share(facts: Facts) -> tuple[str, dict] | None:
     if parts is None or parts.named_share is None:
         return (text + "; the allocators' own figures were not read at the peak, so the "
                 "rest is not split."), figures
-    rest = parts_text(replace(parts, python_objects=0))
     figures["named_share"] = parts.named_share
     return (f"{text}; with the allocators' figures at the peak, measured parts name "
-            f"{parts.named_share:.0%} of it: beside the categories, {rest}."), figures
+            f"{parts.named_share:.0%} of it: beside the categories, "
+            f"{parts_text(parts)}."), figures

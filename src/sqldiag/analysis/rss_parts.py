@@ -19,8 +19,8 @@ At a moment (the peak, or after the work) RSS above the "ready" phase is split i
   mapped_files     pages of mapped files and shared memory that came into RSS: the
                    shared libraries and extension modules a program imports during the
                    work (statm's shared pages)
-  rest             what no measurement names (thread stacks, libraries loaded during the
-                   work, and the error of the other parts)
+  rest             what no measurement names (thread stacks, and the error of the
+                   other parts)
 
 Measured parts can add to more than the RSS growth: glibc counts free chunks that
 malloc_trim or a shrinking heap has handed back to the OS (no longer resident), and
@@ -94,14 +94,13 @@ def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats
     unattributed = max(0, used - python_objects)
     native = max(0, in_use_now - in_use_start - outside)
     glibc_free = max(0, (glibc_now.free_bytes or 0) - (glibc_start.free_bytes or 0))
-    excess = (python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
-              + mapped_files - max(growth, 0))
-    not_resident = max(0, excess)
+    measured = (python_objects + unattributed + native + overhead + pymalloc_free
+                + glibc_free + mapped_files)
+    not_resident = max(0, measured - max(growth, 0))
     from_free = min(glibc_free, not_resident)
     from_native = min(native, not_resident - from_free)
     glibc_free, native = glibc_free - from_free, native - from_native
-    named = (python_objects + unattributed + native + overhead + pymalloc_free + glibc_free
-             + mapped_files)
+    named = measured - from_free - from_native
     return RssParts(growth=growth, python_objects=python_objects,
                     python_unattributed=unattributed, mapped_files=mapped_files,
                     native=native,

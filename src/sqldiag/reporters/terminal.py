@@ -183,10 +183,10 @@ def print_compare(rows: list[CompareRow], console: Console) -> None:
                          else "right")
     for row in rows:
         # memory in use: Python objects and C memory, not what the allocators keep free
-        traced = {c: v for c, v in row.peak.items() if c in IN_USE}
-        largest = max(traced, key=traced.get) if traced else None
+        in_use = {c: v for c, v in row.peak.items() if c in IN_USE}
+        largest = max(in_use, key=in_use.get) if in_use else None
         table.add_row(escape(row.scenario), fmt_bytes(row.peak_rss), fmt_bytes(row.end_rss),
                       fmt_bytes(row.trim_rss), f"{row.wall_s:.1f}",
                       f"{row.rows_per_s:,.0f}", row.same_rows,
-                      f"{largest} {fmt_bytes(traced[largest])}" if largest else "n/a")
+                      f"{largest} {fmt_bytes(in_use[largest])}" if largest else "n/a")
     console.print(table)

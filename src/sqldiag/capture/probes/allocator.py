@@ -109,9 +109,13 @@ def _libc_holding_the_gil() -> ctypes.PyDLL | None:
     if _libc() is None:
         return None
     try:
-        return ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
+    libc.pread.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long]
+    return libc
 
 
 @lru_cache(maxsize=1)
@@ -128,7 +132,6 @@ def _rss_holding_the_gil(libc: ctypes.PyDLL) -> tuple[int | None, int | None]:
     if fd is None:
         return None, None
     buffer = ctypes.create_string_buffer(128)
-    libc.pread.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long]
     read = libc.pread(fd, buffer, 127, 0)
     if read <= 0:
         return None, None
@@ -165,7 +168,6 @@ def reading() -> Reading:
     with tempfile.TemporaryFile(mode="w+b") as sink, few_thread_switches(_HOLD_S):
         sys.stderr.flush()
         if libc is not None:
-            libc.mallinfo2.restype = _MallInfo2
             saved = libc.dup(2)
             libc.dup2(sink.fileno(), 2)
             try:
