@@ -62,11 +62,13 @@ def test_rows_are_charged_to_the_statement_and_line_that_loaded_them(tmp_path, m
     assert top["statement"].startswith("SELECT items.id") and "?" in top["statement"]
     assert top["executions"] == {"once": 1, "threads": 10, "loop": 5}[mode]
     assert top["source"] == "return (query.filter(Item.id <= high) if high else query).all()"
-    for category in ROW_CATEGORIES:
-        if peak[category]:
-            assert top["categories"].get(category, 0) >= 0.9 * peak[category], (
-                category, top["categories"], peak)
     core = next(q for q in out["queries"] if q["function"] == "few_labels")
+    for category in ROW_CATEGORIES:
+        # Core Rows are few_labels' only (a peak census may come while it reads them)
+        right = core if category == "sqlalchemy_rows" else top
+        if peak[category]:
+            assert right["categories"].get(category, 0) >= 0.9 * peak[category], (
+                category, right["categories"], peak)
     assert core["statement"] == "SELECT label FROM items WHERE id <= ? AND label != ?"
     assert core["executions"] == 1 and core["objects"] == 0
     assert core["line"] == _line_of(program, "conn.execute(text(sql))")

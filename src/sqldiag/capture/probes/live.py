@@ -190,6 +190,8 @@ class _SqlAlchemyKinds:
         self.row: type | None = getattr(modules.get("sqlalchemy.engine.row"), "Row", None)
         self.engine: type | None = getattr(modules.get("sqlalchemy.engine.base"), "Engine",
                                            None)
+        self.result: type | None = getattr(modules.get("sqlalchemy.engine.result"), "Result",
+                                           None)
         self.driver_results: set[type] = set()
         for module, name in (("pymysql.connections", "MySQLResult"),
                              ("pymysql.cursors", "Cursor"), ("MySQLdb.cursors", "BaseCursor")):
@@ -224,6 +226,8 @@ class _SqlAlchemyKinds:
                 wanted[kind] = "map"
             elif self.engine is not None and issubclass(kind, self.engine):
                 wanted[kind] = "engine"
+            elif self.result is not None and issubclass(kind, self.result):
+                wanted[kind] = "result"
         return wanted
 
 
@@ -319,12 +323,44 @@ def _size_instance(sizer: _Sizer, obj: object, weight: float) -> None:
             sizer.add(ORM_OBJECTS, value, weight)
 
 
-def _size_rows(sizer: _Sizer, rows: list, weight: float, in_flight: Key | None = None) -> None:
-    """Core Rows; while one statement is in flight, charged to it (a Row does not say
-    which statement made it: Rows a program keeps from another statement are charged
-    to the one in flight too, when only one is)."""
-    with sizer.charged_to(in_flight):
-        for row in rows:
+class RowOwners:
+    """Which statement made a Core Row. A Row knows only its result's metadata
+    (`Row._parent`): a live result object maps its metadata to its statement (a Core
+    result through its DB-API cursor, an ORM result through its run id). Rows whose
+    result is gone, or whose metadata results of several statements share (one compiled
+    statement run from two lines), go to the statement in flight when only one is."""
+
+    def __init__(self, results: list, ledger: QueryLedger | None,
+                 in_flight: Key | None) -> None:
+        self.in_flight = in_flight
+        self.by_parent: dict[int, Key | None] = {}
+        if ledger is None:
+            return
+        for result in results:
+            metadata = getattr(result, "_metadata", None)
+            context = getattr(result, "context", None)
+            runid = getattr(context, "runid", None)
+            key = (ledger.key_of_run(runid) if runid is not None
+                   else ledger.key_of_cursor(getattr(context, "cursor", None)))
+            if metadata is None or key is None:
+                continue
+            known = self.by_parent.setdefault(id(metadata), key)
+            if known != key:
+                self.by_parent[id(metadata)] = None  # shared: not known from it
+
+    def key_of(self, row: object) -> Key | None:
+        return self.by_parent.get(id(getattr(row, "_parent", None))) or self.in_flight
+
+    def shares(self, rows: list) -> dict[Key | None, float]:
+        """The share of `rows` each statement made."""
+        counts = Counter(map(self.key_of, rows))
+        return {key: n / len(rows) for key, n in counts.items()} if rows else {}
+
+
+def _size_rows(sizer: _Sizer, rows: list, weight: float, owners: RowOwners) -> None:
+    """Core Rows, each charged to the statement that made it (see RowOwners)."""
+    for row in rows:
+        with sizer.charged_to(owners.key_of(row)):
             sizer.add(SQLALCHEMY_ROWS, row, weight)
             for part in gc.get_referents(row):
                 if type(part) is tuple:
@@ -347,11 +383,13 @@ def _list_kind(items: list, kinds: _SqlAlchemyKinds) -> str | None:
     return None
 
 
-def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
-                ledger: QueryLedger | None = None, in_flight: Key | None = None) -> list:
-    """Long lists by what they hold; a list of raw rows (or Rows) is charged to the
-    statement in flight, a list of instances to the statements that loaded them.
-    Returns the lists of whole results (of instances or Rows, not of other lists)."""
+def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds, owners: RowOwners,
+                ledger: QueryLedger | None = None) -> list:
+    """Long lists by what they hold; a list of raw rows is charged to the statement in
+    flight, a list of instances to the statements that loaded them, a list of Rows to
+    those that made them. Returns the lists of whole results (of instances or Rows, not
+    of other lists)."""
+    in_flight = owners.in_flight
     results = []
     for items in lists:
         if len(items) < MIN_LIST:
@@ -364,8 +402,8 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds,
             sample, _ = _sample(items, ITEMS_LOOKED_AT * 4)
             states = [state for state in map(_state_of, sample) if state is not None]
             shares = _loaded_by(states, ledger)
-            if not shares and kinds.is_row(type(sample[0])):  # Rows: see _size_rows
-                shares = {in_flight: 1.0}
+            if not shares and kinds.is_row(type(sample[0])):
+                shares = owners.shares(sample)
         sizer.add_shared(kind, items, shares)
         if kind == RESULT_LISTS and type(items[0]) is not list:
             results.append(items)
@@ -492,9 +530,9 @@ def tracked_bytes(objects: list, chunk: int | None = None) -> int:
 
 
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
-    """Row, IdentityMap and Engine classes: few, found from the base classes."""
+    """Row, IdentityMap, Engine and Result classes: few, found from the base classes."""
     found: set[type] = set()
-    for base in (kinds.row, kinds.identity_map, kinds.engine):
+    for base in (kinds.row, kinds.identity_map, kinds.engine, kinds.result):
         stack = [base] if base is not None else []
         while stack:
             kind = stack.pop()
@@ -561,7 +599,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
         for part in in_chunks(objects, chunk)))
     counts = Counter(map(type, picked))
     few_kinds = {kind for kind, what in wanted.items()
-                 if what in ("list", "map", "engine", "driver")}
+                 if what in ("list", "map", "engine", "driver", "result")}
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
@@ -571,17 +609,18 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
     in_flight = ledger.loading() if ledger is not None else None
+    owners = RowOwners([o for o in few if wanted[type(o)] == "result"], ledger, in_flight)
     per_item: dict[type, float] = {}  # bytes per instance (or Row) of each kind
     for kind, (members, weight) in many.items():
         before = sum(sizer.bytes.values())
         if wanted[kind] == "mapped":
             _size_mapped(sizer, members, weight, ledger)
         else:
-            _size_rows(sizer, members, weight, in_flight)
+            _size_rows(sizer, members, weight, owners)
         per_item[kind] = (sum(sizer.bytes.values()) - before) / max(1, counts[kind])
     results = _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
                                   and (id(o), id(o[0])) not in baseline.lists], kinds,
-                          ledger, in_flight)
+                          owners, ledger)
     _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"], ledger)
     _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
@@ -592,7 +631,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
                      int(sizer.objects_by_query.get(key, 0)))
                for key, by in sizer.by_query.items()}
     holders = _result_holders(results, per_item)
-    del results, few
+    del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
                       seconds=round(time.thread_time() - started, 3), holders=holders)
 
