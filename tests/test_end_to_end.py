@@ -33,6 +33,13 @@ def test_leak_repro_attributes_rows_to_orm_and_driver(cli, any_url, tmp_path):
     end = {k: v for k, v in out["categories"]["end"].items() if k in TRACED}
     assert end["orm_objects"] < 0.05 * peak["orm_objects"], end
     assert end["driver_rows"] < 0.05 * peak["driver_rows"], end
+    # by query: the scenario's own line, its executions counted in the bare pass
+    top = out["queries"][0]
+    assert top["file"].endswith("leak_repro.py") and top["function"] == "query_all", top
+    assert top["executions"] == 3 and "FROM e2e_users" in top["statement"], top
+    for category in ("orm_objects", "driver_rows", "identity_map"):
+        assert top["categories"][category] >= 0.9 * peak[category], (category, top, peak)
+    assert "full size" in out["queries_measured"]
 
     run_dir = Path(out["run_dir"])
     record = run_view(run_dir)
@@ -141,3 +148,10 @@ def test_calibrated_model_agrees_with_a_full_trace(cli, sqlite_url):
                                                                          traced)
     summary = record["summary"]
     assert summary["predicted_peak_rss"] and summary["model_error"] is not None
+    # by query: shares from the census of the 1,200-row copy's run, named by the full
+    # table, executions from the full-size pass
+    top = default.json()["queries"][0]
+    assert (top["function"], top["executions"]) == ("query_all", 10), top
+    assert "FROM cal_users" in top["statement"] and "sqldiag_" not in top["statement"]
+    assert top["categories"]["orm_objects"] >= 0.9 * predicted["orm_objects"], top
+    assert "1,200 rows x 10 workers" in default.json()["queries_measured"]

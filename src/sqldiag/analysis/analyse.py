@@ -17,6 +17,7 @@ from sqldiag.analysis.summary import (
     kept_alive,
     kept_alive_peak,
     peak_queries,
+    queries_measured,
     summarise,
 )
 from sqldiag.record.codec import encode
@@ -32,6 +33,7 @@ class Analysis:
     leak: LeakVerdict | None
     findings: tuple[Finding, ...]
     queries: tuple[QueryAt, ...] = ()  # at peak, what each statement's results held
+    queries_measured: str = ""  # how, when not by a census of the run itself
 
     @property
     def verdict(self) -> list[str]:
@@ -43,7 +45,8 @@ class Analysis:
                 "kept_alive": encode(self.kept_alive),
                 "kept_alive_peak": encode(self.kept_alive_peak),
                 "leak": encode(self.leak), "verdict": self.verdict,
-                "findings": encode(self.findings), "queries": encode(self.queries)}
+                "findings": encode(self.findings), "queries": encode(self.queries),
+                "queries_measured": self.queries_measured}
 
 
 def analyse(record: Record) -> Analysis:
@@ -56,4 +59,4 @@ def analyse(record: Record) -> Analysis:
                   kept_alive=holders, kept_alive_peak=peak_holders, leak=leak, queries=queries)
     return Analysis(summary=summary, categories=categories, kept_alive=holders,
                     kept_alive_peak=peak_holders, leak=leak, findings=findings(facts),
-                    queries=queries)
+                    queries=queries, queries_measured=queries_measured(record))

@@ -154,9 +154,11 @@ def peak_queries(record: Record) -> tuple[QueryAt, ...]:
     scale = census_scale(record)
     merged: dict[tuple[str, str, int, str], QueryAt] = {}
     own = breakdown.queries if breakdown is not None else ()
+    if not own:
+        own, scale = retention_queries(record), 1.0
     children = [q for child in record.processes.children for q in child.queries]
     for query, factor in [(q, scale) for q in own] + [(q, 1.0) for q in children]:
-        key = (query.statement, query.file, query.line, query.function)
+        key = _query_key(query)
         held = {c: int(b * row_scale(c, factor)) for c, b in query.categories.items()}
         known = merged.get(key)
         if known is not None:
@@ -166,6 +168,49 @@ def peak_queries(record: Record) -> tuple[QueryAt, ...]:
                             rows=query.rows + known.rows, objects=query.objects + known.objects)
         merged[key] = replace(query, categories=held)
     return tuple(sorted(merged.values(), key=lambda q: (-q.total, -q.executions)))
+
+
+def _query_key(query: QueryAt) -> tuple[str, str, int, str]:
+    return (query.statement, query.file, query.line, query.function)
+
+
+def queries_measured(record: Record) -> str:
+    """How the by-query bytes were measured, when not by a census of the run itself."""
+    retention = record.retention
+    breakdown = record.breakdowns.get(PEAK)
+    if breakdown is not None and breakdown.queries or retention is None or \
+            not retention.queries:
+        return ""
+    size = (f"{retention.rows:,} rows x {record.workers} workers"
+            if retention.rows and retention.rows != record.rows else "full size")
+    return (f"each statement's share of every category from a census of an untraced run "
+            f"at {size}, applied to the peak's categories")
+
+
+def retention_queries(record: Record) -> tuple[QueryAt, ...]:
+    """A scenario's statements at peak: each statement's share of every category, as a
+    census of the untraced retention run found it, applied to the peak's categories;
+    executions and rows as the bare pass counted them at full size."""
+    retention = record.retention
+    held = retention.queries if retention is not None else ()
+    if not held and not record.statements:
+        return ()
+    census = retention.categories if retention is not None else {}
+    peak = traced_categories(record, PEAK) if PEAK in record.breakdowns else {}
+    factor = {c: peak.get(c, 0) / b for c, b in census.items() if b > 0}
+    counted = {_query_key(q): q for q in record.statements}
+    rows_scale = record.rows / retention.rows if record.rows and retention and \
+        retention.rows else 1.0
+    out = []
+    for query in held:
+        categories = {c: int(b * factor[c]) for c, b in query.categories.items()
+                      if c in factor}
+        objects = int(query.objects * rows_scale)
+        full = counted.pop(_query_key(query), None)
+        out.append(replace(query, categories=categories, objects=objects,
+                           executions=full.executions if full else query.executions,
+                           rows=full.rows if full else query.rows))
+    return tuple(out) + tuple(counted.values())
 
 
 def traced_categories(record: Record, moment: str) -> dict[str, int]:

@@ -101,5 +101,6 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
         processes=Processes(children_peak_rss=bare.child_peaks,
                             children=bare.children or (traced.children if traced else ())),
         retention=bare.retention or _census_retention(bare, traced),
+        statements=bare.statements if traced is not bare else (),
         repeat=Repeat(rows=repeated.rows, iterations=repeated.iterations)
         if repeated is not None else None)

@@ -29,6 +29,7 @@ from sqldiag.errors import (
     SqldiagError,
 )
 from sqldiag.record.parts import Retention
+from sqldiag.record.phases import PEAK
 from sqldiag.record.store import write_atomic
 from sqldiag.redact import scrub
 from sqldiag.units import fmt_bytes
@@ -115,12 +116,16 @@ def _sub_pass(spec: PassSpec, kind: PassKind, size: TableSize, **extra) -> Scena
 def _retention(spec: PassSpec, size: TableSize, url: URL) -> Retention | None:
     """An untraced run that measures, at its workload end, who keeps the memory alive.
     A failure here costs only the kept-alive view, never the run."""
-    sub = _sub_pass(spec, PassKind.RETENTION, size, measure_holders=True)
+    sub = _sub_pass(spec, PassKind.RETENTION, size, measure_holders=True,
+                    census_at_highs=True, statements_table=spec.table)
     try:
         sub.execute(url)
     except Exception:  # noqa: BLE001 - the scenario is user code; the view is optional
         return None
-    return Retention(rows=size.rows, holders=sub.holders or (), peak=sub.holders_peak)
+    census = sub.result().breakdowns.get(PEAK)  # the census that found the most alive
+    return Retention(rows=size.rows, holders=sub.holders or (), peak=sub.holders_peak,
+                     queries=census.queries if census is not None else (),
+                     categories=dict(census.categories) if census is not None else {})
 
 
 def _calibrate(spec: PassSpec, url: URL, bare: ScenarioPass,

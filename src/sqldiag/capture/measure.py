@@ -99,7 +99,13 @@ class MeasuredPass:
         # the allocators at the peak of RSS, for the parts of RSS the record reports
         self.allocator_highs = AllocatorHighs(clock=lambda: self.sampler.now()) \
             if spec.allocator_highs else None
-        self.censuses = CensusProbe() if spec.census_at_highs and not spec.traced else None
+        renamed = {spec.table: spec.statements_table} \
+            if spec.statements_table and spec.statements_table != spec.table else None
+        self.censuses = CensusProbe(ledger=QueryLedger(renamed=renamed)) \
+            if spec.census_at_highs and not spec.traced else None
+        # a census run's ledger is its census probe's; else one of its own when asked
+        self.ledger = self.censuses.ledger if self.censuses is not None else (
+            QueryLedger() if spec.statements else None)
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss)
             if spec.kind in (PassKind.BARE, PassKind.PROGRAM)
@@ -159,6 +165,8 @@ class MeasuredPass:
             self.tracing.start(clock=self.sampler.now)
         if self.censuses is not None:
             self.censuses.start(clock=self.sampler.now)
+        elif self.ledger is not None:
+            self.ledger.start()
         if self.follower is not None:
             self.follower.start()
             self._following = True
@@ -219,6 +227,8 @@ class MeasuredPass:
             self.tracing.stop()
         if self.censuses is not None:
             self.censuses.stop()
+        elif self.ledger is not None:
+            self.ledger.stop()
         if self.allocator_highs is not None:
             self.allocator_highs.stop()
         self.sampler.stop()
@@ -310,6 +320,7 @@ class MeasuredPass:
             holders_peak=self.holders_peak or self._census_holders_peak(),
             iterations=self._iterations(),
             digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
+            statements=statements(self.ledger) if self.ledger is not None else (),
         )
 
 
@@ -318,12 +329,13 @@ def census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
     allocation sites (nothing was traced)."""
     categories = dict(at.census.categories)
     return Breakdown(total=sum(categories.values()), categories=categories, label=at.label,
-                     t=round(at.t, 4), rss=at.rss, queries=_queries(at, ledger))
+                     t=round(at.t, 4), rss=at.rss, queries=statements(ledger, at))
 
 
-def _queries(at: CensusAt, ledger: QueryLedger) -> tuple[QueryAt, ...]:
-    """Every statement the program ran, with what its results held at the census."""
-    held = at.census.queries
+def statements(ledger: QueryLedger, at: CensusAt | None = None) -> tuple[QueryAt, ...]:
+    """Every statement the program ran, with what its results held at the census `at`
+    (none without one)."""
+    held = at.census.queries if at is not None else {}
     out = []
     for key, stats in list(ledger.stats.items()):
         categories, objects = held.get(key, ({}, 0))

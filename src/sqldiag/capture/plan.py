@@ -74,6 +74,11 @@ class PassSpec(JsonValue):
     census_at_highs: bool = False  # censuses of live objects at RSS highs (no tracing)
     # both allocators read at RSS highs: set on the pass whose RSS the record reports
     allocator_highs: bool = False
+    # count the statements the workload runs (executions, rows, lines: no bytes)
+    statements: bool = False
+    # statements are filed under this table's name, not the pass's own (a run on a
+    # smaller copy of the table names the full table, as the bare pass does)
+    statements_table: str = ""
 
     @property
     def traced(self) -> bool:
@@ -172,7 +177,7 @@ def plan_run(opts: RunOptions, cpus: int) -> Plan:
     seed.extend(calibration)
 
     bare = PassSpec(kind=PassKind.BARE, table=opts.table, rows=opts.rows, census=opts.census,
-                    max_rss=opts.max_rss, allocator_highs=True, **common)
+                    max_rss=opts.max_rss, allocator_highs=True, statements=True, **common)
     steps = []
     size = f"{opts.rows:,} rows x {opts.workers} workers"
     if sizes and cpus >= 2:

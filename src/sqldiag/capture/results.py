@@ -19,6 +19,7 @@ from sqldiag.record.parts import (
     Mallinfo,
     Phase,
     PymallocStats,
+    QueryAt,
     Reduction,
     Retention,
     SnapshotMark,
@@ -58,6 +59,7 @@ class PassResult(JsonValue):
     holders_peak: HoldersAt | None = None
     iterations: tuple[Iteration, ...] = ()
     digest: Digest | None = None
+    statements: tuple[QueryAt, ...] = ()  # what the pass's ledger counted (no bytes)
     # filled in after the pass's own work, in the same process or by the runner
     calibration: tuple[PassResult, ...] = ()
     retention: Retention | None = None

@@ -358,6 +358,11 @@ class Retention(JsonValue):
     rows: int
     holders: tuple[Holder, ...] = ()
     peak: HoldersAt | None = None  # at the mark inside the workload where they held most
+    # a census of the same run at its most alive: what each statement's results held,
+    # and the census's categories (each statement's share of a category is its bytes
+    # over the census's); statements are named by the full-size table
+    queries: tuple[QueryAt, ...] = ()
+    categories: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -448,6 +453,8 @@ class Record(JsonValue):
     retention: Retention | None = None
     repeat: Repeat | None = None
     snapshot: LiveSnapshot | None = None  # a live process's snapshot (sqldiag snapshot)
+    # the statements the bare pass ran, at full size: executions and rows, no bytes
+    statements: tuple[QueryAt, ...] = ()
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)

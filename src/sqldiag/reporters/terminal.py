@@ -91,6 +91,8 @@ def _print_queries(analysis: Analysis, console: Console) -> None:
         table.add_row(escape(query.where), escape(brief(query.statement)),
                       f"{query.executions:,}", f"{query.objects:,}", fmt_bytes(query.total))
     console.print(table)
+    if analysis.queries_measured:
+        console.print(f"  {analysis.queries_measured}", style="dim", markup=False)
     rest = len(analysis.queries) - len(held)
     if rest > 0:
         console.print(f"  {rest} other statement{'s' if rest != 1 else ''} held nothing at peak",

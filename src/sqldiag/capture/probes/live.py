@@ -657,12 +657,13 @@ class CensusProbe:
 
     def __init__(self, step: float = 1.15, budget: float = 0.20, period: float = 0.02,
                  free_seconds: float = 0.5, min_bytes: int = 2 << 20,
-                 spacing: float = 10.0) -> None:
+                 spacing: float = 10.0, ledger: QueryLedger | None = None) -> None:
         self.step, self.budget, self.period = step, budget, period
         self.free_seconds, self.min_bytes, self.spacing = free_seconds, min_bytes, spacing
         self.watching = False
         self.baseline = Baseline()
-        self.ledger = QueryLedger()  # listens once the program has imported SQLAlchemy
+        # listens once the program has imported SQLAlchemy
+        self.ledger = ledger if ledger is not None else QueryLedger()
         self.highest: CensusAt | None = None
         self.marks: dict[str, CensusAt] = {}
         # label, t, rss, CPU s, objects, wall s

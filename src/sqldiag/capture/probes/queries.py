@@ -245,8 +245,12 @@ class QueryLedger:
     keyed when it starts from the statement its loader is reading (Core statements,
     row counts and driver buffers are then not known)."""
 
-    def __init__(self, every_statement: bool = True) -> None:
+    def __init__(self, every_statement: bool = True,
+                 renamed: dict[str, str] | None = None) -> None:
         self.every_statement = every_statement
+        # names replaced in each statement's text before it is normalized (a scenario's
+        # run on a copy of a table files its statements under the full table's name)
+        self._renamed = tuple((renamed or {}).items())
         self.stats: dict[Key, StatementStats] = {}
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
@@ -316,7 +320,7 @@ class QueryLedger:
             engine = context.root_connection.engine
         except (KeyError, AttributeError):  # another SQLAlchemy than 2.x: not known
             return None
-        key = (normalize(statement), call_site(3))
+        key = (normalize(self._named(statement)), call_site(3))
         self._count(key, engine)
         self.threads[threading.get_ident()] = key
         return key
@@ -332,8 +336,14 @@ class QueryLedger:
                 stats = self.stats.setdefault(key, StatementStats(key[0], key[1]))
         stats.executions += 1
 
+    def _named(self, statement: str) -> str:
+        for old, new in self._renamed:
+            statement = statement.replace(old, new)
+        return statement
+
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        key = (normalize(statement), call_site(3))
+        key = (normalize(self._named(statement) if self._renamed else statement),
+               call_site(3))
         self._count(key, conn.engine)
         self._local.key = key
         self.threads[threading.get_ident()] = key
