@@ -59,6 +59,8 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
     if traced is None and calibration:
         traced = calibration[-1]
     method, scale = _method(bare, traced, full_rows)
+    # a scenario's census of types is its untraced retention run's (the bare pass's)
+    types = traced.types if traced is not None and traced.types else bare.types
     model = fit_model(calibration) if calibration else None
     if model is not None:
         method, scale = Method.CALIBRATED, None
@@ -69,7 +71,7 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
         scale=scale,
         sample_period_s=bare.sample_period_s,
         uss_sampled=bare.uss_sampled,
-        census=bool(traced and traced.types),
+        census=bool(types),
         traced_peak=traced.traced_peak if traced else None,
         traced_wall_time_s=traced.wall_time_s if traced else None,
         analysis=traced.analysis if traced else None,
@@ -92,7 +94,7 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
         measurement=measurement,
         timeline=bare.timeline, phases=bare.phases,
         breakdowns=traced.breakdowns if traced else {},
-        types=traced.types if traced else {},
+        types=types,
         allocator=Allocator(glibc=allocator.glibc_version(), malloc_trim=bare.malloc_trim,
                             mallinfo=bare.mallinfo, pymalloc=bare.pymalloc,
                             at_high=bare.allocator_high, file_rss=bare.file_rss),

@@ -202,7 +202,7 @@ def plan_run(opts: RunOptions, cpus: int) -> Plan:
         table = size_table(opts, trace_rows)
         # multiprocessing children trace themselves when this pass is full size
         steps.append(Step((PassSpec(kind=PassKind.TRACED, table=table.table, rows=trace_rows,
-                                    trace_depth=opts.trace_depth, census=opts.census,
+                                    trace_depth=opts.trace_depth,
                                     follow_children=trace_rows == opts.rows, **common),),
                           f"pass 2/2: {trace_rows:,} rows x {opts.workers} workers under "
                           f"tracemalloc ({opts.trace_depth} frames)"))
