@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 from sqldiag.capture.attribution.paths import install_prefixes
 
@@ -66,8 +67,10 @@ def normalize(statement: str) -> str:
     return text if len(text) <= MAX_STATEMENT else text[:MAX_STATEMENT - 3] + "..."
 
 
-@dataclass(frozen=True)
-class CallSite:
+class CallSite(NamedTuple):
+    """A line of the program's own code. A tuple, not a dataclass: it is hashed as part
+    of a statement's key at every execution, and a tuple hashes in C."""
+
     file: str
     line: int
     function: str
