@@ -99,6 +99,15 @@ def test_trace_depth_traces_the_program_for_allocation_sites(tmp_path):
     # depth 4 the ORM's loading frames alone fill the traceback: on 3.10 the program's
     # line was then there only when the seeding, not the load, was the traced peak)
     assert any("service.py" in json.dumps(site.get("traceback")) for site in peak["sites"])
+    # by query, traced: the bytes allocated below the line that ran the statement
+    load = next(q for q in record["queries"] if q["function"] == "worker")
+    line = next(n for n, text in enumerate(PROGRAM.splitlines(), 1)
+                if "kept.append(session.query" in text)
+    assert load["line"] == line and load["executions"] == 3, load
+    assert load["statement"].startswith("SELECT items.id"), load
+    for category in ("orm_objects", "driver_rows", "identity_map"):
+        assert load["categories"][category] >= 0.9 * peak["categories"][category], (
+            category, load, peak["categories"])
     both = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--census",
                            "--trace-depth", "30", str(script), db], capture_output=True,
                           text=True, check=False, cwd=tmp_path)

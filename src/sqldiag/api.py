@@ -41,7 +41,8 @@ class Capture(contextlib.ContextDecorator):
         self.spec = PassSpec(kind=PassKind.TRACED, scenario_name=name, scenario_path="", table="",
                              rows=0, workers=1, trace_depth=trace_depth, census=census,
                              census_at_highs=trace_depth == 0,
-                             follow_children=follow_children, allocator_highs=True)
+                             follow_children=follow_children, allocator_highs=True,
+                             statements=trace_depth > 0)
         self.record: Record | None = None
         self.analysis: Analysis | None = None
         self.run_dir: Path | None = None

@@ -270,9 +270,10 @@ def query_holds_most(facts: Facts) -> tuple[str, dict] | None:
     if top is None:
         return None
     runs = f"{top.executions:,} execution{'s' if top.executions != 1 else ''}"
-    loaded = f"{top.objects:,} instances alive" if top.objects else "no instances"
+    # a traced run counts bytes below the line, not instances (0)
+    loaded = f"{top.objects:,} instances alive, " if top.objects else ""
     text = (f"{top.where}: {brief(top.statement)} keeps {fmt_bytes(top.total)} at peak "
-            f"({loaded}, {runs}; {top.total / max(facts.alive_at_peak, 1):.0%} of what was alive): "
+            f"({loaded}{runs}; {top.total / max(facts.alive_at_peak, 1):.0%} of what was alive): "
             f"{_named(top.categories)}.")
     return (text,
             {"bytes": top.total, "objects": top.objects, "executions": top.executions})

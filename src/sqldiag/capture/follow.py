@@ -150,7 +150,8 @@ class ChildMeasure:
         self.measured = MeasuredPass(PassSpec(
             kind=PassKind.TRACED, scenario_name=process.name, scenario_path="", table="", rows=0,
             workers=1, trace_depth=depth, follow_children=False,
-            sample_period=CHILD_SAMPLE_PERIOD, census_at_highs=censuses))
+            sample_period=CHILD_SAMPLE_PERIOD, census_at_highs=censuses,
+            statements=depth > 0))
         self._done = threading.Lock()
         self._handles_sigterm = False
 

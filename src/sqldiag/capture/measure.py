@@ -106,6 +106,8 @@ class MeasuredPass:
         # a census run's ledger is its census probe's; else one of its own when asked
         self.ledger = self.censuses.ledger if self.censuses is not None else (
             QueryLedger() if spec.statements else None)
+        if self.tracing is not None and self.ledger is not None:
+            self.tracing.statement_lines = self.ledger.lines  # bytes by statement, traced
         self.sampler: RssSampler = (
             WatcherSampler(spec.sample_period, spec.max_rss)
             if spec.kind in (PassKind.BARE, PassKind.PROGRAM)
@@ -258,7 +260,7 @@ class MeasuredPass:
             return {}
         moments = ((PEAK, tracing.peak_moment()), (AT_WORKLOAD_END, tracing.moment(WORKLOAD_END)),
                    (END, tracing.moment(AFTER_GC)))
-        return {key: _breakdown(moment) for key, moment in moments
+        return {key: _breakdown(moment, self.ledger) for key, moment in moments
                 if moment is not None and moment.breakdown is not None}
 
     @staticmethod
@@ -332,13 +334,13 @@ def census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
     allocation sites (nothing was traced)."""
     categories = dict(at.census.categories)
     return Breakdown(total=sum(categories.values()), categories=categories, label=at.label,
-                     t=round(at.t, 4), rss=at.rss, queries=statements(ledger, at))
+                     t=round(at.t, 4), rss=at.rss, queries=statements(ledger, at.census.queries))
 
 
-def statements(ledger: QueryLedger, at: CensusAt | None = None) -> tuple[QueryAt, ...]:
-    """Every statement the program ran, with what its results held at the census `at`
-    (none without one)."""
-    held = at.census.queries if at is not None else {}
+def statements(ledger: QueryLedger, held: dict | None = None) -> tuple[QueryAt, ...]:
+    """Every statement the program ran, with what its results held (`held`: bytes by
+    category and instances alive, by key; none without it)."""
+    held = held or {}
     out = []
     for key, stats in list(ledger.stats.items()):
         categories, objects = held.get(key, ({}, 0))
@@ -353,10 +355,14 @@ def statements(ledger: QueryLedger, at: CensusAt | None = None) -> tuple[QueryAt
     return tuple(out[:MAX_QUERIES])
 
 
-def _breakdown(moment: TracedMoment) -> Breakdown:
-    """A traced moment's reduced breakdown as a record part."""
+def _breakdown(moment: TracedMoment, ledger: QueryLedger | None = None) -> Breakdown:
+    """A traced moment's reduced breakdown as a record part; with a ledger, the bytes
+    allocated below each statement's line (instances alive are not counted: 0)."""
     reduced: TracedBreakdown = moment.breakdown  # type: ignore[assignment]
+    queries = statements(ledger, {key: (categories, 0) for key, categories
+                                  in reduced.queries.items()}) if ledger is not None else ()
     return Breakdown(
+        queries=queries,
         total=reduced.total, categories=dict(reduced.categories), counts=dict(reduced.counts),
         sites=tuple(Site(category=s.category, file=s.file, function=s.function, line=s.line,
                          size=s.size, count=s.count, traceback=tuple(s.traceback))

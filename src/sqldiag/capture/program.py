@@ -131,7 +131,7 @@ def _pass_spec(spec: ProgramSpec) -> PassSpec:
                     scenario_name=spec.name, scenario_path="", table="", rows=0, workers=1,
                     trace_depth=spec.trace_depth, census=False,
                     census_at_highs=not traced, follow_children=spec.follow_children,
-                    max_rss=spec.max_rss, allocator_highs=True)
+                    max_rss=spec.max_rss, allocator_highs=True, statements=traced)
 
 
 def _write(out: Path, data: dict) -> None:

@@ -48,12 +48,14 @@ class Site:
 
 @dataclass
 class Breakdown:
-    """Traced bytes per category at one moment."""
+    """Traced bytes per category at one moment; with the program's statement lines, the
+    bytes allocated below each of them (by their key) per category too."""
 
     total: int
     categories: dict[str, int]
     counts: dict[str, int]
     sites: list[Site]
+    queries: dict[object, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"total": self.total, "categories": self.categories, "counts": self.counts,
@@ -64,11 +66,15 @@ def _format_frame(filename: str, lineno: int) -> str:
     return f"{short_path(filename)}:{lineno} in {function_at(filename, lineno)}"
 
 
-def breakdown_traces(traces: list) -> Breakdown:
+def breakdown_traces(traces: list, lines: dict[tuple[str, int], object] | None = None
+                     ) -> Breakdown:
     """Classify raw traces: (domain, size, frames most recent first, ...) tuples.
 
     Memory use is per distinct traceback: tracebacks are shared tuples, so the grouping
-    dict stays as small as the number of distinct allocation paths.
+    dict stays as small as the number of distinct allocation paths. `lines` maps the
+    (file, line) of the program's lines that ran statements to the statements' keys: a
+    traceback through one of them charges its bytes to that statement (the most recent
+    such frame decides).
     """
     grouped: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for trace in traces:
@@ -79,6 +85,7 @@ def breakdown_traces(traces: list) -> Breakdown:
     categories = dict.fromkeys(TRACED, 0)
     counts = dict.fromkeys(TRACED, 0)
     sites: dict[tuple[str, str, str], Site] = {}
+    queries: dict[object, dict[str, int]] = defaultdict(dict)
     heaviest_path: dict[tuple[str, str, str], int] = {}  # a site shows its largest path
     for (frames, large), (size, count) in grouped.items():
         if any(_is_measuring(filename) for filename, _ in frames):
@@ -86,6 +93,11 @@ def breakdown_traces(traces: list) -> Breakdown:
         category, depth = classify(frames, LIST_BLOCK_BYTES if large else 0)
         categories[category] += size
         counts[category] += count
+        if lines:
+            query = next((lines[frame] for frame in frames if frame in lines), None)
+            if query is not None:
+                by_query = queries[query]
+                by_query[category] = by_query.get(category, 0) + size
         filename, lineno = frames[max(depth, 0)] if frames else ("<unknown>", 0)
         # Naming the function means parsing its file. An import's module code (every
         # module imported while tracing) is named by what it is; other_python, which
@@ -117,5 +129,5 @@ def breakdown_traces(traces: list) -> Breakdown:
         if not site.function and site.frames:
             site.function = function_at(site.frames[0][0], site.frames[0][1])
     return Breakdown(total=sum(categories.values()), categories=categories, counts=counts,
-                     sites=top)
+                     sites=top, queries=dict(queries))
 

@@ -369,6 +369,22 @@ class QueryLedger:
         if key is not None and isinstance(count, int) and count > 0:
             self.stats[key].rows += count
 
+    def lines(self) -> dict[tuple[str, int], Key]:
+        """The program's lines that ran statements, as tracemalloc names a frame (the
+        code's file name, the line), each with the statement it ran most often."""
+        files = {site: code.co_filename for code, site in list(_CALL_SITES.values())}
+        out: dict[tuple[str, int], Key] = {}
+        ran: dict[tuple[str, int], int] = {}
+        for key, stats in list(self.stats.items()):
+            site = key[1]
+            filename = files.get(site) if site is not None else None
+            if filename is None:
+                continue
+            where = (filename, site.line)
+            if stats.executions > ran.get(where, -1):
+                out[where], ran[where] = key, stats.executions
+        return out
+
     def key_of_run(self, runid: object) -> Key | None:
         return self.runs.get(runid) if isinstance(runid, int) else None
 

@@ -57,6 +57,9 @@ class TracingProbe:
                  end_label: str = AFTER_GC, held_label: str = WORKLOAD_END,
                  held_max_bytes: int = 32 << 20) -> None:
         self.depth = depth
+        # the program's lines that ran statements, (file, line) -> key, asked for when
+        # the snapshots are reduced (see QueryLedger.lines)
+        self.statement_lines: Callable[[], dict] | None = None
         self.end_label = end_label  # the after-the-work snapshot, kept besides the peak
         # the workload's end with its results still held: kept besides the peak too while
         # it is small enough that a second raw snapshot costs little (tests, calibration)
@@ -108,9 +111,10 @@ class TracingProbe:
         process = psutil.Process()
         rss_before, started = process.memory_info().rss, time.perf_counter()
         traces = 0
+        lines = self.statement_lines() if self.statement_lines is not None else None
         for moment in pending:
             traces += len(moment.raw)  # type: ignore[arg-type]
-            moment.breakdown = breakdown_traces(moment.raw)  # type: ignore[arg-type]
+            moment.breakdown = breakdown_traces(moment.raw, lines)  # type: ignore[arg-type]
             moment.raw = None
         save_cache()
         self.analysis = Reduction(seconds=round(time.perf_counter() - started, 3),
