@@ -195,8 +195,9 @@ def test_a_census_names_who_keeps_the_results(engine):
 
 
 def test_rows_are_charged_to_the_statement_whose_result_made_them(engine):
-    """A Row names only its result's metadata: with two results open and no statement in
-    flight, each statement's Rows (and its list of them) are charged to it, not to none."""
+    """A Row names only its result's metadata: with two results open, a third consumed
+    and gone, and no statement in flight, each statement's Rows (and its list of them)
+    are charged to it, not to none."""
     from sqlalchemy import text
 
     from sqldiag.capture.probes.queries import QueryLedger
@@ -209,16 +210,22 @@ def test_rows_are_charged_to_the_statement_whose_result_made_them(engine):
             bodies = conn.execute(text("SELECT body FROM census_items WHERE id <= 3000"))
             labels = conn.execute(text("SELECT id, label FROM census_items WHERE id > 5000"))
             kept_bodies, kept_labels = bodies.fetchmany(2000), labels.fetchmany(500)
+            # a result consumed whole and gone: its Rows name it through the ledger
+            kept_all = conn.execute(text("SELECT label FROM census_items WHERE id < 1500")
+                                    ).all()
             census = live.take_census(baseline, ledger=ledger)
             bodies.close()
             labels.close()
     finally:
         ledger.stop()
-    assert (len(kept_bodies), len(kept_labels)) == (2000, 500)
+    assert (len(kept_bodies), len(kept_labels), len(kept_all)) == (2000, 500, 1499)
     held = {key[0]: categories for key, (categories, _) in census.queries.items()}
     body = held["SELECT body FROM census_items WHERE id <= ?"]
     label = held["SELECT id, label FROM census_items WHERE id > ?"]
+    kept = held["SELECT label FROM census_items WHERE id < ?"]
     total = census.categories["sqlalchemy_rows"]
-    assert body["sqlalchemy_rows"] + label["sqlalchemy_rows"] >= 0.95 * total, (held, total)
+    assert body["sqlalchemy_rows"] + label["sqlalchemy_rows"] + kept["sqlalchemy_rows"] >= \
+        0.95 * total, (held, total)
     assert body["sqlalchemy_rows"] > 3 * label["sqlalchemy_rows"] > 0
-    assert body["result_lists"] > label["result_lists"] > 0
+    assert kept["sqlalchemy_rows"] > label["sqlalchemy_rows"]
+    assert body["result_lists"] > label["result_lists"] > 0 and kept["result_lists"] > 0

@@ -326,13 +326,14 @@ def _size_instance(sizer: _Sizer, obj: object, weight: float) -> None:
 class RowOwners:
     """Which statement made a Core Row. A Row knows only its result's metadata
     (`Row._parent`): a live result object maps its metadata to its statement (a Core
-    result through its DB-API cursor, an ORM result through its run id). Rows whose
-    result is gone, or whose metadata results of several statements share (one compiled
-    statement run from two lines), go to the statement in flight when only one is."""
+    result through its DB-API cursor, an ORM result through its run id), and the ledger
+    knows the metadata of every Core result it saw made. Rows of neither, or whose
+    metadata results of several statements share (one compiled statement run from two
+    lines), go to the statement in flight when only one is."""
 
     def __init__(self, results: list, ledger: QueryLedger | None,
                  in_flight: Key | None) -> None:
-        self.in_flight = in_flight
+        self.in_flight, self.ledger = in_flight, ledger
         self.by_parent: dict[int, Key | None] = {}
         if ledger is None:
             return
@@ -349,7 +350,11 @@ class RowOwners:
                 self.by_parent[id(metadata)] = None  # shared: not known from it
 
     def key_of(self, row: object) -> Key | None:
-        return self.by_parent.get(id(getattr(row, "_parent", None))) or self.in_flight
+        parent = getattr(row, "_parent", None)
+        key = self.by_parent.get(id(parent))
+        if key is None and self.ledger is not None and id(parent) not in self.by_parent:
+            key = self.by_parent[id(parent)] = self.ledger.key_of_rows(parent)
+        return key or self.in_flight
 
     def shares(self, rows: list) -> dict[Key | None, float]:
         """The share of `rows` each statement made."""

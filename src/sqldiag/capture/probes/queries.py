@@ -2,13 +2,14 @@
 
 Once the program has imported SQLAlchemy's ORM (nothing of it is imported here before),
 `QueryLedger.install()` listens to every Engine's `before_cursor_execute` and
-`after_cursor_execute` events and wraps the ORM's run counter
+`after_execute` events and wraps the ORM's run counter
 (`sqlalchemy.orm.loading._new_runid`, called once when a query's rows start to load):
 
   before_cursor_execute  the statement, its literal values taken out, and the program's
                          own frame that ran it (the first frame outside SQLAlchemy, the
                          drivers, the standard library and sqldiag): its key; executions
-  after_cursor_execute   rows the driver reports for it (cursor.rowcount)
+  after_execute          rows the driver reports for it (cursor.rowcount), and its
+                         result's metadata, which every Core Row it makes refers to
   _new_runid             the run id each loaded instance keeps in `InstanceState.runid`,
                          filed under the key of the statement this thread ran last
 
@@ -257,6 +258,8 @@ class QueryLedger:
         self.stats: dict[Key, StatementStats] = {}
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
+        # a Core result's metadata -> (its keymap's id, the key of the statement)
+        self.parents: dict[int, tuple[int, Key]] = {}
         self.threads: dict[int, Key] = {}  # thread ident -> the statement it ran last
         # engine id -> its URL (no password), dialect and driver, from its first statement
         self.databases: dict[int, tuple[str, str, str]] = {}
@@ -283,7 +286,7 @@ class QueryLedger:
             from sqlalchemy.engine import Engine
 
             event.remove(Engine, "before_cursor_execute", self._before)
-            event.remove(Engine, "after_cursor_execute", self._after)
+            event.remove(Engine, "after_execute", self._after)
             self.installed = False
 
     def _listen(self, importing: bool = False) -> bool:
@@ -297,7 +300,7 @@ class QueryLedger:
         from sqlalchemy.engine import Engine
 
         event.listen(Engine, "before_cursor_execute", self._before)
-        event.listen(Engine, "after_cursor_execute", self._after)
+        event.listen(Engine, "after_execute", self._after)
         self.installed = True
         return True
 
@@ -363,11 +366,32 @@ class QueryLedger:
                 for ident in list(islice(cursors, max(0, len(cursors) - MAX_CURSORS // 2))):
                     cursors.pop(ident, None)  # all alive: the oldest go
 
-    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        key = getattr(self._local, "key", None)
+    def _after(self, conn, clause, multiparams, params, options, result) -> None:
+        cursor = getattr(getattr(result, "context", None), "cursor", None)
+        key = self.key_of_cursor(cursor) or getattr(self._local, "key", None)
+        if key is None:
+            return
         count = getattr(cursor, "rowcount", -1)
-        if key is not None and isinstance(count, int) and count > 0:
+        if isinstance(count, int) and count > 0:
             self.stats[key].rows += count
+        if not getattr(result, "returns_rows", False):
+            return
+        # A metadata object takes no weak reference, and a strong one would keep it
+        # alive: its id, checked with its keymap's id (an address is reused once freed).
+        metadata = result._metadata
+        parents = self.parents
+        parents[id(metadata)] = (id(getattr(metadata, "_keymap", None)), key)
+        if len(parents) > MAX_CURSORS:
+            with self._lock:
+                for old in list(islice(parents, max(0, len(parents) - MAX_CURSORS // 2))):
+                    parents.pop(old, None)
+
+    def key_of_rows(self, metadata: object) -> Key | None:
+        """The statement whose result made Rows with this metadata (`Row._parent`)."""
+        known = self.parents.get(id(metadata))
+        if known is None or known[0] != id(getattr(metadata, "_keymap", None)):
+            return None
+        return known[1]
 
     def lines(self) -> dict[tuple[str, int], Key]:
         """The program's lines that ran statements, as tracemalloc names a frame (the
