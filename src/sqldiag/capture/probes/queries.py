@@ -159,6 +159,8 @@ Key = tuple[str, CallSite | None]
 CORE_MODULE = "sqlalchemy"
 ORM_MODULE = "sqlalchemy.orm"
 _ACTIVE: list[QueryLedger] = []  # the ledgers listening now (capture() can nest)
+# the metadata classes of results without rows (DML): nothing to note
+_NO_ROWS: set[type] = set()
 
 
 def _imported(name: str, importing: bool) -> bool:
@@ -299,6 +301,10 @@ class QueryLedger:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
+        no_rows = getattr(sys.modules.get("sqlalchemy.engine.cursor"), "_NoResultMetaData",
+                          None)
+        if isinstance(no_rows, type):
+            _NO_ROWS.update((no_rows, *no_rows.__subclasses__()))
         event.listen(Engine, "before_cursor_execute", self._before)
         event.listen(Engine, "after_execute", self._after)
         self.installed = True
@@ -367,18 +373,18 @@ class QueryLedger:
                     cursors.pop(ident, None)  # all alive: the oldest go
 
     def _after(self, conn, clause, multiparams, params, options, result) -> None:
-        cursor = getattr(getattr(result, "context", None), "cursor", None)
-        key = self.key_of_cursor(cursor) or getattr(self._local, "key", None)
+        key = getattr(self._local, "key", None)  # this thread's statement: this one's
         if key is None:
             return
-        count = getattr(cursor, "rowcount", -1)
+        count = getattr(getattr(getattr(result, "context", None), "cursor", None),
+                        "rowcount", -1)
         if isinstance(count, int) and count > 0:
             self.stats[key].rows += count
-        if not getattr(result, "returns_rows", False):
-            return
         # A metadata object takes no weak reference, and a strong one would keep it
         # alive: its id, checked with its keymap's id (an address is reused once freed).
-        metadata = result._metadata
+        metadata = getattr(result, "_metadata", None)
+        if metadata is None or type(metadata) in _NO_ROWS:
+            return
         parents = self.parents
         parents[id(metadata)] = (id(getattr(metadata, "_keymap", None)), key)
         if len(parents) > MAX_CURSORS:
