@@ -172,3 +172,23 @@ def test_capture_names_the_line_in_the_block(tmp_path):
     assert (query.line, query.executions, query.statement) == (
         here, 1, "SELECT v FROM t WHERE v != ?")
     assert "k3y" not in (run.run_dir / "record.json").read_text(encoding="utf-8")
+
+
+def test_a_program_installed_in_site_packages_is_its_own_code():
+    """In a virtual environment the platform stdlib folder holds site-packages: a program
+    installed there (and the built-in scenarios, once installed) is still the program's
+    own code; the standard library is not."""
+    import os
+    import sysconfig
+
+    from sqldiag.capture.probes.queries import _own_code
+
+    def frame_of(filename: str):
+        namespace: dict = {"__name__": "myapp.jobs"}
+        exec(compile("import sys\ndef here():\n    return sys._getframe()\n", filename,
+                     "exec"), namespace)
+        return namespace["here"]()
+
+    paths = sysconfig.get_paths()
+    assert _own_code(frame_of(os.path.join(paths["purelib"], "myapp", "jobs.py")))
+    assert not _own_code(frame_of(os.path.join(paths["stdlib"], "json", "decoder.py")))

@@ -47,6 +47,9 @@ _LIBRARIES = frozenset({"sqlalchemy", "pymysql", "MySQLdb", "psycopg2", "psycopg
                         "aiomysql", "asyncmy", "aiosqlite", "greenlet", "sqldiag", "pytest",
                         "_pytest", "pluggy", "runpy", "importlib"})
 _STDLIB = install_prefixes("stdlib", "platstdlib")
+# In a virtual environment "platstdlib" is the environment's lib folder, which holds its
+# site-packages: a program installed there (and the built-in scenarios) is its own code.
+_SITE_PACKAGES = install_prefixes("purelib", "platlib")
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _SPACE = re.compile(r"\s+")
 
@@ -86,7 +89,8 @@ def _own_code(frame) -> bool:
     filename = frame.f_code.co_filename
     if filename.startswith("<"):
         return False
-    return not os.path.realpath(filename).startswith(_STDLIB)
+    path = os.path.realpath(filename)
+    return not path.startswith(_STDLIB) or path.startswith(_SITE_PACKAGES)
 
 
 # Keyed by id(code), the code object kept beside (so that its id is not reused): a code
