@@ -181,14 +181,17 @@ def test_a_program_installed_in_site_packages_is_its_own_code():
     import os
     import sysconfig
 
-    from sqldiag.capture.probes.queries import _own_code
+    from sqldiag.capture.probes.queries import _own_code, _short
 
     def frame_of(filename: str):
         namespace: dict = {"__name__": "myapp.jobs"}
-        exec(compile("import sys\ndef here():\n    return sys._getframe()\n", filename,
-                     "exec"), namespace)
+        code = compile("import sys\ndef here():\n    return sys._getframe()\n", filename,
+                       "exec")
+        exec(code, namespace)  # noqa: S102 - a constant snippet, compiled as if from `filename`
         return namespace["here"]()
 
     paths = sysconfig.get_paths()
-    assert _own_code(frame_of(os.path.join(paths["purelib"], "myapp", "jobs.py")))
+    installed = os.path.join(paths["purelib"], "myapp", "jobs.py")
+    assert _own_code(frame_of(installed))
+    assert _short(installed) == os.path.join("myapp", "jobs.py")  # as the user knows it
     assert not _own_code(frame_of(os.path.join(paths["stdlib"], "json", "decoder.py")))

@@ -143,12 +143,17 @@ def _own_frame(frame):
 
 
 def _short(filename: str) -> str:
-    """The file as the user knows it: relative to the working folder when inside it."""
+    """The file as the user knows it: relative to the working folder when inside it, to
+    site-packages when installed there (`myapp/jobs.py`)."""
     try:
         relative = os.path.relpath(filename)
     except ValueError:
-        return filename
-    return filename if relative.startswith("..") else relative
+        relative = ".."
+    if not relative.startswith(".."):
+        return relative
+    path = os.path.realpath(filename)
+    prefix = next((p for p in _SITE_PACKAGES if path.startswith(p)), None)
+    return path[len(prefix):] if prefix else filename
 
 
 @dataclass
