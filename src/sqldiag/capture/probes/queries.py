@@ -328,9 +328,7 @@ class QueryLedger:
             runs = self.runs
             runs[runid] = key
             if len(runs) > MAX_RUNS:
-                with self._lock:  # another thread may be pruning too
-                    for old in list(islice(runs, len(runs) - MAX_RUNS // 2)):
-                        runs.pop(old, None)
+                self._keep_newest(runs, MAX_RUNS // 2)
 
     def _key_of_run(self, loader) -> Key | None:
         """The key of an ORM run, from its loader's frame: the statement its cursor ran
@@ -378,8 +376,7 @@ class QueryLedger:
                 for ident, (ref, _) in list(cursors.items()):
                     if ref() is None:
                         cursors.pop(ident, None)
-                for ident in list(islice(cursors, max(0, len(cursors) - MAX_CURSORS // 2))):
-                    cursors.pop(ident, None)  # all alive: the oldest go
+            self._keep_newest(cursors, MAX_CURSORS // 2)  # all alive: the oldest go
 
     def _after(self, conn, clause, multiparams, params, options, result) -> None:
         key = getattr(self._local, "key", None)  # this thread's statement: this one's
@@ -397,9 +394,13 @@ class QueryLedger:
         parents = self.parents
         parents[id(metadata)] = (id(getattr(metadata, "_keymap", None)), key)
         if len(parents) > MAX_CURSORS:
-            with self._lock:
-                for old in list(islice(parents, max(0, len(parents) - MAX_CURSORS // 2))):
-                    parents.pop(old, None)
+            self._keep_newest(parents, MAX_CURSORS // 2)
+
+    def _keep_newest(self, mapping: dict, count: int) -> None:
+        """Forget all but the `count` newest entries (another thread may prune too)."""
+        with self._lock:
+            for old in list(islice(mapping, max(0, len(mapping) - count))):
+                mapping.pop(old, None)
 
     def key_of_rows(self, metadata: object) -> Key | None:
         """The statement whose result made Rows with this metadata (`Row._parent`)."""
