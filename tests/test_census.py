@@ -229,3 +229,35 @@ def test_rows_are_charged_to_the_statement_whose_result_made_them(engine):
     assert body["sqlalchemy_rows"] > 3 * label["sqlalchemy_rows"] > 0
     assert kept["sqlalchemy_rows"] > label["sqlalchemy_rows"]
     assert body["result_lists"] > label["result_lists"] > 0 and kept["result_lists"] > 0
+
+
+def test_a_result_pymysql_keeps_after_its_cursor_is_gone_is_its_statements(mysql_url):
+    """PyMySQL's connection keeps its last result (`connection._result`, its rows a tuple
+    of tuples) after SQLAlchemy has closed and dropped the cursor: those driver rows are
+    the statement's that connection ran last, not nobody's."""
+    from sqlalchemy import text
+
+    from sqldiag.capture.probes.queries import QueryLedger
+
+    engine = create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS census_pinned"))
+        conn.execute(text("CREATE TABLE census_pinned (id INTEGER PRIMARY KEY, body TEXT)"))
+        conn.execute(text("INSERT INTO census_pinned VALUES (:id, :body)"),
+                     [{"id": i, "body": "y" * 80 + str(i)} for i in range(3000)])
+    ledger = QueryLedger()
+    ledger.start()
+    baseline = live.take_baseline()
+    try:
+        with engine.connect() as conn:
+            count = len(conn.execute(text("SELECT id, body FROM census_pinned")).fetchall())
+            gc.collect()  # the cursor is gone; its connection still holds the result
+            pinned = conn.connection.dbapi_connection._result
+            census = live.take_census(baseline, ledger=ledger)
+    finally:
+        ledger.stop()
+        engine.dispose()
+    assert count == 3000 and len(pinned.rows) == 3000
+    held = {key[0]: categories for key, (categories, _) in census.queries.items()}
+    rows = held["SELECT id, body FROM census_pinned"]["driver_rows"]
+    assert rows >= 0.95 * census.categories["driver_rows"] > 3000 * 80, (held, census)

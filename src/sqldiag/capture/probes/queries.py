@@ -269,6 +269,9 @@ class QueryLedger:
         self.stats: dict[Key, StatementStats] = {}
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
+        # DB-API connection -> the statement it ran last (PyMySQL keeps that result's rows
+        # in `connection._result` after its cursor is gone)
+        self.connections: dict[int, tuple[weakref.ref, Key]] = {}
         # a Core result's metadata -> (its keymap's id, the key of the statement)
         self.parents: dict[int, tuple[int, Key]] = {}
         self.threads: dict[int, Key] = {}  # thread ident -> the statement it ran last
@@ -366,17 +369,25 @@ class QueryLedger:
         self._count(key, conn.engine)
         self._local.key = key
         self.threads[threading.get_ident()] = key
-        cursors = self.cursors
+        self._remember(self.cursors, cursor, key)
+        self._remember(self.connections, getattr(cursor, "connection", None), key)
+
+    def _remember(self, mapping: dict[int, tuple[weakref.ref, Key]], obj: object,
+                  key: Key) -> None:
+        """File `obj` (a cursor, a connection) under `key`, weakly; past MAX_CURSORS
+        entries the dead ones go, then the oldest."""
+        if obj is None:
+            return
         try:
-            cursors[id(cursor)] = (weakref.ref(cursor), key)
-        except TypeError:  # a cursor type without weak references: not followed
-            pass
-        if len(cursors) > MAX_CURSORS:
+            mapping[id(obj)] = (weakref.ref(obj), key)
+        except TypeError:  # a type without weak references: not followed
+            return
+        if len(mapping) > MAX_CURSORS:
             with self._lock:
-                for ident, (ref, _) in list(cursors.items()):
+                for ident, (ref, _) in list(mapping.items()):
                     if ref() is None:
-                        cursors.pop(ident, None)
-            self._keep_newest(cursors, MAX_CURSORS // 2)  # all alive: the oldest go
+                        mapping.pop(ident, None)
+            self._keep_newest(mapping, MAX_CURSORS // 2)  # all alive: the oldest go
 
     def _after(self, conn, clause, multiparams, params, options, result) -> None:
         key = getattr(self._local, "key", None)  # this thread's statement: this one's
@@ -446,5 +457,19 @@ class QueryLedger:
 
     def key_of_cursor(self, cursor: object) -> Key | None:
         """The statement a DB-API cursor ran last (its buffered rows are that one's)."""
-        known = self.cursors.get(id(cursor))
-        return known[1] if known is not None and known[0]() is cursor else None
+        return _known(self.cursors, cursor)
+
+    def results_pinned(self) -> dict[int, Key]:
+        """Results that DB-API connections keep after their cursors are gone (PyMySQL's
+        `connection._result`), by id, each the statement its connection ran last."""
+        out: dict[int, Key] = {}
+        for ref, key in list(self.connections.values()):
+            result = getattr(ref(), "_result", None)
+            if result is not None:
+                out[id(result)] = key
+        return out
+
+
+def _known(mapping: dict[int, tuple[weakref.ref, Key]], obj: object) -> Key | None:
+    known = mapping.get(id(obj))
+    return known[1] if known is not None and known[0]() is obj else None
