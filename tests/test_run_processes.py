@@ -3,6 +3,8 @@ ProcessPoolExecutor) and reports each process's memory and the total."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +16,30 @@ PROGRAM = Path(__file__).parent / "programs" / "processes.py"
 ROWS = 2000  # programs/processes.py loads this many items in every task
 
 
+def _run_or_dump(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run `argv` in its own process group; past `timeout`, every process in it is sent
+    SIGABRT so that faulthandler prints each one's threads (where a hang waits), and the
+    test fails with what they printed."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=cwd, start_new_session=True,
+                               env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"{argv} did not end in {timeout} s; its threads:\n{err}\n{out}")
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
 @pytest.mark.parametrize(("how", "options"), [
     ("pool-fork", ()), ("pool-fork", ("--trace-depth", "4")), ("executor-spawn", ())])
 def test_children_are_followed_and_reported(tmp_path, how, options):
     db = str(tmp_path / "items.sqlite3")
     plain = subprocess.run([sys.executable, str(PROGRAM), how, db], capture_output=True,
                            text=True, check=False, cwd=tmp_path, timeout=120)
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", *options, str(PROGRAM), how,
-                          db], capture_output=True, text=True, check=False, cwd=tmp_path,
-                         timeout=300)
+    run = _run_or_dump([sys.executable, "-m", "sqldiag", "run", *options, str(PROGRAM), how,
+                        db], cwd=tmp_path, timeout=300)
     assert plain.returncode == 3 and run.returncode == 3, run.stderr
     assert run.stdout == plain.stdout  # the program's own output, unchanged
     assert f"(3, {ROWS}, " in run.stdout
