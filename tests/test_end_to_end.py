@@ -148,6 +148,10 @@ def test_calibrated_model_agrees_with_a_full_trace(cli, sqlite_url):
                                                                          traced)
     summary = record["summary"]
     assert summary["predicted_peak_rss"] and summary["model_error"] is not None
+    # the predicted peak is of RSS: the allocators' overhead on the objects is in it
+    assert 0.01 * summary["predicted_peak_rss"] < summary["predicted_overhead"] < \
+        0.2 * summary["predicted_peak_rss"], summary
+    assert how["model"]["overhead"]["peak"][1] > 0  # it grows with the rows
     # by query: shares from the census of the 1,200-row copy's run, named by the full
     # table, executions from the full-size pass
     top = default.json()["queries"][0]

@@ -193,3 +193,42 @@ def test_open_session_keeps_its_identity_map_table_and_dirty_objects(cli, sqlite
     assert clean < 4000 * 200  # but not the objects
     assert dirty > 4000 * 300  # the modified objects themselves, kept by the Session
     assert dirty > 5 * clean
+
+
+def test_allocation_overhead_of_traced_sizes_agrees_with_the_allocators():
+    """What the calibration adds to the traced bytes (size classes, pool tails, chunk
+    headers) against what pymalloc and glibc report for the same objects, allocated in
+    fresh pools and chunks by a child process of its own."""
+    import json
+    import subprocess
+
+    program = r'''
+import gc, json, tracemalloc
+from sqldiag.capture.probes import allocator
+from sqldiag.capture.attribution.overhead import allocation_overhead
+gc.collect()
+before = allocator.reading()
+tracemalloc.start(1)
+# bytes of 33 + n bytes: three pymalloc size classes and two sizes glibc serves
+kept = [bytes(n) for n in (7, 40, 300) for _ in range(60_000)]
+kept += [bytes(n) for n in (700, 3000) for _ in range(4_000)]
+traces = tracemalloc.take_snapshot().traces._traces
+traced = sum(t[1] for t in traces if t[1] in (40, 73, 333, 733, 3033))
+estimate = allocation_overhead([t for t in traces if t[1] in (40, 73, 333, 733, 3033)])
+tracemalloc.stop()
+del traces
+gc.collect()
+after = allocator.reading()
+print(json.dumps({"traced": traced, "estimate": estimate,
+    "pymalloc": after.pymalloc.used_bytes + after.pymalloc.overhead_bytes
+                - before.pymalloc.used_bytes - before.pymalloc.overhead_bytes,
+    "glibc": after.glibc.in_use_bytes - before.glibc.in_use_bytes}))
+'''
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True, timeout=120)
+    out = json.loads(done.stdout)
+    if out["glibc"] is None:
+        pytest.skip("no glibc figures on this platform")
+    # the allocators' growth beyond the traced bytes is what the estimate must be
+    added = out["pymalloc"] + out["glibc"] - out["traced"]
+    assert added > 0 and abs(out["estimate"] / added - 1) < 0.15, out

@@ -50,6 +50,22 @@ def test_calibrated_categories_are_the_model_prediction():
     assert not summarise(rec).model_rejected
 
 
+def test_the_predicted_peak_is_of_rss_the_allocators_overhead_included():
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (1000.0, 500.0)}},
+                             linearity={"peak": 0.001}, overhead={"peak": (100.0, 20.0)})
+    rec = handmade.record(method=Method.CALIBRATED, start=50 * MB, peak=2 * 500 * 100_000)
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=100_000))
+    s = summarise(rec)
+    assert s.predicted_overhead == 100 + 20 * 100_000
+    assert s.predicted_peak_rss == 50 * MB + 1000 + 500 * 100_000 + s.predicted_overhead
+    # an older record's model, without the overhead's line: live objects only
+    older = replace(rec, measurement=replace(rec.measurement,
+                                             model=replace(model, overhead={})))
+    assert summarise(older).predicted_overhead is None
+    assert summarise(older).predicted_peak_rss == 50 * MB + 1000 + 500 * 100_000
+
+
 def test_a_prediction_above_what_rss_held_is_rejected():
     model = CalibrationModel(rows=(100, 200, 300),
                              fits={"peak": {"orm_objects": (0.0, 1_000_000.0)}},

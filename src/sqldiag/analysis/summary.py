@@ -67,6 +67,7 @@ class Summary(JsonValue):
     parts_trim: RssParts | None  # ... and after malloc_trim(0)
     model_rejected: bool
     model_error: float | None
+    predicted_overhead: int | None = None  # of the prediction, what the allocators add
 
     @property
     def growth(self) -> int | None:
@@ -213,6 +214,15 @@ def retention_queries(record: Record) -> tuple[QueryAt, ...]:
     return tuple(out) + tuple(counted.values())
 
 
+def _predicted_overhead(record: Record) -> int | None:
+    """What the allocators add to the predicted live bytes at the peak (the calibration
+    model's line for it), or None when there is no such prediction."""
+    how = record.measurement
+    if how.model is None or not how.full_rows or model_rejected(record):
+        return None
+    return how.model.predict_overhead(PEAK, how.full_rows)
+
+
 def traced_categories(record: Record, moment: str) -> dict[str, int]:
     """Traced bytes per category at full size: the calibration model's prediction, or the
     traced run's breakdown scaled by rows (1 when it ran at full size)."""
@@ -238,7 +248,9 @@ def summarise(record: Record) -> Summary:
     peak_traced = sum(traced_categories(record, PEAK).values()) or None
     end_traced = sum(traced_categories(record, END).values()) \
         if END in record.breakdowns else None
-    predicted_peak = (start + peak_traced) if start is not None and peak_traced else None
+    added = _predicted_overhead(record)
+    predicted_peak = (start + peak_traced + (added or 0)) \
+        if start is not None and peak_traced else None
     growth = (peak_net - start) if peak_net is not None and start is not None else None
     explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
     end_growth = (end - start) if end is not None and start is not None else None
@@ -250,7 +262,7 @@ def summarise(record: Record) -> Summary:
         scale=census_scale(record) if record.measurement.method is Method.CENSUS
         else record.measurement.scale or 1.0,
         explained_share=round(explained, 4) if explained is not None else None,
-        predicted_peak_rss=predicted_peak,
+        predicted_peak_rss=predicted_peak, predicted_overhead=added,
         parts_peak=rss_parts(record, AT_PEAK, growth, peak_traced or 0),
         parts_end=rss_parts(record, AFTER_GC, end_growth, end_traced or 0),
         parts_trim=rss_parts(record, AFTER_TRIM, trim_growth, end_traced or 0),

@@ -4,7 +4,8 @@ The full-size workload runs bare; tracing runs at three small sizes with the sam
 of workers. For each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
 predicts the full size from it). Linearity is kept as how far the points lie from their
-line. The fit is how the calibration runs are reduced for the record, as snapshots are
+line. What the allocators add to the traced bytes (attribution.overhead) gets its line
+too: the predicted peak is of RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for the record, as snapshots are
 reduced to breakdowns: the runs' own breakdowns are not kept.
 """
 
@@ -31,6 +32,7 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
     rows = [float(c.rows) for c in usable]
     fits: dict[str, dict[str, tuple[float, ...]]] = {}
     linearity: dict[str, float | None] = {}
+    overhead: dict[str, tuple[float, float]] = {}
     for moment in MOMENTS:
         points = [c.breakdowns.get(moment) for c in usable]
         if len(points) < 2 or any(p is None for p in points):
@@ -46,6 +48,10 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
         fixed, per_row = _fit(rows, totals)
         residuals = [abs(t - (fixed + per_row * r)) / t for r, t in zip(rows, totals) if t]
         linearity[moment] = round(max(residuals), 4) if len(rows) > 2 and residuals else None
+        added = [p.allocation_overhead for p in points]  # type: ignore[union-attr]
+        if all(a is not None for a in added):
+            overhead[moment] = _fit(rows, [float(a) for a in added])  # type: ignore[arg-type]
     if not fits:
         return None
-    return CalibrationModel(rows=tuple(int(r) for r in rows), fits=fits, linearity=linearity)
+    return CalibrationModel(rows=tuple(int(r) for r in rows), fits=fits, linearity=linearity,
+                            overhead=overhead)

@@ -142,7 +142,8 @@ def _calibrate(spec: PassSpec, url: URL, bare: ScenarioPass,
     """Traced runs at the calibration sizes, in this process after the bare pass: the
     bare figures are already taken, and tracemalloc counts only what it traces."""
     for size in spec.calibration:
-        sub = _sub_pass(spec, PassKind.TRACED, size, trace_depth=spec.calibration_depth)
+        sub = _sub_pass(spec, PassKind.TRACED, size, trace_depth=spec.calibration_depth,
+                        allocation_overhead=True)
         try:
             sub.execute(url)
         except KeyboardInterrupt:

@@ -95,7 +95,8 @@ class MeasuredPass:
         self._started = time.monotonic()
         self.digest: RowDigest | None = None
         self.server_version = "unknown"
-        self.tracing = TracingProbe(spec.trace_depth) if spec.traced else None
+        self.tracing = TracingProbe(spec.trace_depth, overhead=spec.allocation_overhead) \
+            if spec.traced else None
         # the allocators at the peak of RSS, for the parts of RSS the record reports
         self.allocator_highs = AllocatorHighs(clock=lambda: self.sampler.now()) \
             if spec.allocator_highs else None
@@ -368,4 +369,4 @@ def _breakdown(moment: TracedMoment, ledger: QueryLedger | None = None) -> Break
                          size=s.size, count=s.count, traceback=tuple(s.traceback))
                     for s in reduced.sites),
         label=moment.label, t=round(moment.t, 4), traced=moment.traced, rss=moment.rss,
-        tracemalloc_overhead=moment.overhead)
+        tracemalloc_overhead=moment.overhead, allocation_overhead=reduced.overhead)

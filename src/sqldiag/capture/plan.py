@@ -74,6 +74,8 @@ class PassSpec(JsonValue):
     census_at_highs: bool = False  # censuses of live objects at RSS highs (no tracing)
     # both allocators read at RSS highs: set on the pass whose RSS the record reports
     allocator_highs: bool = False
+    # a calibration run: its breakdowns carry what the allocators add to the traced bytes
+    allocation_overhead: bool = False
     # count the statements the workload runs (executions, rows, lines: no bytes)
     statements: bool = False
     # statements are filed under this table's name, not the pass's own (a run on a

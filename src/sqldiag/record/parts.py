@@ -176,6 +176,9 @@ class Breakdown(JsonValue):
     rss: int | None = None
     tracemalloc_overhead: int | None = None
     queries: tuple[QueryAt, ...] = ()  # largest first; censuses only
+    # the allocators' bytes beyond the traced ones (size classes, pool tails, chunk
+    # headers), from the traced sizes; calibration runs only
+    allocation_overhead: int | None = None
 
     def category(self, name: str) -> int:
         return int(self.categories.get(name, 0))
@@ -219,12 +222,20 @@ class CalibrationModel(JsonValue):
     rows: tuple[int, ...]
     fits: dict[str, dict[str, tuple[float, ...]]]
     linearity: dict[str, float | None] = field(default_factory=dict)
+    # per moment, the line of what the allocators add to the traced bytes
+    overhead: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def predict(self, moment: str, rows: int) -> dict[str, int]:
         """Predicted traced bytes per category at `rows` rows (never negative)."""
         fits = self.fits.get(moment) or {}
         return {c: max(0, int(line[0] + line[1] * rows)) for c, line in fits.items()
                 if len(line) == 2}
+
+    def predict_overhead(self, moment: str, rows: int) -> int | None:
+        """Predicted allocator overhead on the traced bytes at `rows` rows (None for a
+        model without it: older records)."""
+        line = self.overhead.get(moment)
+        return max(0, int(line[0] + line[1] * rows)) if line and len(line) == 2 else None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqldiag.capture.attribution.functions import function_at
+from sqldiag.capture.attribution.overhead import allocation_overhead
 from sqldiag.capture.attribution.paths import short_path
 from sqldiag.capture.attribution.rules import LIST_BLOCK_BYTES, classify, is_import
 from sqldiag.record.categories import OTHER_PYTHON, TRACED
@@ -56,6 +57,7 @@ class Breakdown:
     counts: dict[str, int]
     sites: list[Site]
     queries: dict[object, dict[str, int]] = field(default_factory=dict)
+    overhead: int | None = None  # what the allocators add to the traced bytes, when asked
 
     def to_dict(self) -> dict:
         return {"total": self.total, "categories": self.categories, "counts": self.counts,
@@ -66,15 +68,16 @@ def _format_frame(filename: str, lineno: int) -> str:
     return f"{short_path(filename)}:{lineno} in {function_at(filename, lineno)}"
 
 
-def breakdown_traces(traces: list, lines: dict[tuple[str, int], object] | None = None
-                     ) -> Breakdown:
+def breakdown_traces(traces: list, lines: dict[tuple[str, int], object] | None = None,
+                     overhead: bool = False) -> Breakdown:
     """Classify raw traces: (domain, size, frames most recent first, ...) tuples.
 
     Memory use is per distinct traceback: tracebacks are shared tuples, so the grouping
     dict stays as small as the number of distinct allocation paths. `lines` maps the
     (file, line) of the program's lines that ran statements to the statements' keys: a
     traceback through one of them charges its bytes to that statement (the most recent
-    such frame decides).
+    such frame decides). With `overhead`, what the allocators add to those bytes too
+    (see attribution.overhead).
     """
     grouped: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for trace in traces:
@@ -129,5 +132,6 @@ def breakdown_traces(traces: list, lines: dict[tuple[str, int], object] | None =
         if not site.function and site.frames:
             site.function = function_at(site.frames[0][0], site.frames[0][1])
     return Breakdown(total=sum(categories.values()), categories=categories, counts=counts,
-                     sites=top, queries=dict(queries))
+                     sites=top, queries=dict(queries),
+                     overhead=allocation_overhead(traces) if overhead else None)
 

@@ -55,8 +55,9 @@ class TracingProbe:
     def __init__(self, depth: int, peak_step: float = 1.25, fine_step: float = 1.05,
                  free_seconds: float = 1.0, min_bytes: int = 256 << 10,
                  end_label: str = AFTER_GC, held_label: str = WORKLOAD_END,
-                 held_max_bytes: int = 32 << 20) -> None:
+                 held_max_bytes: int = 32 << 20, overhead: bool = False) -> None:
         self.depth = depth
+        self.overhead = overhead  # reduce each snapshot with the allocators' overhead too
         # the program's lines that ran statements, (file, line) -> key, asked for when
         # the snapshots are reduced (see QueryLedger.lines)
         self.statement_lines: Callable[[], dict] | None = None
@@ -114,7 +115,8 @@ class TracingProbe:
         lines = self.statement_lines() if self.statement_lines is not None else None
         for moment in pending:
             traces += len(moment.raw)  # type: ignore[arg-type]
-            moment.breakdown = breakdown_traces(moment.raw, lines)  # type: ignore[arg-type]
+            moment.breakdown = breakdown_traces(moment.raw, lines,  # type: ignore[arg-type]
+                                                overhead=self.overhead)
             moment.raw = None
         save_cache()
         self.analysis = Reduction(seconds=round(time.perf_counter() - started, 3),

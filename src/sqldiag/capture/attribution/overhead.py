@@ -1,0 +1,51 @@
+"""What the allocators add to the bytes tracemalloc traces, from the traced sizes alone.
+
+tracemalloc counts the bytes each allocation asked for; RSS holds what the allocators
+gave: pymalloc (requests up to 512 bytes) rounds each to its 16-byte size class and
+keeps pools of 16 KiB with a header and a tail too small for another block, in arenas of
+1 MiB that lose a pool to alignment unless mmap happened to align them; glibc (larger
+requests) adds a chunk header and rounds to 16 bytes, and serves the largest by mmap in
+whole pages. The calibration model predicts this beside the categories, so that its
+predicted peak is one of RSS, not of live Python bytes only (CPython 3.10+, 64-bit).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from operator import itemgetter
+
+SMALL_REQUEST = 512  # pymalloc serves requests up to this size
+ALIGNMENT = 16
+POOL_SIZE = 16 * 1024
+POOL_HEADER = 48
+ARENA_SIZE = 1024 * 1024
+CHUNK_HEADER = 8
+MIN_CHUNK = 32
+MMAP_THRESHOLD = 128 * 1024  # glibc's default; above it a request gets its own pages
+PAGE = 4096
+# mmap aligns an arena to a page and a pool needs its own size: unless the page happens
+# to start a pool (1 time in 4), the arena loses a pool
+ARENA_ALIGNMENT_SHARE = (1 - PAGE / POOL_SIZE) * POOL_SIZE / ARENA_SIZE
+
+
+def _rounded(size: int, to: int) -> int:
+    return (size + to - 1) // to * to
+
+
+def block_overhead(size: int) -> float:
+    """Bytes the allocator adds to one request of `size` bytes, pool tails included."""
+    if size <= SMALL_REQUEST:
+        block = max(ALIGNMENT, _rounded(size, ALIGNMENT))
+        per_pool = (POOL_SIZE - POOL_HEADER) // block
+        pool_share = (POOL_SIZE - per_pool * block) / per_pool
+        return block - size + pool_share + block * ARENA_ALIGNMENT_SHARE
+    if size >= MMAP_THRESHOLD:
+        return _rounded(size + 2 * CHUNK_HEADER, PAGE) - size
+    return max(MIN_CHUNK, _rounded(size + CHUNK_HEADER, ALIGNMENT)) - size
+
+
+def allocation_overhead(traces: list) -> int:
+    """The allocators' bytes beyond what raw tracemalloc traces (domain, size, ...) asked
+    for: counted by size at C speed, then priced per distinct size."""
+    sizes = Counter(map(itemgetter(1), traces))
+    return int(sum(count * block_overhead(size) for size, count in sizes.items() if size))
