@@ -8,8 +8,8 @@ psycopg2; then `buffered_result_native` (a client-side cursor's whole result in 
 driver's C memory) on both PostgreSQL drivers. For each run: the RSS growth at the peak
 and after the work, the share of it that measured parts name (everything but
 `unaccounted`), each part, and the predicted peak (start + the live objects the
-calibration predicts + what the allocators add to them, predicted from the traced sizes)
-against the measured one. Servers are those of the README
+calibration predicts + what the allocators add to them + native memory, both predicted by
+the calibration runs too) against the measured one. Servers are those of the README
 (127.0.0.1, user root, database test); a driver that is not installed is skipped with
 the reason.
 """
@@ -79,7 +79,7 @@ def _row(label: str, out: dict) -> str:
              if peak else "n/a | n/a | n/a | n/a | n/a | n/a | n/a")
     return (f"| {label} | {_mb(s['peak_rss'] - s['start_rss'])} | {named} | {parts} | "
             f"{_mb(end['growth']) if end else 'n/a'} | {named_end} | "
-            f"{_mb(s.get('predicted_overhead'))} | {error} |")
+            f"{_mb(s.get('predicted_overhead'))} | {_mb(s.get('predicted_native'))} | {error} |")
 
 
 def main() -> None:
@@ -98,7 +98,7 @@ def main() -> None:
           "MB of RSS growth above the start")
     header = ("| run | peak growth | named at peak | Python objects | Python, no category | "
               "native in use | pymalloc overhead | free | mapped files | unaccounted | growth after the "
-              "work | named after | predicted allocator overhead | predicted peak vs measured |")
+              "work | named after | predicted overhead | predicted native | predicted peak vs measured |")
     lines = [header, "| --- " * (header.count("|") - 1) + "|"]
     runs = [("leak_repro", d) for d in wanted] + \
         [("buffered_result_native", d) for d in wanted if d in NATIVE_ON]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import handmade
+import pytest
 from handmade import MB
 
 from sqldiag.analysis.analyse import analyse
@@ -64,6 +65,23 @@ def test_the_predicted_peak_is_of_rss_the_allocators_overhead_included():
                                              model=replace(model, overhead={})))
     assert summarise(older).predicted_overhead is None
     assert summarise(older).predicted_peak_rss == 50 * MB + 1000 + 500 * 100_000
+
+
+def test_native_memory_is_predicted_by_its_own_line_even_where_the_categories_fail():
+    # the categories' line is rejected (its residual is too large): their figures are the
+    # largest calibration run's, unscaled, and so no overhead is predicted for them; the
+    # native memory's line still predicts the C memory the driver's result takes
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (1000.0, 500.0)}},
+                             linearity={"peak": 0.5}, overhead={"peak": (0.0, 20.0)},
+                             native={"peak": (-5000.0, 1700.0)})
+    rec = handmade.record(method=Method.CALIBRATED, start=50 * MB, peak=250 * MB,
+                          peak_cats={"orm_objects": 2 * MB})
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=100_000))
+    s = summarise(rec)
+    assert s.model_rejected and s.predicted_overhead is None
+    assert s.predicted_native == 1700 * 100_000 - 5000
+    assert s.predicted_peak_rss == 50 * MB + 2 * MB + s.predicted_native
 
 
 def test_a_prediction_above_what_rss_held_is_rejected():
@@ -146,3 +164,16 @@ def test_pages_of_libraries_mapped_in_during_the_work_are_a_part():
     assert parts.mapped_files == 20 * MB and parts.rest == 5 * MB
     assert analyse(rec).categories["end"]["mapped_files"] == 20 * MB
 
+
+
+def test_native_memory_gets_a_slope_only_where_it_grows_with_the_rows():
+    from sqldiag.capture.calibration import fit_if_growing
+
+    rows = [400.0, 800.0, 1200.0]
+    # a buffered result in the driver's C memory: a line, 2 KB a row
+    fixed, per_row = fit_if_growing(rows, [0.8e6, 1.6e6, 2.4e6])
+    assert abs(per_row - 2000) < 1e-6 and abs(fixed) < 1e-3
+    # connections and caches: ~0.85 MB whatever the rows, with a few hundred KB of noise
+    # that a slope would multiply by a full-size row count
+    assert fit_if_growing(rows, [887e3, 807e3, 891e3]) == (pytest.approx(861666.7), 0.0)
+    assert fit_if_growing(rows, [700e3, 800e3, 900e3])[1] == 0.0  # grows, but not 2x

@@ -38,8 +38,10 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
         if summary.model_rejected:
             text += (", but the prediction exceeded the measured RSS growth and was rejected: "
                      f"the figures are those at {how.model.rows[-1]} rows, unscaled")
-        added = (f" and {fmt_bytes(summary.predicted_overhead)} that the allocators add to "
+        added = (f", {fmt_bytes(summary.predicted_overhead)} that the allocators add to "
                  "them" if summary.predicted_overhead is not None else "")
+        if summary.predicted_native is not None:
+            added += f" and {fmt_bytes(summary.predicted_native)} of native memory"
         text += (f". Predicted peak RSS {fmt_bytes(summary.predicted_peak_rss)} (the start, "
                  f"the live objects predicted{added}) against {fmt_bytes(summary.peak_rss)} "
                  "measured")

@@ -68,6 +68,7 @@ class Summary(JsonValue):
     model_rejected: bool
     model_error: float | None
     predicted_overhead: int | None = None  # of the prediction, what the allocators add
+    predicted_native: int | None = None  # ... and native memory
 
     @property
     def growth(self) -> int | None:
@@ -214,13 +215,19 @@ def retention_queries(record: Record) -> tuple[QueryAt, ...]:
     return tuple(out) + tuple(counted.values())
 
 
-def _predicted_overhead(record: Record) -> int | None:
-    """What the allocators add to the predicted live bytes at the peak (the calibration
-    model's line for it), or None when there is no such prediction."""
+def _predicted_besides(record: Record) -> tuple[int | None, int | None]:
+    """What the allocators add to the predicted live bytes at the peak, and the native
+    memory then (the calibration model's lines for them), each None when there is no
+    such prediction."""
     how = record.measurement
-    if how.model is None or not how.full_rows or model_rejected(record):
-        return None
-    return how.model.predict_overhead(PEAK, how.full_rows)
+    if how.model is None or not how.full_rows:
+        return None, None
+    # native memory has a line of its own: it stands where the categories' was rejected
+    # (their figures are then the largest calibration run's, and so is their overhead)
+    native = how.model.predict_native(PEAK, how.full_rows)
+    if model_rejected(record):
+        return None, native
+    return how.model.predict_overhead(PEAK, how.full_rows), native
 
 
 def traced_categories(record: Record, moment: str) -> dict[str, int]:
@@ -248,8 +255,8 @@ def summarise(record: Record) -> Summary:
     peak_traced = sum(traced_categories(record, PEAK).values()) or None
     end_traced = sum(traced_categories(record, END).values()) \
         if END in record.breakdowns else None
-    added = _predicted_overhead(record)
-    predicted_peak = (start + peak_traced + (added or 0)) \
+    added, native = _predicted_besides(record)
+    predicted_peak = (start + peak_traced + (added or 0) + (native or 0)) \
         if start is not None and peak_traced else None
     growth = (peak_net - start) if peak_net is not None and start is not None else None
     explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
@@ -263,6 +270,7 @@ def summarise(record: Record) -> Summary:
         else record.measurement.scale or 1.0,
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak, predicted_overhead=added,
+        predicted_native=native,
         parts_peak=rss_parts(record, AT_PEAK, growth, peak_traced or 0),
         parts_end=rss_parts(record, AFTER_GC, end_growth, end_traced or 0),
         parts_trim=rss_parts(record, AFTER_TRIM, trim_growth, end_traced or 0),

@@ -4,12 +4,15 @@ The full-size workload runs bare; tracing runs at three small sizes with the sam
 of workers. For each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
 predicts the full size from it). Linearity is kept as how far the points lie from their
-line. What the allocators add to the traced bytes (attribution.overhead) gets its line
-too: the predicted peak is of RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for the record, as snapshots are
-reduced to breakdowns: the runs' own breakdowns are not kept.
+line. What the allocators add to the traced bytes, and native memory (C memory in use
+that is no Python object: attribution.overhead), get lines too: the predicted peak is of
+RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for
+the record, as snapshots are reduced to breakdowns: the runs' own breakdowns are not kept.
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from sqldiag.capture.results import PassResult
 from sqldiag.record.categories import STATEMENT_CACHE, TRACED
@@ -26,6 +29,16 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return mean_y - slope * mean_x, slope
 
 
+def fit_if_growing(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """A line through the points where they grow with the rows (each above the last, the
+    largest at least twice the smallest: a driver's buffered result); else their mean as
+    a fixed cost. Native memory at the calibration sizes is mostly fixed (connections,
+    SQLite's page cache, which a full-size table caps), and a slope fitted to its noise of
+    a few hundred KB would be multiplied by the full row count."""
+    growing = all(b > a for a, b in pairwise(ys)) and ys[-1] >= 2 * max(ys[0], 1.0)
+    return _fit(xs, ys) if growing else (sum(ys) / len(ys), 0.0)
+
+
 def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
     """The model fitted from calibration pass results, or None when none could be."""
     usable = [c for c in calibrations if c.breakdowns]
@@ -33,6 +46,7 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
     fits: dict[str, dict[str, tuple[float, ...]]] = {}
     linearity: dict[str, float | None] = {}
     overhead: dict[str, tuple[float, float]] = {}
+    native: dict[str, tuple[float, float]] = {}
     for moment in MOMENTS:
         points = [c.breakdowns.get(moment) for c in usable]
         if len(points) < 2 or any(p is None for p in points):
@@ -51,7 +65,10 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
         added = [p.allocation_overhead for p in points]  # type: ignore[union-attr]
         if all(a is not None for a in added):
             overhead[moment] = _fit(rows, [float(a) for a in added])  # type: ignore[arg-type]
+        c_memory = [p.native for p in points]  # type: ignore[union-attr]
+        if all(c is not None for c in c_memory):
+            native[moment] = fit_if_growing(rows, [float(c) for c in c_memory])  # type: ignore[arg-type]
     if not fits:
         return None
     return CalibrationModel(rows=tuple(int(r) for r in rows), fits=fits, linearity=linearity,
-                            overhead=overhead)
+                            overhead=overhead, native=native)

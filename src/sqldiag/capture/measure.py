@@ -16,6 +16,7 @@ import time
 from typing import Protocol
 
 from sqldiag.capture.attribution.breakdown import Breakdown as TracedBreakdown
+from sqldiag.capture.attribution.overhead import native_bytes
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes import allocator
 from sqldiag.capture.probes.allocator_highs import AllocatorHighs
@@ -261,7 +262,10 @@ class MeasuredPass:
             return {}
         moments = ((PEAK, tracing.peak_moment()), (AT_WORKLOAD_END, tracing.moment(WORKLOAD_END)),
                    (END, tracing.moment(AFTER_GC)))
-        return {key: _breakdown(moment, self.ledger) for key, moment in moments
+        ready = self.mallinfo.get(READY)
+        in_use = (ready.in_use_bytes + (ready.mmap_bytes or 0)) \
+            if ready is not None and ready.in_use_bytes is not None else None
+        return {key: _breakdown(moment, self.ledger, in_use) for key, moment in moments
                 if moment is not None and moment.breakdown is not None}
 
     @staticmethod
@@ -356,10 +360,15 @@ def statements(ledger: QueryLedger, held: dict | None = None) -> tuple[QueryAt, 
     return tuple(out[:MAX_QUERIES])
 
 
-def _breakdown(moment: TracedMoment, ledger: QueryLedger | None = None) -> Breakdown:
+def _breakdown(moment: TracedMoment, ledger: QueryLedger | None = None,
+               ready_in_use: int | None = None) -> Breakdown:
     """A traced moment's reduced breakdown as a record part; with a ledger, the bytes
-    allocated below each statement's line (instances alive are not counted: 0)."""
+    allocated below each statement's line (instances alive are not counted: 0); with
+    glibc's bytes in use before tracing and at the snapshot, the native memory then."""
     reduced: TracedBreakdown = moment.breakdown  # type: ignore[assignment]
+    native = native_bytes(moment.glibc_in_use - ready_in_use, moment.overhead,
+                          reduced.traces, reduced.in_glibc) \
+        if None not in (moment.glibc_in_use, ready_in_use, reduced.in_glibc) else None
     queries = statements(ledger, {key: (categories, 0) for key, categories
                                   in reduced.queries.items()}) if ledger is not None else ()
     return Breakdown(
@@ -369,4 +378,5 @@ def _breakdown(moment: TracedMoment, ledger: QueryLedger | None = None) -> Break
                          size=s.size, count=s.count, traceback=tuple(s.traceback))
                     for s in reduced.sites),
         label=moment.label, t=round(moment.t, 4), traced=moment.traced, rss=moment.rss,
-        tracemalloc_overhead=moment.overhead, allocation_overhead=reduced.overhead)
+        tracemalloc_overhead=moment.overhead, allocation_overhead=reduced.overhead,
+        native=native)

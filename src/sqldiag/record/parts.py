@@ -177,8 +177,11 @@ class Breakdown(JsonValue):
     tracemalloc_overhead: int | None = None
     queries: tuple[QueryAt, ...] = ()  # largest first; censuses only
     # the allocators' bytes beyond the traced ones (size classes, pool tails, chunk
-    # headers), from the traced sizes; calibration runs only
+    # headers), from the traced sizes, and C memory in use that is no Python object
+    # (glibc's in use less tracemalloc's own and the traced objects it holds); calibration
+    # runs only
     allocation_overhead: int | None = None
+    native: int | None = None
 
     def category(self, name: str) -> int:
         return int(self.categories.get(name, 0))
@@ -222,8 +225,10 @@ class CalibrationModel(JsonValue):
     rows: tuple[int, ...]
     fits: dict[str, dict[str, tuple[float, ...]]]
     linearity: dict[str, float | None] = field(default_factory=dict)
-    # per moment, the line of what the allocators add to the traced bytes
+    # per moment, the lines of what the allocators add to the traced bytes and of native
+    # memory (C memory in use that is not a Python object)
     overhead: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    native: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def predict(self, moment: str, rows: int) -> dict[str, int]:
         """Predicted traced bytes per category at `rows` rows (never negative)."""
@@ -234,8 +239,15 @@ class CalibrationModel(JsonValue):
     def predict_overhead(self, moment: str, rows: int) -> int | None:
         """Predicted allocator overhead on the traced bytes at `rows` rows (None for a
         model without it: older records)."""
-        line = self.overhead.get(moment)
-        return max(0, int(line[0] + line[1] * rows)) if line and len(line) == 2 else None
+        return _on_line(self.overhead.get(moment), rows)
+
+    def predict_native(self, moment: str, rows: int) -> int | None:
+        """Predicted native memory at `rows` rows (None for a model without it)."""
+        return _on_line(self.native.get(moment), rows)
+
+
+def _on_line(line: tuple[float, ...] | None, rows: int) -> int | None:
+    return max(0, int(line[0] + line[1] * rows)) if line and len(line) == 2 else None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqldiag.capture.attribution.functions import function_at
-from sqldiag.capture.attribution.overhead import allocation_overhead
+from sqldiag.capture.attribution.overhead import allocation_costs
 from sqldiag.capture.attribution.paths import short_path
 from sqldiag.capture.attribution.rules import LIST_BLOCK_BYTES, classify, is_import
 from sqldiag.record.categories import OTHER_PYTHON, TRACED
@@ -58,6 +58,8 @@ class Breakdown:
     sites: list[Site]
     queries: dict[object, dict[str, int]] = field(default_factory=dict)
     overhead: int | None = None  # what the allocators add to the traced bytes, when asked
+    in_glibc: int | None = None  # ... and the bytes of glibc's chunks that hold traced objects
+    traces: int = 0
 
     def to_dict(self) -> dict:
         return {"total": self.total, "categories": self.categories, "counts": self.counts,
@@ -131,7 +133,8 @@ def breakdown_traces(traces: list, lines: dict[tuple[str, int], object] | None =
         site.traceback = [_format_frame(f, n) for f, n in site.frames[:TRACEBACK_FRAMES_KEPT]]
         if not site.function and site.frames:
             site.function = function_at(site.frames[0][0], site.frames[0][1])
+    added, in_glibc = allocation_costs(traces) if overhead else (None, None)
     return Breakdown(total=sum(categories.values()), categories=categories, counts=counts,
-                     sites=top, queries=dict(queries),
-                     overhead=allocation_overhead(traces) if overhead else None)
+                     sites=top, queries=dict(queries), overhead=added, in_glibc=in_glibc,
+                     traces=len(traces))
 

@@ -139,6 +139,16 @@ def _rss_holding_the_gil(libc: ctypes.PyDLL) -> tuple[int | None, int | None]:
     return int(fields[1]) * page, int(fields[2]) * page
 
 
+def glibc_in_use() -> int | None:
+    """glibc's bytes in use now (its heaps' and mmapped chunks), read without giving up
+    the GIL; None without glibc 2.33+."""
+    libc = _libc_holding_the_gil()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    info = libc.mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 @dataclass(frozen=True)
 class Reading:
     """Both allocators' figures, the RSS and tracemalloc's figures at one moment."""

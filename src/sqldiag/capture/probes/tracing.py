@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -20,6 +21,7 @@ import psutil
 
 from sqldiag.capture.attribution.breakdown import Breakdown, breakdown_traces
 from sqldiag.capture.attribution.functions import save_cache
+from sqldiag.capture.probes.allocator import glibc_in_use
 from sqldiag.record.parts import Reduction
 from sqldiag.record.phases import AFTER_GC, WORKLOAD_END
 
@@ -44,6 +46,7 @@ class TracedMoment:
     rss: int  # RSS when the snapshot was taken
     overhead: int  # tracemalloc's own memory then
     breakdown: Breakdown | None = None
+    glibc_in_use: int | None = None  # glibc's bytes in use then (calibration runs)
     raw: list | None = None  # tracemalloc's raw traces until reduced
 
 
@@ -57,7 +60,8 @@ class TracingProbe:
                  end_label: str = AFTER_GC, held_label: str = WORKLOAD_END,
                  held_max_bytes: int = 32 << 20, overhead: bool = False) -> None:
         self.depth = depth
-        self.overhead = overhead  # reduce each snapshot with the allocators' overhead too
+        # each snapshot with what the allocators add to it and glibc's bytes in use then
+        self.overhead = overhead
         # the program's lines that ran statements, (file, line) -> key, asked for when
         # the snapshots are reduced (see QueryLedger.lines)
         self.statement_lines: Callable[[], dict] | None = None
@@ -146,6 +150,7 @@ class TracingProbe:
             small = traced <= self.held_max_bytes
             if not small:  # drop the rivals first: two large raw snapshots may not fit
                 self._drop(rivals)
+            in_use = self._program_in_use() if self.overhead else None
             raw = tracemalloc.take_snapshot().traces._traces
             if small:
                 # The workload runs on whenever this thread gives up the GIL, as it may
@@ -155,9 +160,20 @@ class TracingProbe:
                 if new_high and traced <= self._largest_snapshot:
                     return False  # the rivals, still held, stay the peak
                 self._drop(rivals)
-            self._append(TracedMoment(label, t, traced, *self._costs(), raw=raw))
+            self._append(TracedMoment(label, t, traced, *self._costs(), raw=raw,
+                                      glibc_in_use=in_use))
             self._largest_snapshot = max(self._largest_snapshot, traced)
             return True
+
+    def _program_in_use(self) -> int | None:
+        """glibc's bytes in use now, less the arrays of the raw snapshots this probe holds
+        (untraced lists of a pointer a trace, in glibc's chunks)."""
+        in_use = glibc_in_use()
+        if in_use is None:
+            return None
+        empty = sys.getsizeof([])
+        held = sum(sys.getsizeof(m.raw) - empty for m in self.moments if m.raw is not None)
+        return in_use - held
 
     def _kept_besides(self, label: str, traced: int) -> bool:
         """Snapshots kept beside the peak candidate rather than competing with it."""
