@@ -93,6 +93,15 @@ def test_trace_depth_traces_the_program_for_allocation_sites(tmp_path):
     record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["measurement"]["method"] == "in-process-trace"
     assert record["measurement"]["trace_depth"] == 30
+    # tracemalloc's memory is in this process's RSS: no share of it is given to the
+    # categories, nothing of it is called free or native, and the verdict says why
+    assert record["summary"]["explained_share"] is None
+    assert record["summary"]["parts_peak"] is None and record["summary"]["parts_end"] is None
+    assert set(record["categories"]["peak"]) <= {
+        "driver_rows", "sqlalchemy_rows", "orm_objects", "identity_map", "result_lists",
+        "statement_cache", "other_python"}, record["categories"]["peak"]
+    assert any(line.startswith("RSS here is that of the process under tracemalloc")
+               for line in record["verdict"]), record["verdict"]
     peak = record["breakdowns"]["peak"]
     assert peak["categories"]["orm_objects"] > 3 * 3000 * 300
     # where the rows were allocated, with the program's own line among the frames (at

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqldiag.analysis.leak import LeakVerdict
 from sqldiag.analysis.rss_parts import RssParts
-from sqldiag.analysis.summary import Summary
+from sqldiag.analysis.summary import Summary, rss_inflated_by_tracing
 from sqldiag.record.categories import (
     DRIVER_ROWS,
     IDENTITY_MAP,
@@ -329,11 +329,25 @@ def parts_text(parts: RssParts) -> str:
 
 
 @rule(Section.HEADLINE)
+def rss_of_a_traced_process(facts: Facts) -> tuple[str, dict] | None:
+    s = facts.summary
+    if not rss_inflated_by_tracing(facts.record) or s.growth is None:
+        return None
+    return (("RSS here is that of the process under tracemalloc: less its tables and each "
+             "trace's own chunk (estimated), it still holds tracemalloc's raw snapshots and "
+             "the free memory that freed traces leave in glibc's heap, which the program "
+             "alone never has; so neither the share of RSS the categories explain nor what "
+             "the rest is can be stated. For the program's own RSS and its measured parts, "
+             "run it without tracing (the default: censuses of live objects)."),
+            {"growth": s.growth})
+
+
+@rule(Section.HEADLINE)
 def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
     s = facts.summary
     left = _left_after_work(s)
     if left is None or left <= 0 or s.traced_end is None or \
-            s.traced_end >= TRACED_LEFT_SHARE * left:
+            s.traced_end >= TRACED_LEFT_SHARE * left or rss_inflated_by_tracing(facts.record):
         return None
     text = (f"RSS left after the work ({fmt_bytes(left)} above the start) is not live "
             f"Python objects ({fmt_bytes(s.traced_end)} still traced)")

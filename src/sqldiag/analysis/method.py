@@ -18,8 +18,10 @@ def _rss_source(record: Record) -> str:
                 "at install().")
     if how.method is Method.IN_PROCESS:
         return (f"One run, in the measured program's own process, under tracemalloc "
-                f"({how.trace_depth} frames); RSS sampled every {how.sample_period_s} s and "
-                "taken net of tracemalloc's own memory.")
+                f"({how.trace_depth} frames); RSS sampled every {how.sample_period_s} s, less "
+                "tracemalloc's tables and (estimated) each trace's chunk, is still the "
+                "traced process's: its raw snapshots and the free chunks freed traces leave "
+                "are in it. Untraced (the default), RSS is the program's own.")
     uss = " (with USS)" if how.uss_sampled else ""
     return (f"RSS, its peak, end and the malloc_trim probe come from a bare run of the "
             f"workload at full size, sampled every {how.sample_period_s} s by a separate "

@@ -215,6 +215,15 @@ def retention_queries(record: Record) -> tuple[QueryAt, ...]:
     return tuple(out) + tuple(counted.values())
 
 
+def rss_inflated_by_tracing(record: Record) -> bool:
+    """True when the RSS is that of a process tracemalloc traced while it ran (the
+    program traced in its own process): less tracemalloc's tables and each trace's chunk,
+    it still holds the raw snapshots and the free chunks that freed traces leave in
+    glibc's heap, which the program alone never has. Its RSS cannot be split into the
+    program's parts, nor the categories' share of it stated."""
+    return record.measurement.method is Method.IN_PROCESS
+
+
 def _predicted_besides(record: Record) -> tuple[int | None, int | None]:
     """What the allocators add to the predicted live bytes at the peak, and the native
     memory then (the calibration model's lines for them), each None when there is no
@@ -259,7 +268,9 @@ def summarise(record: Record) -> Summary:
     predicted_peak = (start + peak_traced + (added or 0) + (native or 0)) \
         if start is not None and peak_traced else None
     growth = (peak_net - start) if peak_net is not None and start is not None else None
-    explained = (peak_traced / growth) if peak_traced and growth and growth > 0 else None
+    inflated = rss_inflated_by_tracing(record)
+    explained = (peak_traced / growth) if peak_traced and growth and growth > 0 \
+        and not inflated else None
     end_growth = (end - start) if end is not None and start is not None else None
     trim_growth = (trim - start) if trim is not None and start is not None else None
     return Summary(
@@ -271,9 +282,11 @@ def summarise(record: Record) -> Summary:
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak, predicted_overhead=added,
         predicted_native=native,
-        parts_peak=rss_parts(record, AT_PEAK, growth, peak_traced or 0),
-        parts_end=rss_parts(record, AFTER_GC, end_growth, end_traced or 0),
-        parts_trim=rss_parts(record, AFTER_TRIM, trim_growth, end_traced or 0),
+        parts_peak=None if inflated else rss_parts(record, AT_PEAK, growth, peak_traced or 0),
+        parts_end=None if inflated else rss_parts(record, AFTER_GC, end_growth,
+                                                  end_traced or 0),
+        parts_trim=None if inflated else rss_parts(record, AFTER_TRIM, trim_growth,
+                                                   end_traced or 0),
         model_rejected=model_rejected(record),
         model_error=round(predicted_peak / peak_net - 1, 4)
         if predicted_peak and peak_net else None)
@@ -287,7 +300,7 @@ def categories_at(record: Record, moment: str, growth: int | None,
     if moment not in record.breakdowns:
         return {}
     cats = traced_categories(record, moment)
-    if not cats or growth is None:
+    if not cats or growth is None or rss_inflated_by_tracing(record):
         return cats
     if parts is None:
         cats[UNACCOUNTED] = max(0, growth - sum(cats.values()))

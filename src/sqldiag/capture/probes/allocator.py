@@ -13,6 +13,7 @@ import tracemalloc
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sqldiag.capture.attribution.overhead import tracemalloc_own_bytes
 from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.pymalloc import parse_stats
 from sqldiag.record.parts import Mallinfo, PymallocStats
@@ -187,7 +188,7 @@ def reading() -> Reading:
                 rss, file_rss = _rss_holding_the_gil(libc)
                 if tracemalloc.is_tracing():
                     traced = tracemalloc.get_traced_memory()[0]
-                    own = tracemalloc.get_tracemalloc_memory()
+                    own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
             finally:
                 libc.dup2(saved, 2)
                 libc.close(saved)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from sqldiag.capture.attribution.overhead import tracemalloc_own_bytes
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -86,7 +88,7 @@ class RssSampler:
                         else self._children_rss())
         tracing = tracemalloc.is_tracing()
         traced = tracemalloc.get_traced_memory()[0] if tracing else None
-        overhead = tracemalloc.get_tracemalloc_memory() if tracing else 0
+        overhead = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory()) if tracing else 0
         sample = Sample(self.now(), rss, uss, traced, overhead, children_rss)
         self.samples.append(sample)
         return sample
