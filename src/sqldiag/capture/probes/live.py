@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
-from operator import is_, is_not
+from operator import ge, is_, is_not, mul, sub
 
 from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.queries import Key, QueryLedger
@@ -68,6 +68,26 @@ RESULTS_HELD_BY = "results held by"
 UNNAMED = "results being loaded, or held deeper than two steps below a global or a local"
 
 
+# glibc serves a block of 128 KB or more by mmap, and when such a block is freed it raises
+# its mmap threshold to that block's size (up to 32 MB): the program's later blocks below
+# it come from the heap and, once freed, stay in RSS as free chunks. A census's lists of
+# live objects (MBs) would raise it for the program: under `sqldiag run`, 151 MB of free
+# chunks at the original report's peak that a fixed threshold did not leave. Grown past
+# 32 MB before they are freed, they leave the threshold where the program put it.
+MMAP_THRESHOLD_MAX = 32 << 20
+MMAP_THRESHOLD_MIN = 128 << 10
+
+
+def release(items: list) -> None:
+    """Empty a census's own list so that freeing it leaves glibc's mmap threshold as it
+    was (see MMAP_THRESHOLD_MAX): a list whose block glibc may have mmapped, and that
+    would raise the threshold, grows past the maximum first (mremap: no copy)."""
+    size = len(items) * 8
+    if MMAP_THRESHOLD_MIN // 2 <= size <= MMAP_THRESHOLD_MAX:
+        items.extend(repeat(None, (MMAP_THRESHOLD_MAX - size) // 8 + 1024))
+    items.clear()
+
+
 @dataclass(frozen=True)
 class Baseline:
     """What was alive before the work: tracked bytes, and the long lists that already
@@ -81,13 +101,29 @@ class Baseline:
 
 def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
     """The collector's objects and beside them `pick(type(obj), tuple)`, from one call
-    to gc.get_objects() made only when the first object is asked for, from C."""
+    to gc.get_objects() made only when the first object is asked for, from C. Once both
+    have gone through the list, the picks run on into `_released(box)` (false picks),
+    which empties the list as `release` does, in C too."""
     box: dict[int, list] = {}
     listed = map(box.setdefault, repeat(0, 1), islice(iter(gc.get_objects, None), 1))
-    again = map(box.pop, repeat(0, 1))  # the same list, and the box no longer holds it
-    # one more datum, so that both iterators reach the list's end and let go of it
-    objects = chain(chain.from_iterable(listed), (None,))
-    return objects, map(pick, map(type, chain.from_iterable(again)), repeat(tuple))
+    again = map(box.get, repeat(0, 1))  # the same list
+    # two more data, so that the picks reach _released's two steps
+    objects = chain(chain.from_iterable(listed), (None, None))
+    picks = map(pick, map(type, chain.from_iterable(again)), repeat(tuple))
+    return objects, chain(picks, map(is_, _released(box), repeat(0)))
+
+
+def _released(box: dict[int, list]) -> Iterator[None]:
+    """Two steps, each one call into C when pulled: grow the listed list past glibc's
+    largest mmap threshold (if glibc may have mmapped it: see release), then take it
+    out of `box` and empty it."""
+    def listed() -> Iterator[list]:
+        return map(box.get, repeat(0, 1))
+    mapped = map(ge, map(len, listed()), repeat(MMAP_THRESHOLD_MIN // 16, 1))
+    short = map(sub, repeat(MMAP_THRESHOLD_MAX // 8 + 1024, 1), map(len, listed()))
+    padding = map(repeat, repeat(None, 1), map(mul, short, mapped))
+    return chain(map(list.extend, listed(), padding),
+                 map(list.clear, map(box.pop, repeat(0, 1))))
 
 
 def live_objects(chunk: int | None = None) -> tuple[list, int]:
@@ -127,7 +163,7 @@ def take_baseline() -> Baseline:
         lists = frozenset((id(o), id(o[0])) for o in objects
                           if type(o) is list and len(o) >= MIN_LIST)
         tracked = tracked_bytes(objects) + tuple_bytes
-        objects.clear()  # a frame it holds may hold it: no cycle outlives the baseline
+        release(objects)  # a frame it holds may hold it: no cycle outlives the baseline
     return Baseline(tracked, lists)
 
 
@@ -620,7 +656,8 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     listed = len(objects)
     tracked_now = tracked_bytes(objects, chunk) + tuple_bytes
-    objects.clear()  # a frame it holds may hold it (a cycle the collector would find late)
+    release(objects)  # a frame it holds may hold it (a cycle the collector would find late)
+    release(picked)
     del objects, picked
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
