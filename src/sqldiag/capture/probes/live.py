@@ -74,8 +74,12 @@ UNNAMED = "results being loaded, or held deeper than two steps below a global or
 # live objects (MBs) would raise it for the program: under `sqldiag run`, 151 MB of free
 # chunks at the original report's peak that a fixed threshold did not leave. Grown past
 # 32 MB before they are freed, they leave the threshold where the program put it.
+# (Shrinking them instead does not do: `del items[1:]` copies what it removes into a
+# temporary block of the same size, which is freed.) Lists under 1 MB are not grown: a
+# write of up to 32 MB each would make a small program's frequent censuses cost 0.1 s,
+# and a threshold of 1 MB at most leaves few blocks in the heap.
 MMAP_THRESHOLD_MAX = 32 << 20
-MMAP_THRESHOLD_MIN = 128 << 10
+PADDED_FROM = 1 << 20
 
 
 def release(items: list) -> None:
@@ -83,7 +87,7 @@ def release(items: list) -> None:
     was (see MMAP_THRESHOLD_MAX): a list whose block glibc may have mmapped, and that
     would raise the threshold, grows past the maximum first (mremap: no copy)."""
     size = len(items) * 8
-    if MMAP_THRESHOLD_MIN // 2 <= size <= MMAP_THRESHOLD_MAX:
+    if PADDED_FROM <= size <= MMAP_THRESHOLD_MAX:
         items.extend(repeat(None, (MMAP_THRESHOLD_MAX - size) // 8 + 1024))
     items.clear()
 
@@ -115,11 +119,11 @@ def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]
 
 def _released(box: dict[int, list]) -> Iterator[None]:
     """Two steps, each one call into C when pulled: grow the listed list past glibc's
-    largest mmap threshold (if glibc may have mmapped it: see release), then take it
-    out of `box` and empty it."""
+    largest mmap threshold (if it is large enough: see release), then take it out of
+    `box` and empty it."""
     def listed() -> Iterator[list]:
         return map(box.get, repeat(0, 1))
-    mapped = map(ge, map(len, listed()), repeat(MMAP_THRESHOLD_MIN // 16, 1))
+    mapped = map(ge, map(len, listed()), repeat(PADDED_FROM // 8, 1))
     short = map(sub, repeat(MMAP_THRESHOLD_MAX // 8 + 1024, 1), map(len, listed()))
     padding = map(repeat, repeat(None, 1), map(mul, short, mapped))
     return chain(map(list.extend, listed(), padding),
