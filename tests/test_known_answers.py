@@ -205,7 +205,7 @@ def test_allocation_overhead_of_traced_sizes_agrees_with_the_allocators():
     program = r'''
 import gc, json, tracemalloc
 from sqldiag.capture.probes import allocator
-from sqldiag.capture.attribution.overhead import allocation_overhead
+from sqldiag.capture.attribution.overhead import allocation_costs
 gc.collect()
 before = allocator.reading()
 tracemalloc.start(1)
@@ -214,7 +214,7 @@ kept = [bytes(n) for n in (7, 40, 300) for _ in range(60_000)]
 kept += [bytes(n) for n in (700, 3000) for _ in range(4_000)]
 traces = tracemalloc.take_snapshot().traces._traces
 traced = sum(t[1] for t in traces if t[1] in (40, 73, 333, 733, 3033))
-estimate = allocation_overhead([t for t in traces if t[1] in (40, 73, 333, 733, 3033)])
+estimate = allocation_costs([t for t in traces if t[1] in (40, 73, 333, 733, 3033)])[0]
 tracemalloc.stop()
 del traces
 gc.collect()

@@ -69,12 +69,6 @@ class RssParts(JsonValue):
         return (self.growth - self.rest) / self.growth if self.growth > 0 else None
 
 
-def _in_use(info: Mallinfo) -> int | None:
-    if info.in_use_bytes is None:
-        return None
-    return info.in_use_bytes + (info.mmap_bytes or 0)
-
-
 def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats],
           now: tuple[Mallinfo, PymallocStats], tracemalloc_bytes: int = 0,
           mapped_files: int = 0) -> RssParts | None:
@@ -82,7 +76,7 @@ def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats
     "ready" and at the moment (`tracemalloc_bytes`: tracemalloc's own tables then, in
     glibc's bytes in use and not the program's); None where glibc's figures are missing."""
     (glibc_start, py_start), (glibc_now, py_now) = start, now
-    in_use_start, in_use_now = _in_use(glibc_start), _in_use(glibc_now)
+    in_use_start, in_use_now = glibc_start.all_in_use, glibc_now.all_in_use
     if in_use_start is None or in_use_now is None:
         return None
     in_use_now -= tracemalloc_bytes

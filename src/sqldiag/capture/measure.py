@@ -263,8 +263,7 @@ class MeasuredPass:
         moments = ((PEAK, tracing.peak_moment()), (AT_WORKLOAD_END, tracing.moment(WORKLOAD_END)),
                    (END, tracing.moment(AFTER_GC)))
         ready = self.mallinfo.get(READY)
-        in_use = (ready.in_use_bytes + (ready.mmap_bytes or 0)) \
-            if ready is not None and ready.in_use_bytes is not None else None
+        in_use = ready.all_in_use if ready is not None else None
         return {key: _breakdown(moment, self.ledger, in_use) for key, moment in moments
                 if moment is not None and moment.breakdown is not None}
 

@@ -233,8 +233,8 @@ class CalibrationModel(JsonValue):
     def predict(self, moment: str, rows: int) -> dict[str, int]:
         """Predicted traced bytes per category at `rows` rows (never negative)."""
         fits = self.fits.get(moment) or {}
-        return {c: max(0, int(line[0] + line[1] * rows)) for c, line in fits.items()
-                if len(line) == 2}
+        predicted = {c: _on_line(line, rows) for c, line in fits.items()}
+        return {c: bytes_ for c, bytes_ in predicted.items() if bytes_ is not None}
 
     def predict_overhead(self, moment: str, rows: int) -> int | None:
         """Predicted allocator overhead on the traced bytes at `rows` rows (None for a
@@ -311,6 +311,13 @@ class Mallinfo(JsonValue):
     free_bytes: int | None = None
     releasable_bytes: int | None = None
     arenas: int | None = None
+
+    @property
+    def all_in_use(self) -> int | None:
+        """Bytes in use in glibc's heaps and its mmapped chunks (None when unknown)."""
+        if self.in_use_bytes is None:
+            return None
+        return self.in_use_bytes + (self.mmap_bytes or 0)
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,11 @@ def block_overhead(size: int) -> float:
     return max(MIN_CHUNK, _rounded(size + CHUNK_HEADER, ALIGNMENT)) - size
 
 
-def allocation_overhead(traces: list) -> int:
-    """The allocators' bytes beyond what raw tracemalloc traces (domain, size, ...) asked
-    for: counted by size at C speed, then priced per distinct size."""
-    return allocation_costs(traces)[0]
-
-
 def allocation_costs(traces: list) -> tuple[int, int]:
-    """(what the allocators add to the traced bytes, the bytes of glibc's chunks that
-    hold traced objects: requests over 512 bytes with their headers)."""
+    """(what the allocators add to the bytes raw tracemalloc traces (domain, size, ...)
+    asked for, the bytes of glibc's chunks that hold traced objects: requests over 512
+    bytes with their headers); counted by size at C speed, then priced per distinct
+    size."""
     sizes = Counter(map(itemgetter(1), traces))
     added = sum(count * block_overhead(size) for size, count in sizes.items() if size)
     in_glibc = sum(count * (size + block_overhead(size)) for size, count in sizes.items()

@@ -85,11 +85,10 @@ PADDED_FROM = 1 << 20
 def release(items: list) -> None:
     """Empty a census's own list so that freeing it leaves glibc's mmap threshold as it
     was (see MMAP_THRESHOLD_MAX): a list whose block glibc may have mmapped, and that
-    would raise the threshold, grows past the maximum first (mremap: no copy)."""
-    size = len(items) * 8
-    if PADDED_FROM <= size <= MMAP_THRESHOLD_MAX:
-        items.extend(repeat(None, (MMAP_THRESHOLD_MAX - size) // 8 + 1024))
-    items.clear()
+    would raise the threshold, grows past the maximum first (mremap: no copy). The same
+    steps as the collector's listings get (_released)."""
+    for _ in _released({0: items}):
+        pass
 
 
 @dataclass(frozen=True)
