@@ -231,10 +231,14 @@ def test_rows_are_charged_to_the_statement_whose_result_made_them(engine):
     assert body["result_lists"] > label["result_lists"] > 0 and kept["result_lists"] > 0
 
 
-def test_a_result_pymysql_keeps_after_its_cursor_is_gone_is_its_statements(mysql_url):
+@pytest.mark.parametrize("moved_on", [False, True])
+def test_a_result_pymysql_keeps_after_its_cursor_is_gone_is_its_statements(mysql_url,
+                                                                            moved_on):
     """PyMySQL's connection keeps its last result (`connection._result`, its rows a tuple
     of tuples) after SQLAlchemy has closed and dropped the cursor: those driver rows are
-    the statement's that connection ran last, not nobody's."""
+    the statement's that made them, not nobody's; also once the connection has moved on
+    (a rollback, as a pool's return does, drops its `_result`) while the result lives on
+    (as it did in a census that had listed it just before)."""
     from sqlalchemy import text
 
     from sqldiag.capture.probes.queries import QueryLedger
@@ -252,7 +256,11 @@ def test_a_result_pymysql_keeps_after_its_cursor_is_gone_is_its_statements(mysql
         with engine.connect() as conn:
             count = len(conn.execute(text("SELECT id, body FROM census_pinned")).fetchall())
             gc.collect()  # the cursor is gone; its connection still holds the result
-            pinned = conn.connection.dbapi_connection._result
+            dbapi_connection = conn.connection.dbapi_connection
+            pinned = dbapi_connection._result
+            if moved_on:
+                dbapi_connection.rollback()
+                assert dbapi_connection._result is None
             census = live.take_census(baseline, ledger=ledger)
     finally:
         ledger.stop()

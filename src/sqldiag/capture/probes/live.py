@@ -485,11 +485,10 @@ def _result_holders(results: list, per_item: dict[type, float]) -> tuple[Holder,
 def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | None = None) -> None:
     """Rows a DB-API driver buffers (PyMySQL's and mysqlclient's results and cursors keep
     them as a tuple of tuples, which the garbage collector stops tracking: they are
-    reached from their holder). A cursor's rows are the statement's it ran last; a result
-    shares its rows with its cursor, so cursors the ledger knows come first; a result
-    whose cursor is gone is the last statement's of the connection that keeps it."""
-    pinned = ledger.results_pinned() if ledger is not None else {}
-    keyed = [(_driver_key(ledger, h, pinned), h) for h in holders]
+    reached from their holder). A cursor's rows are the statement's it ran last, a
+    result's the statement's that made it; a result shares its rows with its cursor, so
+    the keyed come first."""
+    keyed = [(_driver_key(ledger, h), h) for h in holders]
     keyed.sort(key=lambda pair: pair[0] is None)
     seen: set[int] = set()
     for key, holder in keyed:
@@ -504,13 +503,11 @@ def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | Non
                 _size_raw_rows(sizer, rows)
 
 
-def _driver_key(ledger: QueryLedger | None, holder: object,
-                pinned: dict[int, Key]) -> Key | None:
-    """The statement whose rows a driver's cursor or result holds: the cursor's last, else
-    (a result whose cursor is gone) that of the connection that still holds it."""
+def _driver_key(ledger: QueryLedger | None, holder: object) -> Key | None:
+    """The statement whose rows a driver's cursor or result object holds."""
     if ledger is None:
         return None
-    return ledger.key_of_cursor(holder) or pinned.get(id(holder))
+    return ledger.key_of_cursor(holder) or ledger.key_of_result(holder)
 
 
 def _size_raw_rows(sizer: _Sizer, rows: list | tuple) -> None:

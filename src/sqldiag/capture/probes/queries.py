@@ -269,9 +269,9 @@ class QueryLedger:
         self.stats: dict[Key, StatementStats] = {}
         self.runs: dict[int, Key] = {}
         self.cursors: dict[int, tuple[weakref.ref, Key]] = {}  # DB-API cursor -> last key
-        # DB-API connection -> the statement it ran last (PyMySQL keeps that result's rows
-        # in `connection._result` after its cursor is gone)
-        self.connections: dict[int, tuple[weakref.ref, Key]] = {}
+        # a DB-API cursor's result object -> the statement that made it (PyMySQL's
+        # `MySQLResult` holds the rows, and its connection keeps it after the cursor is gone)
+        self.results: dict[int, tuple[weakref.ref, Key]] = {}
         # a Core result's metadata -> (its keymap's id, the key of the statement)
         self.parents: dict[int, tuple[int, Key]] = {}
         self.threads: dict[int, Key] = {}  # thread ident -> the statement it ran last
@@ -370,7 +370,6 @@ class QueryLedger:
         self._local.key = key
         self.threads[threading.get_ident()] = key
         self._remember(self.cursors, cursor, key)
-        self._remember(self.connections, getattr(cursor, "connection", None), key)
 
     def _remember(self, mapping: dict[int, tuple[weakref.ref, Key]], obj: object,
                   key: Key) -> None:
@@ -393,8 +392,8 @@ class QueryLedger:
         key = getattr(self._local, "key", None)  # this thread's statement: this one's
         if key is None:
             return
-        count = getattr(getattr(getattr(result, "context", None), "cursor", None),
-                        "rowcount", -1)
+        cursor = getattr(getattr(result, "context", None), "cursor", None)
+        count = getattr(cursor, "rowcount", -1)
         if isinstance(count, int) and count > 0:
             self.stats[key].rows += count
         # A metadata object takes no weak reference, and a strong one would keep it
@@ -402,6 +401,9 @@ class QueryLedger:
         metadata = getattr(result, "_metadata", None)
         if metadata is None or type(metadata) in _NO_ROWS:
             return
+        # Filed now, when made: later its holders change (the connection drops it at its
+        # next command, a pool's rollback included) while its rows may live on.
+        self._remember(self.results, getattr(cursor, "_result", None), key)
         parents = self.parents
         parents[id(metadata)] = (id(getattr(metadata, "_keymap", None)), key)
         if len(parents) > MAX_CURSORS:
@@ -459,15 +461,9 @@ class QueryLedger:
         """The statement a DB-API cursor ran last (its buffered rows are that one's)."""
         return _known(self.cursors, cursor)
 
-    def results_pinned(self) -> dict[int, Key]:
-        """Results that DB-API connections keep after their cursors are gone (PyMySQL's
-        `connection._result`), by id, each the statement its connection ran last."""
-        out: dict[int, Key] = {}
-        for ref, key in list(self.connections.values()):
-            result = getattr(ref(), "_result", None)
-            if result is not None:
-                out[id(result)] = key
-        return out
+    def key_of_result(self, result: object) -> Key | None:
+        """The statement that made a driver's result object (PyMySQL's `MySQLResult`)."""
+        return _known(self.results, result)
 
 
 def _known(mapping: dict[int, tuple[weakref.ref, Key]], obj: object) -> Key | None:
