@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
 
 import pytest
 from sqlalchemy import Integer, String, Text, create_engine, insert
@@ -146,6 +147,7 @@ def test_a_census_never_breaks_a_tuple_being_built():
                 errors.append(repr(exc))
                 return
 
+    assert live.picked_at_once({list: "list"}) is not None  # the census's fast path
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     threads = [threading.Thread(target=build) for _ in range(3)]
@@ -165,6 +167,62 @@ def test_a_census_never_breaks_a_tuple_being_built():
         sys.setswitchinterval(interval)
     assert not errors, (errors[0], censuses)
     assert censuses >= 10, censuses  # the old code failed within the first five
+
+
+def test_a_census_lists_at_once_unless_a_class_sizes_itself_in_python(engine):
+    """The census sizes and picks every object inside one call into C; where a class's
+    __sizeof__ is Python code (sys.getsizeof would run it with the collector's list
+    held), it lists in steps instead. Both find the same objects and bytes."""
+    kinds = live._SqlAlchemyKinds()
+    wanted = kinds.kinds_wanted(live._subclasses_of_interest(kinds))
+    with Session(engine) as session:
+        items = session.query(Item).all()
+        collecting = gc.isenabled()
+        gc.disable()  # nothing freed between the two listings
+        try:
+            at_once = live.picked_at_once(wanted)
+            in_steps = live._picked(wanted, live.CHUNK)
+        finally:
+            if collecting:
+                gc.enable()
+    assert at_once is not None
+    picked = Counter(map(type, at_once[2]))
+    assert picked[Item] == len(items) == Counter(map(type, in_steps[2]))[Item] == ROWS
+    # the second listing also holds the first's picks (a list of len(at_once[2]) items)
+    assert abs(in_steps[1] - at_once[1] - sys.getsizeof(at_once[2])) < 0.001 * at_once[1]
+    assert in_steps[0] < at_once[0]  # in steps, tuples are summed, not listed
+
+    class SizedInPython:
+        def __sizeof__(self) -> int:
+            return 64
+
+    kept = SizedInPython()
+    try:
+        assert live.picked_at_once(wanted) is None
+        assert live.take_census().objects > 0  # in steps
+    finally:
+        del kept, SizedInPython
+        gc.collect()
+    assert live.picked_at_once({list: "list"}) is not None
+
+
+def test_a_census_does_not_keep_a_running_functions_deleted_locals_alive(engine):
+    """Naming who holds results reads running functions' locals; before 3.13 that left a
+    snapshot on the frame that kept every local alive after the function deleted it (and
+    the walk's frame, holding itself, kept all it read until the collector ran)."""
+    import weakref
+
+    class Payload:
+        pass
+
+    items = _load(engine)  # a result list: the census looks for its holders
+    payload = Payload()
+    gone = weakref.ref(payload)
+    census = live.take_census(live.Baseline())
+    assert any("local items" in holder.holder for holder in census.holders), census.holders
+    del payload
+    assert gone() is None
+    assert len(items) == ROWS
 
 
 PAGES: dict = {}  # a module-level cache of whole results, as a service's bug keeps them

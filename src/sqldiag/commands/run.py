@@ -71,7 +71,7 @@ record and report. sqldiag's own output goes to stderr (with --json, the JSON go
 stdout after the program's own output).
 
 The program runs untraced, at its own speed and size: a watcher process samples its RSS,
-and the program is paused briefly (about 0.6 s per million live objects) for a census of
+and the program is paused briefly (about 0.3 s per million live objects) for a census of
 its live objects at each new high of RSS; the categories at peak come from the census
 that found the most alive. A burst shorter than a tenth of a second can be missed by the
 censuses (RSS still shows it). A multiprocessing child measures itself the same way,

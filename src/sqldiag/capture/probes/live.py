@@ -30,12 +30,13 @@ import gc
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import ge, is_, is_not, mul, sub
+from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.queries import Key, QueryLedger
@@ -160,14 +161,74 @@ def live_objects(chunk: int | None = None) -> tuple[list, int]:
     return others, tuple_bytes
 
 
+def picked_at_once(wanted: dict[type, object]) -> tuple[int, int, list] | None:
+    """(how many objects the collector lists, their bytes, those of the `wanted` types),
+    from one listing that never reaches Python code: sized and picked inside one call
+    into C (see live_objects). Faster than live_objects, tracked_bytes and a pick over
+    its list: one listing instead of two, no list of every object. None when some class
+    sizes itself in Python code (which could switch threads while the listing is held):
+    the caller lists in steps then. `wanted` may not name a tuple type."""
+    if _runs_python_code():
+        return None
+    box: dict[int, list] = {}
+    found: deque = deque()  # not a list: the listing would pick the picking's own list
+    listed = map(box.setdefault, repeat(0, 1), islice(iter(gc.get_objects, None), 1))
+
+    def again() -> Iterator[list]:
+        return map(box.get, repeat(0, 1))
+    lengths: list[int] = []
+    sizes = map(sys.getsizeof, chain.from_iterable(listed))
+    counted = map(lengths.append, map(len, again()))
+    # by the type's id: a metaclass may hash in Python (typing_extensions' Protocols do)
+    ids = frozenset(map(id, wanted))
+    masks = map(map, repeat(ids.__contains__, 1),
+                map(map, repeat(id, 1), map(map, repeat(type, 1), again())))
+    picking = map(found.extend, map(compress, again(), masks))
+    collecting = gc.isenabled()
+    gc.disable()
+    try:  # the side steps give None (is_ makes it False: 0 bytes)
+        total = sum(chain(sizes, map(is_, chain(counted, picking, _released(box)),
+                                     repeat(0))))
+    finally:
+        if collecting:
+            gc.enable()
+    picked = list(found)
+    found.clear()
+    return lengths[0], total, picked
+
+
+def _runs_python_code() -> bool:
+    """Whether a class in the process has a __sizeof__ in Python (sys.getsizeof would
+    run it)."""
+    stack, seen = [object], set()
+    while stack:
+        kind = stack.pop()
+        if id(kind) in seen:
+            continue
+        seen.add(id(kind))
+        stack.extend(type.__subclasses__(kind))
+        if _in_python(kind, "__sizeof__"):
+            return True
+    return False
+
+
+def _in_python(kind: type, name: str) -> bool:
+    for base in kind.__mro__:
+        own = base.__dict__.get(name)
+        if own is not None:
+            return not isinstance(own, _IN_C)
+    return False
+
+
+_IN_C = (WrapperDescriptorType, MethodDescriptorType, BuiltinFunctionType)
+
+
 def take_baseline() -> Baseline:
     with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
-        objects, tuple_bytes = live_objects()
-        lists = frozenset((id(o), id(o[0])) for o in objects
-                          if type(o) is list and len(o) >= MIN_LIST)
-        tracked = tracked_bytes(objects) + tuple_bytes
-        release(objects)  # a frame it holds may hold it: no cycle outlives the baseline
-    return Baseline(tracked, lists)
+        _, tracked, lists = _picked({list: "list"}, None)
+        long_lists = frozenset((id(o), id(o[0])) for o in lists if len(o) >= MIN_LIST)
+        release(lists)  # a frame it holds may hold it: no cycle outlives the baseline
+    return Baseline(tracked, long_lists)
 
 
 @dataclass(frozen=True)
@@ -581,6 +642,23 @@ def tracked_bytes(objects: list, chunk: int | None = None) -> int:
     return sum(sum(map(sys.getsizeof, part)) for part in in_chunks(objects, chunk))
 
 
+def _picked(wanted: dict[type, object], chunk: int | None) -> tuple[int, int, list]:
+    """(objects the collector lists, their bytes, those of the `wanted` types): at once
+    (picked_at_once), or with `chunk`, in steps the program's threads take turns between
+    (see in_chunks)."""
+    if chunk is None:
+        at_once = picked_at_once(wanted)
+        if at_once is not None:
+            return at_once
+    objects, tuple_bytes = live_objects(chunk)
+    picked = list(chain.from_iterable(
+        compress(part, map(wanted.__contains__, map(type, part)))
+        for part in in_chunks(objects, chunk)))
+    listed, tracked = len(objects), tracked_bytes(objects, chunk) + tuple_bytes
+    release(objects)
+    return listed, tracked, picked
+
+
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
     """Row, IdentityMap, Engine and Result classes: few, found from the base classes."""
     found: set[type] = set()
@@ -642,23 +720,17 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     started = time.thread_time()
     kinds = _SqlAlchemyKinds()
     wanted = kinds.kinds_wanted(_subclasses_of_interest(kinds))
-    objects, tuple_bytes = live_objects(chunk)
     # The objects of the wanted types, picked at C speed (no Python code per object):
     # the many (instances, Rows) are counted and sampled, the few (lists, identity maps,
     # engines) are looked at one by one.
-    picked = list(chain.from_iterable(
-        compress(part, map(wanted.__contains__, map(type, part)))
-        for part in in_chunks(objects, chunk)))
+    listed, tracked_now, picked = _picked(wanted, chunk)
     counts = Counter(map(type, picked))
     few_kinds = {kind for kind, what in wanted.items()
                  if what in ("list", "map", "engine", "driver", "result")}
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
-    listed = len(objects)
-    tracked_now = tracked_bytes(objects, chunk) + tuple_bytes
-    release(objects)  # a frame it holds may hold it (a cycle the collector would find late)
-    release(picked)
-    del objects, picked
+    release(picked)  # a frame it holds may hold it (a cycle the collector would find late)
+    del picked
     sizer = _Sizer()
     # the statement whose rows are in flight, when only one is (see QueryLedger.loading)
     in_flight = ledger.loading() if ledger is not None else None

@@ -12,6 +12,7 @@ two steps is left unnamed.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import types
@@ -28,6 +29,9 @@ MAX_FANOUT = 256
 _CONTAINERS = (list, tuple, set, frozenset, deque)
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
            types.MethodType, types.CodeType, types.FrameType)
+# references to a frame's snapshot of its locals when only the frame holds it: the
+# frame's, _locals' variable and sys.getrefcount's argument
+_SNAPSHOT_REFS = 3
 _ATOMS = frozenset({str, int, float, bool, bytes, complex, type(None)})
 _OWN = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 # as configured and as resolved: a module's __file__ is matched as it is, with no system
@@ -81,10 +85,14 @@ def _roots() -> Iterator[tuple[str, object]]:
     yield from frame_locals()
 
 
-def frame_locals() -> Iterator[tuple[str, object]]:
+def frame_locals() -> list[tuple[str, object]]:
     """(e.g. "local rows of main() in app/jobs.py:12", value) for every running frame of
     every thread, sqldiag's own left out. Their locals are invisible to
-    gc.get_referrers (the thread owns them), so they are read from the frames."""
+    gc.get_referrers (the thread owns them), so they are read from the frames. A list,
+    not a generator: one left suspended would hold the frames it walked, its own among
+    them, a cycle that keeps what it read alive until the collector runs."""
+    found: list[tuple[str, object]] = []
+    top: types.FrameType | None
     for top in sys._current_frames().values():
         frame: types.FrameType | None = top
         while frame is not None:
@@ -92,9 +100,26 @@ def frame_locals() -> Iterator[tuple[str, object]]:
             if not code.co_filename.startswith(_OWN):
                 place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
                 where = f"of {code.co_name}() in {place}:{frame.f_lineno}"
-                for variable, value in list(frame.f_locals.items()):
-                    yield f"local {variable} {where}", value
+                found.extend((f"local {variable} {where}", value)
+                             for variable, value in _locals(frame))
             frame = frame.f_back
+    # `top` may be this very frame (the census's thread is walked too): a cycle
+    top = frame = None
+    return found
+
+
+def _locals(frame: types.FrameType) -> list[tuple[str, object]]:
+    """A running function's local variables. Before 3.13 reading them makes a snapshot
+    dict that the frame keeps: it would keep each value alive after the function lets go
+    of it (until the frame ends or is read again), so the program's memory would depend
+    on when a census came. The snapshot is emptied again, unless someone else holds it
+    (the function's own `locals()`): the next read fills it anew."""
+    names = frame.f_locals  # 3.13: a view of the frame, not a copy
+    items = list(names.items())
+    if type(names) is dict and frame.f_code.co_flags & inspect.CO_OPTIMIZED \
+            and sys.getrefcount(names) <= _SNAPSHOT_REFS:
+        names.clear()
+    return items
 
 
 def find_roots(targets: Iterable[object]) -> dict[int, tuple[str, ...]]:
