@@ -70,6 +70,10 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     record = run_view(run_dir)
     assert record["scenario"]["source"] == "run"
     assert record["measurement"]["method"] == "census"  # untraced unless asked
+    # sys.exit(7) at its end is the program's choice, not a run cut short
+    assert record["status"] == {"complete": True, "reason": None, "exit_code": 7}
+    verdict = " ".join(str(finding) for finding in record["verdict"])
+    assert "exited with code 7" in verdict and "INCOMPLETE" not in verdict, verdict
     peak = record["categories"]["peak"]
     assert peak["orm_objects"] > 3 * 3000 * 300
     assert peak["driver_rows"] > 0

@@ -19,6 +19,9 @@ def test_rss_figures_come_from_phases_and_timeline():
     assert (s.start_rss, s.peak_rss, s.end_rss, s.trim_rss) == (50 * MB, 900 * MB, 70 * MB,
                                                                 60 * MB)
     assert s.trim_released == 10 * MB and s.peak_t == 4.0 and s.growth == 850 * MB
+    # RSS that rose while malloc_trim ran: nothing given back, not a negative figure
+    risen = summarise(handmade.record(start=50 * MB, peak=900 * MB, end=70 * MB, trim=71 * MB))
+    assert risen.trim_released == 0 and risen.trim_rss == 71 * MB
 
 
 def test_rss_is_taken_net_of_tracemalloc_own_memory():

@@ -157,6 +157,15 @@ def incomplete_run(facts: Facts) -> str | None:
             "it stopped.")
 
 
+@rule(Section.HEADLINE)
+def program_exit_code(facts: Facts) -> str | None:
+    status = facts.record.status
+    if not status.complete or not status.exit_code:
+        return None
+    return (f"The program exited with code {status.exit_code} (its own sys.exit, at its "
+            "end): the figures cover the whole run, and sqldiag exits with that code too.")
+
+
 @dataclass(frozen=True)
 class WholeResult:
     rows: int

@@ -275,7 +275,8 @@ def summarise(record: Record) -> Summary:
     trim_growth = (trim - start) if trim is not None and start is not None else None
     return Summary(
         start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
-        trim_released=(end - trim) if end is not None and trim is not None else None,
+        # RSS may rise meanwhile (the probe's own pages): nothing was given back then
+        trim_released=max(0, end - trim) if end is not None and trim is not None else None,
         traced_peak_snapshot=peak_traced, traced_end=end_traced,
         scale=census_scale(record) if record.measurement.method is Method.CENSUS
         else record.measurement.scale or 1.0,

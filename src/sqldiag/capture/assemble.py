@@ -88,7 +88,7 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
     return Record(
         format=FORMAT, schema_version=SCHEMA_VERSION, sqldiag_version=__version__,
         created_utc=created.isoformat(timespec="seconds"),
-        status=Status(complete=failure is None, reason=failure),
+        status=Status(complete=failure is None, reason=failure, exit_code=bare.exit_code),
         command=command, scenario=scenario, database=database,
         environment=environment.describe(driver_distribution(database.driver or "")),
         measurement=measurement,

@@ -113,9 +113,8 @@ def _run_once(spec: ProgramSpec) -> tuple[int, str | None]:
         else:
             sys.argv = list(spec.argv)
             runpy.run_path(spec.argv[0], run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc)
-        return code, (f"the program exited with code {code}" if code else None)
+    except SystemExit as exc:  # its own choice, at its end: a complete run
+        return _exit_code(exc), None
     except KeyboardInterrupt as exc:
         print_program_traceback(exc)
         return EXIT_INTERRUPTED, "interrupted by Ctrl-C (SIGINT)"

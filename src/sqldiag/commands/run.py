@@ -196,7 +196,7 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
         raise SqldiagError(f"the program's measurement is unreadable: {exc}") from None
     if code < 0:
         code = EXIT_INTERRUPTED if code in (-signal.SIGINT, -signal.SIGTERM) else 128 - code
-    return code, result
+    return code, replace(result, exit_code=code)
 
 
 def _reproduce(args: argparse.Namespace, argv: list[str]) -> str:

@@ -34,6 +34,9 @@ class Method(str, enum.Enum):
 class Status(JsonValue):
     complete: bool = True
     reason: str | None = None
+    # the program's own exit status (sys.exit(N) at its end, as pytest's with failed
+    # tests): a run to its end, with what the program chose to exit with
+    exit_code: int = 0
 
 
 @dataclass(frozen=True)
