@@ -121,6 +121,11 @@ def test_trace_depth_traces_the_program_for_allocation_sites(tmp_path):
     for category in ("orm_objects", "driver_rows", "identity_map"):
         assert load["categories"][category] >= 0.9 * peak["categories"][category], (
             category, load, peak["categories"])
+    # tracing does not count the instances alive: the table says so, not "0"
+    assert record["instances_counted"] is False and "tracemalloc" in record["queries_measured"]
+    table = run.stderr[run.stderr.index("by query"):]
+    cells = {cell.strip() for line in table.splitlines() for cell in line.split("│")}
+    assert "-" in cells and "0" not in cells, table
     both = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--census",
                            "--trace-depth", "30", str(script), db], capture_output=True,
                           text=True, check=False, cwd=tmp_path)

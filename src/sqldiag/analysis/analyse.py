@@ -14,6 +14,7 @@ from sqldiag.analysis.leak import LeakVerdict, leak_verdict
 from sqldiag.analysis.summary import (
     Summary,
     all_categories,
+    instances_counted,
     kept_alive,
     kept_alive_peak,
     peak_queries,
@@ -34,6 +35,7 @@ class Analysis:
     findings: tuple[Finding, ...]
     queries: tuple[QueryAt, ...] = ()  # at peak, what each statement's results held
     queries_measured: str = ""  # how, when not by a census of the run itself
+    instances_counted: bool = True  # False: the table's instances are not known
 
     @property
     def verdict(self) -> list[str]:
@@ -46,7 +48,8 @@ class Analysis:
                 "kept_alive_peak": encode(self.kept_alive_peak),
                 "leak": encode(self.leak), "verdict": self.verdict,
                 "findings": encode(self.findings), "queries": encode(self.queries),
-                "queries_measured": self.queries_measured}
+                "queries_measured": self.queries_measured,
+                "instances_counted": self.instances_counted}
 
 
 def analyse(record: Record) -> Analysis:
@@ -59,4 +62,5 @@ def analyse(record: Record) -> Analysis:
                   kept_alive=holders, kept_alive_peak=peak_holders, leak=leak, queries=queries)
     return Analysis(summary=summary, categories=categories, kept_alive=holders,
                     kept_alive_peak=peak_holders, leak=leak, findings=findings(facts),
-                    queries=queries, queries_measured=queries_measured(record))
+                    queries=queries, queries_measured=queries_measured(record),
+                    instances_counted=instances_counted(record))

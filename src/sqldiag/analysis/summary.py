@@ -176,10 +176,20 @@ def _query_key(query: QueryAt) -> tuple[str, str, int, str]:
     return (query.statement, query.file, query.line, query.function)
 
 
+def instances_counted(record: Record) -> bool:
+    """Whether the by-query table counts the instances alive (a census does; a traced
+    run's table is the bytes allocated below each statement's line)."""
+    breakdown = record.breakdowns.get(PEAK)
+    return not (breakdown is not None and breakdown.queries and breakdown.traced is not None)
+
+
 def queries_measured(record: Record) -> str:
     """How the by-query bytes were measured, when not by a census of the run itself."""
     retention = record.retention
     breakdown = record.breakdowns.get(PEAK)
+    if not instances_counted(record):
+        return ("the bytes tracemalloc traced below each statement's line at the traced "
+                "peak (a traced run does not count the instances alive)")
     if breakdown is not None and breakdown.queries or retention is None or \
             not retention.queries:
         return ""

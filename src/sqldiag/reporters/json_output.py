@@ -21,6 +21,7 @@ def run_json(record: Record, analysis: Analysis, run_dir: Path | None = None) ->
     out["findings"] = figures["findings"]
     out["queries"] = figures["queries"]
     out["queries_measured"] = figures["queries_measured"]
+    out["instances_counted"] = figures["instances_counted"]
     out["kept_alive"] = figures["kept_alive"]
     if record.snapshot is not None:
         out["snapshot"] = encode(record.snapshot)

@@ -89,7 +89,9 @@ def _print_queries(analysis: Analysis, console: Console) -> None:
     table.add_column("held", justify="right")
     for query in held:
         table.add_row(escape(query.where), escape(brief(query.statement)),
-                      f"{query.executions:,}", f"{query.objects:,}", fmt_bytes(query.total))
+                      f"{query.executions:,}",
+                      f"{query.objects:,}" if analysis.instances_counted else "-",
+                      fmt_bytes(query.total))
     console.print(table)
     if analysis.queries_measured:
         console.print(f"  {analysis.queries_measured}", style="dim", markup=False)
