@@ -3,6 +3,7 @@ decorator."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -30,3 +31,25 @@ print(sorted(p.name.split("-")[0] for p in __import__("pathlib").Path({str(tmp_p
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["first True", "second True",
                                        "['decorated', 'first', 'second']"]
+
+
+def test_capture_samples_rss_while_the_program_holds_the_gil(tmp_path):
+    """Untraced, RSS is sampled from outside the process: a long call into C that holds
+    the GIL (as a census does) leaves no hole in the timeline."""
+    code = f"""
+import json, time
+import sqldiag
+
+with sqldiag.capture(name="busy", reports_dir={str(tmp_path)!r}) as run:
+    started = time.monotonic()
+    total = sum(range(40_000_000))  # one call into C: no other thread runs meanwhile
+    held = time.monotonic() - started
+timeline = run.record.timeline
+print(json.dumps({{"held": held, "t": list(timeline.t)}}))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.splitlines()[-1])
+    gaps = [b - a for a, b in zip(out["t"], out["t"][1:])]
+    assert out["held"] > 0.3 and max(gaps) < 0.25, (out["held"], gaps)
