@@ -30,7 +30,7 @@ import gc
 import sys
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,7 +171,7 @@ def picked_at_once(wanted: dict[type, object]) -> tuple[int, int, list] | None:
     if _runs_python_code():
         return None
     box: dict[int, list] = {}
-    found: deque = deque()  # not a list: the listing would pick the picking's own list
+    picked = _Picks()
     listed = map(box.setdefault, repeat(0, 1), islice(iter(gc.get_objects, None), 1))
 
     def again() -> Iterator[list]:
@@ -183,7 +183,7 @@ def picked_at_once(wanted: dict[type, object]) -> tuple[int, int, list] | None:
     ids = frozenset(map(id, wanted))
     masks = map(map, repeat(ids.__contains__, 1),
                 map(map, repeat(id, 1), map(map, repeat(type, 1), again())))
-    picking = map(found.extend, map(compress, again(), masks))
+    picking = map(picked.extend, map(compress, again(), masks))
     collecting = gc.isenabled()
     gc.disable()
     try:  # the side steps give None (is_ makes it False: 0 bytes)
@@ -192,9 +192,12 @@ def picked_at_once(wanted: dict[type, object]) -> tuple[int, int, list] | None:
     finally:
         if collecting:
             gc.enable()
-    picked = list(found)
-    found.clear()
     return lengths[0], total, picked
+
+
+class _Picks(list):
+    """The census's picks: a list (one block, which release() frees without moving glibc's
+    mmap threshold) that the listing it is filled from does not pick as a list."""
 
 
 def _runs_python_code() -> bool:
