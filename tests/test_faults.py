@@ -51,7 +51,8 @@ def test_signal_mid_run_keeps_partial_record(tmp_path, sqlite_url, sig, reason):
     assert "Traceback" not in err
     run_dir = next((tmp_path / "reports").iterdir())
     record = run_view(run_dir)
-    assert record["status"] == {"complete": False, "reason": record["status"]["reason"]}
+    assert record["status"] == {"complete": False, "reason": record["status"]["reason"],
+                                "exit_code": 130}
     assert reason in record["status"]["reason"]
     assert "started" in [p["name"] for p in record["phases"]]
     assert "Incomplete run" in (run_dir / "report.html").read_text()

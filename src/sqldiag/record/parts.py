@@ -34,8 +34,8 @@ class Method(str, enum.Enum):
 class Status(JsonValue):
     complete: bool = True
     reason: str | None = None
-    # the program's own exit status (sys.exit(N) at its end, as pytest's with failed
-    # tests): a run to its end, with what the program chose to exit with
+    # the measured process's exit status: a program's own sys.exit(N) at its end (as
+    # pytest's with failed tests; the run is complete), 130 when interrupted, ...
     exit_code: int = 0
 
 
