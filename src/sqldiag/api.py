@@ -38,12 +38,8 @@ class Capture(contextlib.ContextDecorator):
                  follow_children: bool = True) -> None:
         self.name = name
         self.reports_dir = Path(reports_dir)
-        # Untraced, RSS is sampled from a watcher process, as under `sqldiag run`: a thread
-        # here would wait for the GIL, through each census and the program's long calls
-        # into C (on 3.13 it missed a 290 MB peak of the original report's code).
-        kind = PassKind.TRACED if trace_depth else PassKind.PROGRAM
-        self.spec = PassSpec(kind=kind, scenario_name=name, scenario_path="", table="",
-                             rows=0, workers=1, trace_depth=trace_depth, census=census,
+        self.spec = PassSpec(kind=PassKind.of_program(trace_depth), scenario_name=name,
+                             scenario_path="", table="", rows=0, workers=1, trace_depth=trace_depth, census=census,
                              census_at_highs=trace_depth == 0,
                              follow_children=follow_children, allocator_highs=True,
                              statements=trace_depth > 0)

@@ -39,6 +39,13 @@ class PassKind(str, enum.Enum):
     RETENTION = "retention"  # untraced, measures who keeps memory alive
     PROGRAM = "program"  # the user's own program at full size, censuses at RSS highs
 
+    @classmethod
+    def of_program(cls, trace_depth: int) -> PassKind:
+        """The pass a user's own code runs as (`run`, `capture()`, a marked test): traced,
+        or untraced with RSS sampled from a watcher process (a thread in the process
+        would wait for the GIL through each census and each long call into C)."""
+        return cls.TRACED if trace_depth else cls.PROGRAM
+
 
 class TraceMode(str, enum.Enum):
     AUTO = "auto"  # full size when cheap, else calibrated

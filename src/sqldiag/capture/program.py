@@ -126,7 +126,7 @@ def _run_once(spec: ProgramSpec) -> tuple[int, str | None]:
 
 def _pass_spec(spec: ProgramSpec) -> PassSpec:
     traced = spec.trace_depth > 0
-    return PassSpec(kind=PassKind.TRACED if traced else PassKind.PROGRAM,
+    return PassSpec(kind=PassKind.of_program(spec.trace_depth),
                     scenario_name=spec.name, scenario_path="", table="", rows=0, workers=1,
                     trace_depth=spec.trace_depth, census=False,
                     census_at_highs=not traced, follow_children=spec.follow_children,
