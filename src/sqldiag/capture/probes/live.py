@@ -210,14 +210,14 @@ def _runs_python_code() -> bool:
             continue
         seen.add(id(kind))
         stack.extend(type.__subclasses__(kind))
-        if _in_python(kind, "__sizeof__"):
+        if _sizes_in_python(kind):
             return True
     return False
 
 
-def _in_python(kind: type, name: str) -> bool:
+def _sizes_in_python(kind: type) -> bool:
     for base in kind.__mro__:
-        own = base.__dict__.get(name)
+        own = base.__dict__.get("__sizeof__")
         if own is not None:
             return not isinstance(own, _IN_C)
     return False
