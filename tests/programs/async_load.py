@@ -35,6 +35,9 @@ async def main(url: str, rows: int) -> None:
             return list((await session.execute(select(Item))).scalars().all())
 
     kept = await asyncio.gather(*(load() for _ in range(3)))
+    # a while with the lists, as a service would use them: a census, spaced out on a slow
+    # machine, finds them alive (a program that drops them at once may end between two)
+    await asyncio.sleep(0.3)
     print("loaded", [len(items) for items in kept], sum(len(i.body) for i in kept[0]))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
