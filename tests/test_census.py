@@ -4,6 +4,8 @@ categories (the rules of capture/attribution) for the same objects, in one proce
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
 import sys
 import threading
 import time
@@ -167,6 +169,48 @@ def test_a_census_never_breaks_a_tuple_being_built():
         sys.setswitchinterval(interval)
     assert not errors, (errors[0], censuses)
     assert censuses >= 10, censuses  # the old code failed within the first five
+
+
+_FILLING = """
+import ctypes, json, sys
+from sqldiag.capture.probes import live
+from sqldiag.capture.probes.slots import is_full
+
+api = ctypes.pythonapi
+api.PyList_New.restype, api.PyList_New.argtypes = ctypes.py_object, [ctypes.c_ssize_t]
+api.PyList_SetItem.argtypes = [ctypes.py_object, ctypes.c_ssize_t, ctypes.py_object]
+api.Py_IncRef.argtypes = [ctypes.py_object]
+
+
+def fill(items, start, stop):
+    for i in range(start, stop):
+        row = (i, "x" * 60 + str(i))
+        api.Py_IncRef(row)  # PyList_SetItem takes a reference over
+        api.PyList_SetItem(items, i, row)
+
+
+baseline = live.take_baseline()
+filling = api.PyList_New(20000)  # as psycopg2's fetchall() makes its list, then fills it
+fill(filling, 0, 10000)
+half = (is_full(filling), live.take_census(baseline).categories.get("driver_rows", 0))
+fill(filling, 10000, 20000)
+full = (is_full(filling), live.take_census(baseline).categories.get("driver_rows", 0))
+print(json.dumps([half, full, is_full([]), is_full(list(range(100)))]))
+"""
+
+
+def test_a_census_leaves_alone_a_list_that_c_code_is_filling(tmp_path):
+    """A list of empty slots being filled (psycopg2's fetchall() with a typecaster written
+    in Python lets a census run meanwhile) is not looked into until it is full: the old
+    census read an empty slot and crashed the interpreter."""
+    script = tmp_path / "filling.py"
+    script.write_text(_FILLING)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    half, full, empty, plain = json.loads(run.stdout)
+    assert half == [False, 0] and empty and plain, (half, empty, plain)
+    assert full[0] and full[1] > 20000 * 100, full  # then it is the driver's rows
 
 
 def test_a_census_lists_at_once_unless_a_class_sizes_itself_in_python(engine):

@@ -43,6 +43,7 @@ from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import find_roots
 from sqldiag.capture.probes.rss import rss_reader
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
+from sqldiag.capture.probes.slots import is_full
 from sqldiag.record.categories import (
     DRIVER_ROWS,
     IDENTITY_MAP,
@@ -229,9 +230,15 @@ _IN_C = (WrapperDescriptorType, MethodDescriptorType, BuiltinFunctionType)
 def take_baseline() -> Baseline:
     with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
         _, tracked, lists = _picked({list: "list"}, None)
-        long_lists = frozenset((id(o), id(o[0])) for o in lists if len(o) >= MIN_LIST)
+        long_lists = frozenset((id(o), id(o[0])) for o in _long_lists(lists))
         release(lists)  # a frame it holds may hold it: no cycle outlives the baseline
     return Baseline(tracked, long_lists)
+
+
+def _long_lists(lists: Iterable[list]) -> Iterator[list]:
+    """The lists long enough to be looked into, and full (see slots.py: one that C code
+    is still filling has empty slots, which crash Python code that reads them)."""
+    return (o for o in lists if len(o) >= MIN_LIST and is_full(o))
 
 
 @dataclass(frozen=True)
@@ -746,8 +753,8 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
         else:
             _size_rows(sizer, members, weight, owners)
         per_item[kind] = (sum(sizer.bytes.values()) - before) / max(1, counts[kind])
-    results = _size_lists(sizer, [o for o in few if type(o) is list and len(o) >= MIN_LIST
-                                  and (id(o), id(o[0])) not in baseline.lists], kinds,
+    results = _size_lists(sizer, [o for o in _long_lists(o for o in few if type(o) is list)
+                                  if (id(o), id(o[0])) not in baseline.lists], kinds,
                           owners, ledger)
     _size_identity_maps(sizer, [o for o in few if wanted[type(o)] == "map"], ledger)
     _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from sqldiag.capture.attribution.paths import install_prefixes
+from sqldiag.capture.probes.slots import is_full
 
 DEPTH = 2  # steps below a root
 MAX_VISITED = 2_000_000  # references looked at (at C speed) per search, at most
@@ -44,8 +45,8 @@ def _items(value: object) -> Iterable[object] | None:
     kind = type(value)
     if kind is dict:
         return value.values()  # type: ignore[attr-defined]
-    if kind in _CONTAINERS:
-        return value  # type: ignore[return-value]
+    if kind in _CONTAINERS:  # not a list that C code is filling (see slots.py)
+        return value if kind is not list or is_full(value) else None  # type: ignore[return-value]
     if isinstance(value, _OPAQUE):
         return None
     try:
