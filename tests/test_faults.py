@@ -3,6 +3,7 @@ record written and marked incomplete."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,3 +150,37 @@ def test_url_of_an_unknown_dialect_is_one_line(cli):
     assert out.code == 1
     assert out.stderr.strip() == "sqldiag: error: SQLAlchemy has no dialect 'nonsense' (in " \
                                  "'nonsense://x@')"
+
+
+_ENDS_OUTRIGHT = '''import os, signal, sys, time
+kept = [str(i) * 40 for i in range(250_000)]  # ~18 MB of strings, held by a global
+time.sleep(1.0)  # a census sees them
+print("built", flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer ends a process
+os._exit(3)
+'''
+
+
+@pytest.mark.parametrize("how, code", [("kill", 137), ("os_exit", 3)])
+def test_a_program_ended_outright_keeps_what_was_measured(tmp_path, how, code):
+    """SIGKILL (the OOM killer's) leaves no chance to write a result: the last census and
+    the watcher's RSS samples to the end make the record. The program's own os._exit(n)
+    ends the measurement first, a complete run with its exit code."""
+    program = tmp_path / "ends.py"
+    program.write_text(_ENDS_OUTRIGHT)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--json", str(program),
+                          how], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         check=False)
+    assert run.returncode == code, run.stderr[-2000:]
+    assert run.stdout.startswith("built\n"), run.stdout[:200]
+    out = json.loads(run.stdout[run.stdout.index("{"):])
+    status = out["status"]
+    assert status["exit_code"] == code, status
+    assert status["complete"] is (how == "os_exit"), status
+    if how == "kill":
+        assert "killed by SIGKILL" in status["reason"], status
+    summary = out["summary"]
+    assert summary["peak_rss"] - summary["start_rss"] > 15 << 20, summary
+    assert out["categories"]["peak"]["other_python"] > 15 << 20, out["categories"]["peak"]
+    assert (Path(out["run_dir"]) / "report.html").exists()

@@ -162,8 +162,9 @@ def program_exit_code(facts: Facts) -> str | None:
     status = facts.record.status
     if not status.complete or not status.exit_code:
         return None
-    return (f"The program exited with code {status.exit_code} (its own sys.exit, at its "
-            "end): the figures cover the whole run, and sqldiag exits with that code too.")
+    return (f"The program exited with code {status.exit_code} (its own sys.exit or os._exit, at "
+            "its end): the figures cover the whole run, and sqldiag exits with that code "
+            "too.")
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ class MeasuredPass:
     """Runs the workload once under the probes; everything measured is kept as it is
     measured, so a failure half-way still leaves a result with what was measured."""
 
-    def __init__(self, spec: PassSpec, follower: ChildFollower | None = None) -> None:
+    def __init__(self, spec: PassSpec, follower: ChildFollower | None = None,
+                 watch_file: str | None = None) -> None:
+        """`watch_file`: where an RSS watcher process writes its samples (by default a
+        temporary file of its own)."""
         self.spec = spec
         self.follower = follower
         self.phases: list[Phase] = []
@@ -111,7 +114,7 @@ class MeasuredPass:
         if self.tracing is not None and self.ledger is not None:
             self.tracing.statement_lines = self.ledger.lines  # bytes by statement, traced
         self.sampler: RssSampler = (
-            WatcherSampler(spec.sample_period, spec.max_rss)
+            WatcherSampler(spec.sample_period, spec.max_rss, out=watch_file)
             if spec.kind in (PassKind.BARE, PassKind.PROGRAM)
             else RssSampler(spec.sample_period, on_traced=(
                 self.tracing.consider_high if self.tracing is not None else None)))

@@ -9,7 +9,10 @@ categories (probes/live.py). With `trace_depth` > 0 it runs under tracemalloc in
 for allocation sites, at tracemalloc's cost.
 
 OUT receives the pass result as JSON, or {"error": "..."} when the program could not be
-started (no such module, a syntax error): the parent prints that as one line.
+started (no such module, a syntax error): the parent prints that as one line. The
+program's own `os._exit(n)` ends the pass first. With a `checkpoints` folder, each census
+leaves the result so far there (CHECKPOINT) and the RSS watcher its samples (WATCHED): a
+process killed outright (the kernel's OOM killer sends SIGKILL) leaves what it measured.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +35,16 @@ from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes.census import live_type_counts
+from sqldiag.capture.probes.sampler import read_watched
+from sqldiag.capture.results import PassResult
 from sqldiag.errors import EXIT_INTERRUPTED, EXIT_MEMORY_GUARD
-from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import Iteration
+from sqldiag.record.codec import JsonValue, RecordError
+from sqldiag.record.parts import Iteration, Timeline
 from sqldiag.record.store import write_atomic
 
 EXIT_RAISED = 1  # what python exits with when the program raises
+CHECKPOINT, WATCHED = "checkpoint.json", "rss.txt"
+_real_exit = os._exit
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ProgramSpec(JsonValue):
     repeat: int = 0  # leak or peak: run the program this many times in this process
     live: bool = False  # sqldiag.install() before the program starts (run --live)
     metrics_port: int | None = None
+    checkpoints: str = ""  # a folder for what was measured so far (see above)
 
 
 class NotStarted(Exception):
@@ -150,16 +159,24 @@ def main(argv: list[str]) -> int:
         sys.path[0] = str(Path(spec.argv[0]).resolve().parent)
     follower = (Follower(spec.trace_depth) if spec.follow_children
                 else None)
-    measured = MeasuredPass(_pass_spec(spec), follower)
+    folder = Path(spec.checkpoints) if spec.checkpoints else None
+    measured = MeasuredPass(_pass_spec(spec), follower,
+                            watch_file=str(folder / WATCHED) if folder else None)
 
     def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
         measured.failure = "stopped by the memory guard: RSS passed --max-rss"
         measured.sampler.stop()
         _write(out, measured.result().to_json())
-        os._exit(EXIT_MEMORY_GUARD)
+        _real_exit(EXIT_MEMORY_GUARD)
 
     signal.signal(signal.SIGUSR1, on_guard_signal)
+    _end_at_os_exit(measured, out)
     measured.begin()
+    if folder is not None:
+        checkpoint = _Checkpoint(measured, folder / CHECKPOINT)
+        checkpoint()
+        if measured.censuses is not None:
+            measured.censuses.after_census = checkpoint
     if spec.live:
         _install(spec)
     measured.in_workload = True
@@ -178,6 +195,79 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     _write(out, result.to_json())
     return code
+
+
+def _end_at_os_exit(measured: MeasuredPass, out: Path) -> None:
+    """The program's own os._exit(n) (not a forked child's) ends the pass as its end
+    would, its objects still alive, before the process ends."""
+    pid = os.getpid()
+
+    def end_then_exit(code: int) -> None:
+        if os.getpid() == pid:
+            os._exit = _real_exit
+            try:
+                result = measured.end_in_process(None)
+                _write(out, dataclasses.replace(result, exit_code=code).to_json())
+            except BaseException as exc:  # noqa: BLE001 - the program's exit comes first
+                print(f"sqldiag: could not save the measurement at os._exit: {exc}",
+                      file=sys.stderr)
+        _real_exit(code)
+
+    os._exit = end_then_exit
+
+
+class _Checkpoint:
+    """Leaves the pass's result so far, with the watcher's clock, in one file (after each
+    census: a few ms against the census's own tens to thousands)."""
+
+    def __init__(self, measured: MeasuredPass, path: Path) -> None:
+        self.measured, self.path = measured, path
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def __call__(self) -> None:
+        if self.failed or not self.measured.in_workload:  # its end writes the result
+            return
+        with self._lock:
+            try:
+                data = {"t0": self.measured.sampler.t0,
+                        "result": self.measured.result().to_json()}
+                write_atomic(self.path, json.dumps(data).encode("utf-8"), fsync=False)
+            except Exception as exc:  # noqa: BLE001 - never break the program for it
+                self.failed = True
+                print(f"sqldiag: checkpoints stopped: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+
+
+def recovered(folder: Path, code: int) -> PassResult | None:
+    """What a program's process that ended without writing its result (killed outright:
+    `code` < 0 is the signal) had measured: its last checkpoint, with the watcher's RSS
+    samples to its end; None when it left none."""
+    try:
+        data = json.loads((folder / CHECKPOINT).read_text(encoding="utf-8"))
+        result = PassResult.from_json(data["result"])
+        t0 = float(data["t0"])
+    except (OSError, ValueError, KeyError, TypeError, RecordError):
+        return None
+    line = result.timeline
+    points = list(zip(line.t, line.rss, line.uss, line.traced, line.overhead,
+                      line.children_rss))
+    points += [(round(s.t, 4), s.rss, s.uss, s.traced, s.overhead, s.children_rss)
+               for s in read_watched(str(folder / WATCHED), t0)]
+    points.sort(key=lambda point: point[0])
+    if not points:
+        return None
+    try:
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else \
+            f"ended with exit code {code}"
+    except ValueError:
+        how = f"was killed by signal {-code}"
+    last = f" at t={result.censuses[-1].t:.1f} s" if result.censuses else ""
+    failure = (f"the program's process {how} at t={points[-1][0]:.1f} s, before sqldiag "
+               f"could end its measurement (the kernel's OOM killer sends SIGKILL): RSS is "
+               f"sampled to its end, the categories are its last census's{last}")
+    return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
+                               wall_time_s=points[-1][0], failure=failure)
 
 
 def _install(spec: ProgramSpec) -> None:

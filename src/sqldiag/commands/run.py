@@ -26,7 +26,7 @@ from sqldiag.analysis.analyse import analyse
 from sqldiag.analysis.budgets import check_budgets, parse_budget
 from sqldiag.capture.assemble import assemble_record
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
-from sqldiag.capture.program import ProgramSpec
+from sqldiag.capture.program import ProgramSpec, recovered
 from sqldiag.capture.results import PassResult
 from sqldiag.commands.arguments import (
     add_guard_argument,
@@ -171,6 +171,7 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
     """Run the program's process; its exit code and what it measured."""
     with tempfile.TemporaryDirectory(prefix="sqldiag-run-") as tmp:
         spec_path, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec = replace(spec, checkpoints=tmp)
         spec_path.write_text(json.dumps(spec.to_json()), encoding="utf-8")
         proc = subprocess.Popen([sys.executable, "-m", "sqldiag.capture.program",
                                  str(spec_path), str(out)])
@@ -185,8 +186,12 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
         finally:
             signal.signal(signal.SIGTERM, previous)
         if not out.exists():
-            raise SqldiagError(f"the program's process died with exit code {code} before "
-                               "writing what it measured")
+            result = recovered(Path(tmp), code)
+            if result is None:
+                raise SqldiagError(f"the program's process died with exit code {code} "
+                                   "before writing what it measured")
+            code = 128 - code if code < 0 else code  # as a shell reports a killed process
+            return code, replace(result, exit_code=code)
         data = json.loads(out.read_text(encoding="utf-8"))
     if "error" in data:
         raise SqldiagError(str(data["error"]))

@@ -49,14 +49,16 @@ def new_run_dir(reports_dir: Path, scenario: str) -> Path:
     raise SqldiagError(f"cannot create a run folder under {reports_dir}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
+def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write via a temporary file in the same folder, fsync (unless only a process's
+    death, not the machine's, is to be survived), then rename over `path`."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -804,6 +804,7 @@ class CensusProbe:
         # label, t, rss, CPU s, objects, wall s
         self.taken: list[tuple[str, float, int, float, int, float]] = []
         self.spent = 0.0
+        self.after_census: Callable[[], object] | None = None  # called after each one
         self._rss = rss_reader()
         self._clock: Callable[[], float] = time.monotonic
         self._started = time.monotonic()
@@ -856,7 +857,9 @@ class CensusProbe:
             small = self.spent <= self.free_seconds
             spacing, least = (2.0, self.period) if small else (self.spacing, 0.1)
             self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
-            return at
+        if self.after_census is not None:
+            self.after_census()
+        return at
 
     def _higher(self, at: CensusAt) -> bool:
         """The peak candidate: the census that found the most alive (as tracemalloc's peak

@@ -155,15 +155,20 @@ class WatcherSampler(RssSampler):
     not wait for this process's GIL; marks still sample in-process. With `max_rss` the
     watcher enforces the memory guard by sending SIGUSR1."""
 
-    def __init__(self, period: float = 0.05, max_rss: int | None = None) -> None:
+    def __init__(self, period: float = 0.05, max_rss: int | None = None,
+                 out: str | None = None) -> None:
         super().__init__(period)
         self.max_rss = max_rss
         self._proc: subprocess.Popen | None = None
         self._out: str | None = None
+        self._keep_at = out  # the watcher's file, where one who outlives us can read it
 
     def start(self) -> WatcherSampler:
-        fd, self._out = tempfile.mkstemp(prefix="sqldiag-watch-", suffix=".txt")
-        os.close(fd)
+        if self._keep_at is not None:
+            self._out = self._keep_at
+        else:
+            fd, self._out = tempfile.mkstemp(prefix="sqldiag-watch-", suffix=".txt")
+            os.close(fd)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "sqldiag.capture.probes.watcher", str(os.getpid()),
              str(self.period), self._out, str(self.max_rss or 0)],
@@ -181,16 +186,26 @@ class WatcherSampler(RssSampler):
             self._proc.kill()
         self._proc = None
         try:
-            with open(self._out, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            self.samples += read_watched(self._out, self.t0)
         finally:
             os.unlink(self._out)
             self._out = None
-        for line in lines:
-            parts = line.split()
-            if len(parts) != 4:
-                continue  # a line cut short when the watcher stopped
-            t, rss, uss, children = float(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
-            self.samples.append(Sample(t - self.t0, rss, uss if uss >= 0 else None, None, 0,
-                                       children))
         self.samples.sort(key=lambda sample: sample.t)
+
+
+def read_watched(path: str, t0: float) -> list[Sample]:
+    """The samples a watcher wrote to `path`, on a timeline that starts at `t0` (a
+    time.monotonic() value); [] when there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+    samples = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 4:
+            continue  # a line cut short when the watcher stopped
+        t, rss, uss, children = float(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
+        samples.append(Sample(t - t0, rss, uss if uss >= 0 else None, None, 0, children))
+    return samples
