@@ -99,3 +99,10 @@ def test_scenario_budget_exits_3_and_names_the_record(cli, sqlite_url):
     assert "peak_rss" in out.stderr and "exceeds its budget of 1.0 MB" in out.stderr
     assert "driver_rows" not in out.stderr
     assert "record.json" in out.stderr
+
+
+def test_verdict_says_how_far_in_words_that_fit_the_gap():
+    """A 3% gap read "1.0x lower"; under 1.5x the verdict gives a share."""
+    from sqldiag.analysis.diff import _how_far
+    assert [_how_far(97, 100), _how_far(140, 100), _how_far(100, 300), _how_far(180, 100)] == [
+        "3% lower", "40% higher", "3.0x lower", "1.8x higher"]

@@ -175,13 +175,20 @@ def _verdict(d: RunDiff) -> str:
                        for c in movers)
     if abs(peak.b - peak.a) <= SAME_PEAK_SHARE * max(peak.a, 1):
         head = f"B peaks about the same as A ({fmt_bytes(peak.b)} against {fmt_bytes(peak.a)})"
-    elif growth_b < growth_a:
-        head = (f"B peaks {growth_a / growth_b:.1f}x lower above its start "
-                f"({fmt_bytes(peak.b)} against {fmt_bytes(peak.a)})")
     else:
-        head = (f"B peaks {growth_b / growth_a:.1f}x higher above its start "
+        head = (f"B peaks {_how_far(growth_b, growth_a)} above its start "
                 f"({fmt_bytes(peak.b)} against {fmt_bytes(peak.a)})")
     return f"{head}: {detail}" if detail else head
+
+
+def _how_far(b: int, a: int) -> str:
+    """B's growth against A's: "1.8x higher", or under 1.5x a share ("3% lower": "1.0x
+    lower" said nothing)."""
+    high, low = max(a, b), min(a, b)
+    way = "higher" if b > a else "lower"
+    if high >= 1.5 * low:
+        return f"{high / low:.1f}x {way}"
+    return f"{(b - a) / a:+.0%}".lstrip("+-") + f" {way}"
 
 
 def growth_failures(d: RunDiff, threshold: float, min_bytes: int = 1 << 20) -> list[str]:
