@@ -56,6 +56,7 @@ def test_bad_marker_is_a_usage_error(pytester):
     result = pytester.runpytest("--sqldiag-reports", "runs")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*bad sqldiag marker: not a budget: 'peak=lots'*"])
+    assert "another exception occurred" not in result.stdout.str()  # one line, no chain
 
 
 CALLS = """

@@ -94,7 +94,11 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         budgets = _budgets(marker)
     except SqldiagError as exc:
-        pytest.fail(f"bad sqldiag marker: {exc}", pytrace=False)
+        bad = str(exc)
+    else:
+        bad = None
+    if bad is not None:  # failed outside the except block: no chained traceback shown
+        pytest.fail(f"bad sqldiag marker: {bad}", pytrace=False)
     name = "".join(c if c.isalnum() else "_" for c in item.name)[:60]
     reports = Path(item.config.getoption("--sqldiag-reports"))
     depth = marker.kwargs.get(TRACE_DEPTH, 0)
