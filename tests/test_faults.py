@@ -184,3 +184,22 @@ def test_a_program_ended_outright_keeps_what_was_measured(tmp_path, how, code):
     assert summary["peak_rss"] - summary["start_rss"] > 15 << 20, summary
     assert out["categories"]["peak"]["other_python"] > 15 << 20, out["categories"]["peak"]
     assert (Path(out["run_dir"]) / "report.html").exists()
+
+
+def test_a_program_deaf_to_the_memory_guard_is_killed_and_kept(tmp_path):
+    """The guard asks with SIGUSR1, then kills 5 s later (SIGKILL): the record is made
+    from the last census and the RSS to the end, and says it was the guard."""
+    program = tmp_path / "deaf.py"
+    program.write_text("import signal, time\n"
+                       "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+                       "kept = [str(i) * 40 for i in range(1_000_000)]\n"
+                       "time.sleep(60)\n")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--json", "--max-rss",
+                          "60MB", str(program)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, check=False)
+    assert run.returncode == 4, run.stderr[-2000:]
+    out = json.loads(run.stdout[run.stdout.index("{"):])
+    assert out["status"]["exit_code"] == 4 and not out["status"]["complete"], out["status"]
+    assert "memory guard" in out["status"]["reason"] and "killed" in out["status"]["reason"]
+    assert out["summary"]["peak_rss"] > 60 << 20, out["summary"]
+    assert out["categories"]["peak"]["other_python"] > 30 << 20, out["categories"]["peak"]

@@ -300,7 +300,8 @@ class MeasuredPass:
             workers=self.spec.workers,
             failure=self.failure,
             server_version=self.server_version,
-            wall_time_s=round(self.wall_time, 3),
+            # so far, for a result taken mid-run (a checkpoint, the memory guard)
+            wall_time_s=round(self.wall_time or time.monotonic() - self._started, 3),
             sample_period_s=self.spec.sample_period,
             trace_depth=self.spec.trace_depth if tracing else 0,
             traced_peak=tracing.traced_peak if tracing else None,

@@ -36,6 +36,7 @@ from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes.census import live_type_counts
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread, read_watched
+from sqldiag.capture.probes.watcher import GRACE_S
 from sqldiag.capture.results import PassResult
 from sqldiag.errors import EXIT_INTERRUPTED, EXIT_MEMORY_GUARD
 from sqldiag.record.codec import JsonValue, RecordError
@@ -259,10 +260,11 @@ class _Checkpoint:
         print(f"sqldiag: checkpoints stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-def recovered(folder: Path, code: int) -> PassResult | None:
+def recovered(folder: Path, code: int, max_rss: int | None = None) -> PassResult | None:
     """What a program's process that ended without writing its result (killed outright:
     `code` < 0 is the signal) had measured: its last checkpoint, with the watcher's RSS
-    samples to its end; None when it left none."""
+    samples to its end; None when it left none. Past `max_rss`, a SIGKILL is the memory
+    guard's (the program did not stop at its SIGUSR1: it was inside C code)."""
     try:
         data = json.loads((folder / CHECKPOINT).read_text(encoding="utf-8"))
         result = PassResult.from_json(data["result"])
@@ -277,15 +279,23 @@ def recovered(folder: Path, code: int) -> PassResult | None:
     points.sort(key=lambda point: point[0])
     if not points:
         return None
+    last = f" at t={result.censuses[-1].t:.1f} s" if result.censuses else ""
+    measured = f"RSS is sampled to its end, the categories are its last census's{last}"
+    if code == -signal.SIGKILL and max_rss and max(point[1] for point in points) > max_rss:
+        failure = (f"stopped by the memory guard: RSS passed --max-rss and the program "
+                   f"did not stop within {GRACE_S:.0f} s (inside C code, or deaf to SIGUSR1), "
+                   f"so it was killed; {measured}")
+        return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
+                                   wall_time_s=points[-1][0], failure=failure,
+                                   exit_code=EXIT_MEMORY_GUARD)
     try:
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else \
             f"ended with exit code {code}"
     except ValueError:
         how = f"was killed by signal {-code}"
-    last = f" at t={result.censuses[-1].t:.1f} s" if result.censuses else ""
     failure = (f"the program's process {how} at t={points[-1][0]:.1f} s, before sqldiag "
-               f"could end its measurement (the kernel's OOM killer sends SIGKILL): RSS is "
-               f"sampled to its end, the categories are its last census's{last}")
+               f"could end its measurement (the kernel's OOM killer sends SIGKILL): "
+               f"{measured}")
     return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
                                wall_time_s=points[-1][0], failure=failure)
 

@@ -186,11 +186,12 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
         finally:
             signal.signal(signal.SIGTERM, previous)
         if not out.exists():
-            result = recovered(Path(tmp), code)
+            result = recovered(Path(tmp), code, spec.max_rss)
             if result is None:
                 raise SqldiagError(f"the program's process died with exit code {code} "
                                    "before writing what it measured")
-            code = 128 - code if code < 0 else code  # as a shell reports a killed process
+            # the guard's own code, or as a shell reports a killed process
+            code = result.exit_code or (128 - code if code < 0 else code)
             return code, replace(result, exit_code=code)
         data = json.loads(out.read_text(encoding="utf-8"))
     if "error" in data:
