@@ -45,7 +45,12 @@ def _command_named(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_given = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_named(args_given))
+    command = _command_named(args_given)
+    if command == "run":
+        from sqldiag.commands.run import program_marked
+
+        args_given = program_marked(args_given)
+    parser = build_parser(command)
     args = parser.parse_args(args_given)
     if getattr(args, "handler", None) is None:
         parser.print_help()

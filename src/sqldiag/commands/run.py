@@ -167,6 +167,31 @@ memory guard stopped it, 1 when it could not be started."""
         return code
 
 
+def program_marked(argv: list[str]) -> list[str]:
+    """`argv` (sqldiag's, from the command on) with "--" after `-m MODULE`: what follows
+    is the module's, as python reads `-m MODULE ARGS`, and argparse would take its options
+    (gunicorn's -w 2) for run's. A script's arguments need no mark: the script's name,
+    the first positional, already starts them."""
+    probe = argparse.ArgumentParser(add_help=False)
+    RunCommand().prepare_parser(probe)
+    takes_value = {option for action in probe._actions for option in action.option_strings
+                   if action.nargs != 0}
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv)) + 1
+    while at < len(argv):
+        arg = argv[at]
+        if arg == "--" or not arg.startswith("-"):
+            break  # the program's arguments start here, marked or by the script's name
+        if arg == "-m":
+            at += 2
+        elif arg.startswith("-m"):  # -mMODULE
+            at += 1
+        else:
+            at += 2 if arg in takes_value else 1
+            continue
+        return argv[:at] + ["--"] + argv[at:] if at <= len(argv) else argv
+    return argv
+
+
 def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
     """Run the program's process; its exit code and what it measured."""
     with tempfile.TemporaryDirectory(prefix="sqldiag-run-") as tmp:
