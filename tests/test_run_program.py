@@ -139,12 +139,12 @@ def test_module_runs_with_dash_m(tmp_path):
     (package / "job.py").write_text(
         "import sys\nprint('job', __name__, sys.argv)\nraise SystemExit(0)\n")
     # what follows the module is the module's, options included (gunicorn -w 2 app:app)
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "-m", "myapp.job", "x",
-                          "-w", "2", "--json"],
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "-m", "myapp.job", "-w",
+                          "2", "x", "--json"],
                          capture_output=True, text=True, check=False, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("job __main__ [")
-    assert run.stdout.splitlines()[0].endswith("'x', '-w', '2', '--json']"), run.stdout
+    assert run.stdout.splitlines()[0].endswith("'-w', '2', 'x', '--json']"), run.stdout
     assert "peak RSS" in run.stderr  # the summary, not --json: that was the module's
     assert run_view(next((tmp_path / "reports").iterdir()))["status"]["complete"]
 
