@@ -123,3 +123,32 @@ def test_children_are_not_followed_when_asked(tmp_path):
     assert run.returncode == 0 and run.stdout == "0\n", run.stderr
     record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["processes"]["children"] == []
+
+
+OS_FORK = '''import os, sys, time
+pid = os.fork()  # as gunicorn starts its workers: not multiprocessing, not followed
+if pid == 0:
+    hog = [str(i) * 40 for i in range(1_000_000)]  # about 70 MB in the child
+    time.sleep(1.0)
+    sys.exit(0)  # unwinds through whatever called the program, as a worker's end does
+os.waitpid(pid, 0)
+print("parent done")
+'''
+
+
+def test_an_os_fork_child_ends_as_alone_and_its_peak_is_reported(tmp_path):
+    """A child forked with os.fork() that leaves the program's code by sys.exit() ends
+    there, as it would alone, instead of ending the parent's measurement in its place
+    (it wrote over the parent's result); the watcher reports its peak RSS."""
+    program = tmp_path / "forks.py"
+    program.write_text(OS_FORK)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(program)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "parent done\n" and "Traceback" not in run.stderr, run.stderr[-2000:]
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    assert record["status"]["complete"], record["status"]
+    peaks = record["processes"]["children_peak_rss"]
+    assert len(peaks) == 1 and max(peaks.values()) > 50 << 20, peaks
+    assert "A child process (not followed) peaked at" in run.stderr

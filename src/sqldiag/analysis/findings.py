@@ -522,8 +522,14 @@ def child_processes_rss(facts: Facts) -> tuple[str, dict] | None:
     if processes.children or not processes.children_peak_rss:
         return None
     peaks = sorted(processes.children_peak_rss.values(), reverse=True)
-    return ((f"{len(peaks)} child processes peaked at {fmt_bytes(peaks[0])} RSS at most "
-            f"({fmt_bytes(sum(peaks))} summed); the figures above are the parent's."),
+    if len(peaks) == 1:
+        text = (f"A child process (not followed) peaked at {fmt_bytes(peaks[0])} RSS; the "
+                f"figures above are the parent's.")
+    else:
+        text = (f"{len(peaks)} child processes (not followed) peaked at "
+                f"{fmt_bytes(peaks[0])} RSS at most ({fmt_bytes(sum(peaks))} summed); the "
+                f"figures above are the parent's.")
+    return (text,
             {"largest": peaks[0], "summed": sum(peaks)})
 
 

@@ -181,7 +181,12 @@ def main(argv: list[str]) -> int:
     if spec.live:
         _install(spec)
     measured.in_workload = True
+    started_in = os.getpid()
     code, failure = _run_once(spec)
+    if os.getpid() != started_in:
+        # a process the program forked (os.fork: gunicorn's workers) left the program's
+        # code: it ends as it would alone, without touching the parent's measurement
+        return code
     iterations = []
     if spec.repeat > 1 and not failure:
         iterations.append(_iteration(measured, 1))
@@ -275,7 +280,7 @@ def recovered(folder: Path, code: int, max_rss: int | None = None) -> PassResult
     points = list(zip(line.t, line.rss, line.uss, line.traced, line.overhead,
                       line.children_rss))
     points += [(round(s.t, 4), s.rss, s.uss, s.traced, s.overhead, s.children_rss)
-               for s in read_watched(str(folder / WATCHED), t0)]
+               for s in read_watched(str(folder / WATCHED), t0).samples]
     points.sort(key=lambda point: point[0])
     if not points:
         return None

@@ -12,6 +12,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import psutil
 
@@ -186,26 +187,38 @@ class WatcherSampler(RssSampler):
             self._proc.kill()
         self._proc = None
         try:
-            self.samples += read_watched(self._out, self.t0)
+            watched = read_watched(self._out, self.t0)
+            self.samples += watched.samples
+            self.child_peaks.update(watched.child_peaks)
         finally:
             os.unlink(self._out)
             self._out = None
         self.samples.sort(key=lambda sample: sample.t)
 
 
-def read_watched(path: str, t0: float) -> list[Sample]:
-    """The samples a watcher wrote to `path`, on a timeline that starts at `t0` (a
-    time.monotonic() value); [] when there is no such file."""
+class Watched(NamedTuple):
+    samples: list[Sample]
+    child_peaks: dict[int, int]  # pid -> highest RSS of each child process
+
+
+def read_watched(path: str, t0: float) -> Watched:
+    """What a watcher wrote to `path`: its samples, on a timeline that starts at `t0` (a
+    time.monotonic() value), and each child's peak (none when it was killed before its
+    last line); nothing when there is no such file."""
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
-        return []
-    samples = []
+        return Watched([], {})
+    samples, peaks = [], {}
     for line in lines:
         parts = line.split()
+        if parts[:1] == ["peaks"]:
+            pairs = (part.partition(":") for part in parts[1:])
+            peaks = {int(pid): int(rss) for pid, _, rss in pairs if pid.isdigit() and rss.isdigit()}
+            continue
         if len(parts) != 4:
             continue  # a line cut short when the watcher stopped
         t, rss, uss, children = float(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
         samples.append(Sample(t - t0, rss, uss if uss >= 0 else None, None, 0, children))
-    return samples
+    return Watched(samples, peaks)

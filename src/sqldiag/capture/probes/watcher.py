@@ -8,7 +8,8 @@ shared with the measured process, and enforces the memory guard.
     python -m sqldiag.capture.probes.watcher PID PERIOD OUT [MAX_RSS]
 
 Writes one line per sample to OUT: `t rss uss children_rss` (t from time.monotonic(),
-uss -1 when not sampled). Over MAX_RSS it sends SIGUSR1 to PID, and SIGKILL 5 s later
+uss -1 when not sampled), and when stopped a last line `peaks PID:RSS ...`, each child
+process's highest RSS. Over MAX_RSS it sends SIGUSR1 to PID, and SIGKILL 5 s later
 if PID is still alive. Stops on SIGTERM.
 """
 
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> int:
         return 0
     guard_sent_at = None
     count = 0
+    peaks: dict[int, int] = {}  # child pid -> its highest RSS
     with open(out, "w", buffering=1) as handle:
         next_at = time.monotonic()
         while not stop:
@@ -58,9 +60,11 @@ def main(argv: list[str]) -> int:
                     if child.pid == os.getpid():
                         continue  # the watcher itself
                     try:
-                        children += child.memory_info().rss
+                        child_rss = child.memory_info().rss
                     except psutil.Error:
-                        pass
+                        continue
+                    children += child_rss
+                    peaks[child.pid] = max(peaks.get(child.pid, 0), child_rss)
             except psutil.NoSuchProcess:
                 break
             handle.write(f"{time.monotonic():.4f} {rss} {uss} {children}\n")
@@ -75,6 +79,7 @@ def main(argv: list[str]) -> int:
                     break
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
+        handle.write("peaks " + " ".join(f"{pid}:{rss}" for pid, rss in peaks.items()) + "\n")
     return 0
 
 
