@@ -12,6 +12,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import psutil
@@ -167,6 +168,7 @@ class WatcherSampler(RssSampler):
     def start(self) -> WatcherSampler:
         if self._keep_at is not None:
             self._out = self._keep_at
+            open(self._out, "w").close()  # there even if the watcher never starts writing
         else:
             fd, self._out = tempfile.mkstemp(prefix="sqldiag-watch-", suffix=".txt")
             os.close(fd)
@@ -191,7 +193,7 @@ class WatcherSampler(RssSampler):
             self.samples += watched.samples
             self.child_peaks.update(watched.child_peaks)
         finally:
-            os.unlink(self._out)
+            Path(self._out).unlink(missing_ok=True)
             self._out = None
         self.samples.sort(key=lambda sample: sample.t)
 
