@@ -53,3 +53,38 @@ print(json.dumps({{"held": held, "t": list(timeline.t)}}))
     out = json.loads(run.stdout.splitlines()[-1])
     gaps = [b - a for a, b in zip(out["t"], out["t"][1:])]
     assert out["held"] > 0.3 and max(gaps) < 0.25, (out["held"], gaps)
+
+
+def test_the_end_census_is_not_taken_twice_when_nothing_was_collected(tmp_path):
+    """A capture whose caller still holds the results: gc.collect() frees nothing, so the
+    census after it is the end's (a second listing of every object cost 1.5 s at the
+    original report's size); with cyclic garbage to collect, a census is taken again."""
+    code = f"""
+import gc, json
+import sqldiag
+
+gc.disable()  # the cycles wait for the capture's own gc.collect()
+
+class Node:
+    def __init__(self):
+        self.me = self  # a cycle: only the collector frees it
+
+out = {{}}
+for name in ("held", "garbage"):
+    with sqldiag.capture(name=name, reports_dir={str(tmp_path)!r}) as run:
+        kept = [str(i) * 10 for i in range(200_000)]
+        if name == "garbage":
+            nodes = [Node() for _ in range(100_000)]
+            del nodes
+    labels = [c.label for c in run.record.measurement.censuses]
+    end = run.record.breakdowns["end"].categories
+    out[name] = [labels.count("after gc.collect()"), end["other_python"]]
+    del kept
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.splitlines()[-1])
+    assert out["held"][0] == 0 and out["held"][1] > 200_000 * 50, out  # the end's, reused
+    assert out["garbage"][0] == 1 and out["garbage"][1] > 200_000 * 50, out

@@ -203,9 +203,14 @@ class MeasuredPass:
         census = self.spec.census and self.spec.kind is not PassKind.BARE
         if census:
             self.types[PEAK] = type_census(exclude=self._own_data())
+        kept_some = bool(held)
         held.clear()
-        gc.collect()
-        self.mark(AFTER_GC, snapshot=True)
+        freed = gc.collect()
+        if kept_some or self.censuses is None or self.censuses.mark_unchanged(
+                AFTER_GC, WORKLOAD_END, freed) is None:
+            self.mark(AFTER_GC, snapshot=True)
+        else:  # the same objects alive: the end's census stands (see mark_unchanged)
+            self.mark(AFTER_GC, snapshot=False)
         self._allocator_state(AFTER_GC)
         if census:
             self.types[END] = type_census(exclude=self._own_data())

@@ -779,6 +779,9 @@ class CensusAt:
     census: LiveCensus
 
 
+UNCHANGED_SHARE = 0.01  # objects freed, RSS fallen: below this a census is not retaken
+
+
 class CensusProbe:
     """Takes a census at each new high of RSS while `watching` (the program runs), between
     highs as often as a census costs a tenth of the time, and at the marks it is asked
@@ -875,6 +878,21 @@ class CensusProbe:
 
     def mark(self, label: str) -> CensusAt:
         at = self.census(label)
+        self.marks[label] = at
+        return at
+
+    def mark_unchanged(self, label: str, since: str, freed: int) -> CensusAt | None:
+        """The census of mark `since` again as `label` (now, at today's RSS) when the
+        collector has just `freed` at most UNCHANGED_SHARE of the objects it listed and
+        RSS has not fallen: no second listing of millions of objects (a capture() whose
+        caller still holds the results); None when a census is needed."""
+        before = self.marks.get(since)
+        if before is None or freed > UNCHANGED_SHARE * before.census.objects:
+            return None
+        rss = self._rss()
+        if rss < before.rss * (1 - UNCHANGED_SHARE):
+            return None
+        at = CensusAt(label, self._clock(), rss, before.census)
         self.marks[label] = at
         return at
 
