@@ -286,23 +286,24 @@ def recovered(folder: Path, code: int, max_rss: int | None = None) -> PassResult
         return None
     last = f" at t={result.censuses[-1].t:.1f} s" if result.censuses else ""
     measured = f"RSS is sampled to its end, the categories are its last census's{last}"
+    exit_code = result.exit_code
     if code == -signal.SIGKILL and max_rss and max(point[1] for point in points) > max_rss:
         failure = (f"stopped by the memory guard: RSS passed --max-rss and the program "
                    f"did not stop within {GRACE_S:.0f} s (inside C code, or deaf to SIGUSR1), "
                    f"so it was killed; {measured}")
-        return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
-                                   wall_time_s=points[-1][0], failure=failure,
-                                   exit_code=EXIT_MEMORY_GUARD)
-    try:
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else \
-            f"ended with exit code {code}"
-    except ValueError:
-        how = f"was killed by signal {-code}"
-    failure = (f"the program's process {how} at t={points[-1][0]:.1f} s, before sqldiag "
-               f"could end its measurement (the kernel's OOM killer sends SIGKILL): "
-               f"{measured}")
+        exit_code = EXIT_MEMORY_GUARD
+    else:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else \
+                f"ended with exit code {code}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+        why = " (the kernel's OOM killer sends SIGKILL)" if code == -signal.SIGKILL else ""
+        failure = (f"the program's process {how} at t={points[-1][0]:.1f} s, before sqldiag "
+                   f"could end its measurement{why}: {measured}")
     return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
-                               wall_time_s=points[-1][0], failure=failure)
+                               wall_time_s=points[-1][0], failure=failure,
+                               exit_code=exit_code)
 
 
 def _install(spec: ProgramSpec) -> None:
