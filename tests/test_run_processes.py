@@ -152,3 +152,38 @@ def test_an_os_fork_child_ends_as_alone_and_its_peak_is_reported(tmp_path):
     peaks = record["processes"]["children_peak_rss"]
     assert len(peaks) == 1 and max(peaks.values()) > 50 << 20, peaks
     assert "A child process (not followed) peaked at" in run.stderr
+
+
+KILLED_WORKER = '''import multiprocessing as mp, os, signal
+def work(n):
+    data = [str(i) * 20 for i in range(300_000)]  # about 25 MB
+    if n == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer takes a worker
+    return len(data)
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=work, args=(n,)) for n in range(2)]
+    for p in procs: p.start()
+    for p in procs: p.join()
+    print("exitcodes", [p.exitcode for p in procs])
+'''
+
+
+def test_a_followed_child_killed_before_it_reported_is_still_named(tmp_path):
+    """A worker killed outright writes no measurement of its own; its RSS, sampled from
+    outside, is reported instead of it vanishing from the record."""
+    program = tmp_path / "killed.py"
+    program.write_text(KILLED_WORKER)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(program)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=180,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "exitcodes [0, -9]\n", run.stdout
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    followed = {str(child["pid"]) for child in record["processes"]["children"]}
+    others = {pid: rss for pid, rss in record["processes"]["children_peak_rss"].items()
+              if pid not in followed}
+    assert len(followed) == 1 and max(others.values()) > 20 << 20, (followed, others)
+    text = " ".join(run.stderr.split())
+    assert "not measured in itself (killed before it reported" in text or \
+        "not measured in themselves (killed before they reported" in text, text[-1500:]

@@ -518,19 +518,27 @@ def followed_children(facts: Facts) -> str | None:
 
 @rule(Section.CONTEXT)
 def child_processes_rss(facts: Facts) -> tuple[str, dict] | None:
+    """Children sampled for RSS only: not followed, or followed but gone before they
+    reported (a worker the OOM killer took)."""
     processes = facts.record.processes
-    if processes.children or not processes.children_peak_rss:
+    followed = {str(child.pid) for child in processes.children}
+    peaks = sorted((rss for pid, rss in processes.children_peak_rss.items()
+                    if pid not in followed), reverse=True)
+    if not peaks:
         return None
-    peaks = sorted(processes.children_peak_rss.values(), reverse=True)
-    if len(peaks) == 1:
-        text = (f"A child process (not followed) peaked at {fmt_bytes(peaks[0])} RSS; the "
-                f"figures above are the parent's.")
+    many = len(peaks) > 1
+    if followed:
+        who = ("child processes not measured in themselves (killed before they reported, or "
+               "not multiprocessing children)" if many else "child process not measured in "
+               "itself (killed before it reported, or not a multiprocessing child)")
+        after = "only their RSS was sampled." if many else "only its RSS was sampled."
     else:
-        text = (f"{len(peaks)} child processes (not followed) peaked at "
-                f"{fmt_bytes(peaks[0])} RSS at most ({fmt_bytes(sum(peaks))} summed); the "
-                f"figures above are the parent's.")
-    return (text,
-            {"largest": peaks[0], "summed": sum(peaks)})
+        who = "child processes (not followed)" if many else "child process (not followed)"
+        after = "the figures above are the parent's."
+    text = (f"{len(peaks)} {who} peaked at {fmt_bytes(peaks[0])} RSS at most "
+            f"({fmt_bytes(sum(peaks))} summed); {after}" if many else
+            f"A {who} peaked at {fmt_bytes(peaks[0])} RSS; {after}")
+    return text, {"largest": peaks[0], "summed": sum(peaks)}
 
 
 @rule(Section.CONTEXT)
