@@ -88,3 +88,26 @@ print(json.dumps(out))
     out = json.loads(run.stdout.splitlines()[-1])
     assert out["held"][0] == 0 and out["held"][1] > 200_000 * 50, out  # the end's, reused
     assert out["garbage"][0] == 1 and out["garbage"][1] > 200_000 * 50, out
+
+
+def test_a_decorated_coroutine_function_is_measured_while_it_runs(tmp_path):
+    """@capture on an async def measured only the call that makes the coroutine (2 ms,
+    nothing alive); it now measures the coroutine run to its end."""
+    code = f"""
+import asyncio, json, sqldiag
+
+@sqldiag.capture(name="async_job", reports_dir={str(tmp_path)!r})
+async def job(n):
+    data = [str(i) * 20 for i in range(n)]
+    await asyncio.sleep(0.2)
+    return len(data)
+
+print(asyncio.run(job(300_000)), job.__name__)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["300000", "job"]
+    record = json.loads(next(tmp_path.glob("async_job-*/record.json")).read_text())
+    assert record["wall_time_s"] >= 0.2, record["wall_time_s"]
+    assert record["breakdowns"]["peak"]["categories"]["other_python"] > 300_000 * 60

@@ -14,6 +14,8 @@ and appear in the record's processes unless `follow_children=False`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -49,6 +51,18 @@ class Capture(contextlib.ContextDecorator):
         self._pass: MeasuredPass | None = None
         self._created = datetime.now(timezone.utc)
         self.source = "capture"  # what the record's scenario.source says
+
+    def __call__(self, func):
+        """As a decorator: each call of `func` runs inside the capture; for a coroutine
+        function, each run of its coroutine to the end (not the call that makes it)."""
+        if not inspect.iscoroutinefunction(func):
+            return super().__call__(func)
+
+        @functools.wraps(func)
+        async def captured(*args, **kwargs):
+            with self._recreate_cm():
+                return await func(*args, **kwargs)
+        return captured
 
     def mark(self, phase: str) -> None:
         """Mark a phase on the timeline (thread-safe)."""
