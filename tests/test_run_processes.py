@@ -125,6 +125,17 @@ def test_children_are_not_followed_when_asked(tmp_path):
     assert record["processes"]["children"] == []
 
 
+def _run_source(tmp_path: Path, name: str, source: str) -> subprocess.CompletedProcess:
+    """`sqldiag run` of a program written from `source`; it must succeed."""
+    program = tmp_path / name
+    program.write_text(source)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(program)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=180,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
 OS_FORK = '''import os, sys, time
 pid = os.fork()  # as gunicorn starts its workers: not multiprocessing, not followed
 if pid == 0:
@@ -140,12 +151,7 @@ def test_an_os_fork_child_ends_as_alone_and_its_peak_is_reported(tmp_path):
     """A child forked with os.fork() that leaves the program's code by sys.exit() ends
     there, as it would alone, instead of ending the parent's measurement in its place
     (it wrote over the parent's result); the watcher reports its peak RSS."""
-    program = tmp_path / "forks.py"
-    program.write_text(OS_FORK)
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(program)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                         check=False)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _run_source(tmp_path, "forks.py", OS_FORK)
     assert run.stdout == "parent done\n" and "Traceback" not in run.stderr, run.stderr[-2000:]
     record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["status"]["complete"], record["status"]
@@ -172,12 +178,7 @@ if __name__ == "__main__":
 def test_a_followed_child_killed_before_it_reported_is_still_named(tmp_path):
     """A worker killed outright writes no measurement of its own; its RSS, sampled from
     outside, is reported instead of it vanishing from the record."""
-    program = tmp_path / "killed.py"
-    program.write_text(KILLED_WORKER)
-    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(program)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=180,
-                         check=False)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _run_source(tmp_path, "killed.py", KILLED_WORKER)
     assert run.stdout == "exitcodes [0, -9]\n", run.stdout
     record = run_view(next((tmp_path / "reports").iterdir()))
     followed = {str(child["pid"]) for child in record["processes"]["children"]}
