@@ -41,7 +41,8 @@ class Capture(contextlib.ContextDecorator):
         self.name = name
         self.reports_dir = Path(reports_dir)
         self.spec = PassSpec(kind=PassKind.of_program(trace_depth), scenario_name=name,
-                             scenario_path="", table="", rows=0, workers=1, trace_depth=trace_depth, census=census,
+                             scenario_path="", table="", rows=0, workers=1,
+                             trace_depth=trace_depth, census=census,
                              census_at_highs=trace_depth == 0,
                              follow_children=follow_children, allocator_highs=True,
                              statements=trace_depth > 0)

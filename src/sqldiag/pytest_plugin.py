@@ -91,12 +91,11 @@ def pytest_runtest_call(item: pytest.Item):
     from sqldiag.capture.probes.returns import at_return
     from sqldiag.errors import SqldiagError
 
+    bad = None
     try:
         budgets = _budgets(marker)
     except SqldiagError as exc:
         bad = str(exc)
-    else:
-        bad = None
     if bad is not None:  # failed outside the except block: no chained traceback shown
         pytest.fail(f"bad sqldiag marker: {bad}", pytrace=False)
     name = "".join(c if c.isalnum() else "_" for c in item.name)[:60]

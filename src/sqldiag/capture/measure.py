@@ -24,7 +24,7 @@ from sqldiag.capture.probes.census import type_census
 from sqldiag.capture.probes.live import CensusAt, CensusProbe
 from sqldiag.capture.probes.queries import QueryLedger
 from sqldiag.capture.probes.retention import measure_holders
-from sqldiag.capture.probes.sampler import RssSampler, WatcherSampler
+from sqldiag.capture.probes.sampler import RssSampler, Sample, WatcherSampler
 from sqldiag.capture.probes.tracing import TracedMoment, TracingProbe
 from sqldiag.capture.results import PassResult
 from sqldiag.record.parts import (
@@ -316,12 +316,7 @@ class MeasuredPass:
                             for m in (tracing.moments if tracing else [])),
             censuses=tuple(CensusMark(*taken) for taken in
                            (self.censuses.taken if self.censuses is not None else ())),
-            timeline=Timeline(t=tuple(round(s.t, 4) for s in samples),
-                              rss=tuple(s.rss for s in samples),
-                              uss=tuple(s.uss for s in samples),
-                              traced=tuple(s.traced for s in samples),
-                              overhead=tuple(s.overhead for s in samples),
-                              children_rss=tuple(s.children_rss for s in samples)),
+            timeline=timeline_of(samples),
             child_peaks={str(pid): peak for pid, peak in self.sampler.child_peaks.items()},
             children=self.children,
             t0_unix=round(time.time() - self.sampler.now(), 4),
@@ -340,6 +335,16 @@ class MeasuredPass:
             digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
             statements=statements(self.ledger) if self.ledger is not None else (),
         )
+
+
+def timeline_of(samples: list[Sample]) -> Timeline:
+    """RSS samples, in order, as the record's timeline."""
+    return Timeline(t=tuple(round(s.t, 4) for s in samples),
+                    rss=tuple(s.rss for s in samples),
+                    uss=tuple(s.uss for s in samples),
+                    traced=tuple(s.traced for s in samples),
+                    overhead=tuple(s.overhead for s in samples),
+                    children_rss=tuple(s.children_rss for s in samples))
 
 
 def census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:

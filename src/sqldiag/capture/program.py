@@ -32,15 +32,19 @@ from pathlib import Path
 from types import TracebackType
 
 from sqldiag.capture.follow import Follower
-from sqldiag.capture.measure import MeasuredPass
+from sqldiag.capture.measure import MeasuredPass, timeline_of
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes.census import live_type_counts
-from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread, read_watched
+from sqldiag.capture.probes.sampler import (
+    Sample,
+    leave_signals_to_the_main_thread,
+    read_watched,
+)
 from sqldiag.capture.probes.watcher import GRACE_S
 from sqldiag.capture.results import PassResult
 from sqldiag.errors import EXIT_INTERRUPTED, EXIT_MEMORY_GUARD
 from sqldiag.record.codec import JsonValue, RecordError
-from sqldiag.record.parts import Iteration, Timeline
+from sqldiag.record.parts import Iteration
 from sqldiag.record.store import write_atomic
 
 EXIT_RAISED = 1  # what python exits with when the program raises
@@ -277,17 +281,17 @@ def recovered(folder: Path, code: int, max_rss: int | None = None) -> PassResult
     except (OSError, ValueError, KeyError, TypeError, RecordError):
         return None
     line = result.timeline
-    points = list(zip(line.t, line.rss, line.uss, line.traced, line.overhead,
-                      line.children_rss))
-    points += [(round(s.t, 4), s.rss, s.uss, s.traced, s.overhead, s.children_rss)
-               for s in read_watched(str(folder / WATCHED), t0).samples]
-    points.sort(key=lambda point: point[0])
-    if not points:
+    samples = [Sample(*point) for point in zip(line.t, line.rss, line.uss, line.traced,
+                                                line.overhead, line.children_rss)]
+    samples += read_watched(str(folder / WATCHED), t0).samples
+    if not samples:
         return None
+    samples.sort(key=lambda sample: sample.t)
+    end = round(samples[-1].t, 4)
     last = f" at t={result.censuses[-1].t:.1f} s" if result.censuses else ""
     measured = f"RSS is sampled to its end, the categories are its last census's{last}"
     exit_code = result.exit_code
-    if code == -signal.SIGKILL and max_rss and max(point[1] for point in points) > max_rss:
+    if code == -signal.SIGKILL and max_rss and max(s.rss for s in samples) > max_rss:
         failure = (f"stopped by the memory guard: RSS passed --max-rss and the program "
                    f"did not stop within {GRACE_S:.0f} s (inside C code, or deaf to SIGUSR1), "
                    f"so it was killed; {measured}")
@@ -299,11 +303,10 @@ def recovered(folder: Path, code: int, max_rss: int | None = None) -> PassResult
         except ValueError:
             how = f"was killed by signal {-code}"
         why = " (the kernel's OOM killer sends SIGKILL)" if code == -signal.SIGKILL else ""
-        failure = (f"the program's process {how} at t={points[-1][0]:.1f} s, before sqldiag "
+        failure = (f"the program's process {how} at t={end:.1f} s, before sqldiag "
                    f"could end its measurement{why}: {measured}")
-    return dataclasses.replace(result, timeline=Timeline(*map(tuple, zip(*points))),
-                               wall_time_s=points[-1][0], failure=failure,
-                               exit_code=exit_code)
+    return dataclasses.replace(result, timeline=timeline_of(samples), wall_time_s=end,
+                               failure=failure, exit_code=exit_code)
 
 
 def _install(spec: ProgramSpec) -> None:

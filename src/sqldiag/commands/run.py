@@ -180,15 +180,11 @@ def program_marked(argv: list[str]) -> list[str]:
     while at < len(argv):
         arg = argv[at]
         if arg == "--" or not arg.startswith("-"):
-            break  # the program's arguments start here, marked or by the script's name
-        if arg == "-m":
-            at += 2
-        elif arg.startswith("-m"):  # -mMODULE
-            at += 1
-        else:
-            at += 2 if arg in takes_value else 1
-            continue
-        return argv[:at] + ["--"] + argv[at:] if at <= len(argv) else argv
+            return argv  # the program's arguments start here, marked or by the script's name
+        if arg.startswith("-m"):
+            at += 2 if arg == "-m" else 1  # -m MODULE, or -mMODULE
+            return argv[:at] + ["--"] + argv[at:] if at <= len(argv) else argv
+        at += 2 if arg in takes_value else 1
     return argv
 
 
