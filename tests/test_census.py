@@ -269,6 +269,37 @@ def test_a_census_does_not_keep_a_running_functions_deleted_locals_alive(engine)
     assert len(items) == ROWS
 
 
+def test_measuring_holders_keeps_nothing_alive_that_the_program_drops():
+    """The holders measured at each worker's mark run while other workers load rows:
+    whatever they drop meanwhile must be freed. While the holders were picked by a
+    Python loop over the collector's list, that list kept a worker's raw rows alive
+    with no thread loading them, and the census charged them to no statement."""
+    import weakref
+    from concurrent.futures import Future
+
+    from sqldiag.capture.probes.retention import measure_holders
+    from sqldiag.record.categories import HOLDER_POOL
+
+    class Rows(list):
+        pass
+
+    dropped = [Rows([(1, "a")])]
+    gone = weakref.ref(dropped[0])
+    freed_when_dropped: list[bool] = []
+
+    class Worker(Future):
+        def done(self) -> bool:  # runs while the holders are being picked
+            dropped.clear()  # a worker lets go of its rows
+            freed_when_dropped.append(gone() is None)
+            return True
+
+    worker = Worker()
+    holders = {h.holder: h for h in measure_holders(None)}
+    assert freed_when_dropped == [True]
+    assert holders[HOLDER_POOL].objects >= 1, holders
+    del worker
+
+
 PAGES: dict = {}  # a module-level cache of whole results, as a service's bug keeps them
 
 

@@ -669,16 +669,31 @@ def _picked(wanted: dict[type, object], chunk: int | None) -> tuple[int, int, li
     return listed, tracked, picked
 
 
+def subclasses_of(bases: Iterable[type | None]) -> set[type]:
+    """The classes `bases` (None: left out) and every subclass of them."""
+    found: set[type] = set()
+    stack = [base for base in bases if base is not None]
+    while stack:
+        kind = stack.pop()
+        if kind not in found:
+            found.add(kind)
+            stack.extend(type.__subclasses__(kind))
+    return found
+
+
+def objects_of_types(kinds: Iterable[type]) -> list:
+    """The live objects whose class is one of `kinds`, picked from the collector's
+    listing without the listing ever reaching Python code (see live_objects): a
+    listing held while Python code runs lets the program's threads run meanwhile, and
+    whatever they drop stays alive in it (a census would find their raw rows with no
+    thread loading them) or, a tuple being built, fails them."""
+    with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
+        return _picked(dict.fromkeys(kinds, "picked"), None)[2]
+
+
 def _subclasses_of_interest(kinds: _SqlAlchemyKinds) -> set[type]:
     """Row, IdentityMap, Engine and Result classes: few, found from the base classes."""
-    found: set[type] = set()
-    for base in (kinds.row, kinds.identity_map, kinds.engine, kinds.result):
-        stack = [base] if base is not None else []
-        while stack:
-            kind = stack.pop()
-            found.add(kind)
-            stack.extend(kind.__subclasses__())
-    return found
+    return subclasses_of((kinds.row, kinds.identity_map, kinds.engine, kinds.result))
 
 
 def _sampled_by_type(picked: list, counts: Counter,

@@ -33,6 +33,7 @@ from multiprocessing.pool import ApplyResult, IMapIterator
 
 import objgraph
 
+from sqldiag.capture.probes.live import objects_of_types, subclasses_of
 from sqldiag.capture.probes.roots import frame_locals
 from sqldiag.record.categories import HOLDER_CACHE as CACHE
 from sqldiag.record.categories import HOLDER_DRIVER as DRIVER
@@ -57,18 +58,21 @@ def find_holders(result: object) -> list[HolderObjects]:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
+    driver_result = getattr(sys.modules.get("pymysql.connections"), "MySQLResult", None)
+    pool_kinds = subclasses_of((ApplyResult, IMapIterator, Future))
+    found = objects_of_types(subclasses_of((Engine, Session, driver_result)) | pool_kinds)
     pools, driver, identity, caches = [], [], [], []
-    for obj in gc.get_objects():
-        kind = type(obj)
-        if isinstance(obj, (ApplyResult, IMapIterator)) or (
-                isinstance(obj, Future) and obj.done() and not obj.cancelled()):
-            pools.append(obj)
-        elif kind.__name__ == "MySQLResult" and kind.__module__.startswith("pymysql"):
-            driver.append(obj)
+    for obj in found:
+        if type(obj) in pool_kinds:
+            if not isinstance(obj, Future) or (obj.done() and not obj.cancelled()):
+                pools.append(obj)
         elif isinstance(obj, Session):
             identity.append(obj.identity_map)
-        elif isinstance(obj, Engine) and getattr(obj, "_compiled_cache", None) is not None:
-            caches.append(obj._compiled_cache)
+        elif isinstance(obj, Engine):
+            if getattr(obj, "_compiled_cache", None) is not None:
+                caches.append(obj._compiled_cache)
+        else:
+            driver.append(obj)
     return [HolderObjects(RESULT, [result] if result is not None else []),
             HolderObjects(POOL, pools), HolderObjects(DRIVER, driver),
             HolderObjects(IDENTITY, identity), HolderObjects(CACHE, caches)]
