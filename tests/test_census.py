@@ -117,6 +117,29 @@ def test_probe_keeps_the_census_that_found_most_and_never_runs_when_not_watching
     assert not any(t.name == "sqldiag-census" for t in threading.enumerate())
 
 
+def test_a_census_is_filed_at_the_rss_it_began_with(monkeypatch):
+    """A census of millions of objects takes seconds and the program may free most of
+    its memory meanwhile: the census's RSS is that of the moment it picked what was
+    alive, not of its end (the peak census was once filed at a fifth of its RSS)."""
+    from sqldiag.capture.probes.rss import rss_reader
+
+    rss = rss_reader()
+    held = [bytearray(200 << 20)]  # written: in RSS
+    real = live.take_census
+
+    def program_frees_meanwhile(*args, **kwargs):
+        census = real(*args, **kwargs)
+        held.clear()
+        return census
+
+    monkeypatch.setattr(live, "take_census", program_frees_meanwhile)
+    probe = live.CensusProbe()
+    before = rss()
+    at = probe.mark("end")
+    assert rss() < before - (150 << 20)  # freed
+    assert at.rss >= before - (10 << 20), (at.rss, before)
+
+
 def test_values_a_raw_row_shares_with_an_instance_are_counted_once(engine):
     """A driver's raw row and the mapped instance built from it refer to the same value
     objects, allocated once: keeping the raw rows too adds their tuples, not the values

@@ -794,6 +794,10 @@ class CensusAt:
     census: LiveCensus
 
 
+# A census that paused the program this long (hundreds of thousands of objects) spaces
+# the next high further: the pauses at the top of a large load are what sqldiag costs
+# it, and the analysis scales a census up to 1.5 times its growth to reach the peak.
+COSTLY_CENSUS_S, COSTLY_STEP = 0.25, 1.3
 UNCHANGED_SHARE = 0.01  # objects freed, RSS fallen: below this a census is not retaken
 
 
@@ -857,9 +861,13 @@ class CensusProbe:
             # waits for every busy thread's turn of that length (ten pool threads building
             # ORM objects starved one for 5 s, which then saw none of the load). Spacing
             # censuses bounds what they cost the program.
-            began = time.monotonic()
+            # Its moment and RSS are those of its start, when it picks what is alive: a
+            # census of millions of objects takes seconds, and the program's teardown may
+            # free most of its memory right after (the peak census read RSS at its end
+            # and was filed at 209 MB, a fifth of what it had seen).
+            began, t, rss = time.monotonic(), self._clock(), self._rss()
             taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
-            at = CensusAt(label, self._clock(), self._rss(), taken)
+            at = CensusAt(label, t, rss, taken)
             self.spent += taken.seconds
             self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
                                round(time.monotonic() - began, 3)))
@@ -868,8 +876,9 @@ class CensusProbe:
             # the next high: `step` above in the program's own growth (not the
             # interpreter's, which would space a small program's censuses too far)
             grown = max(0, at.rss - self._start_rss)
+            step = self.step if taken.seconds < COSTLY_CENSUS_S else COSTLY_STEP
             self._next_at = int(max(self._next_at,
-                                    at.rss + max(self.min_bytes, (self.step - 1) * grown)))
+                                    at.rss + max(self.min_bytes, (step - 1) * grown)))
             # while censuses are within their free seconds (a small heap), one as often as
             # every period: a short program's load, or a test's, is not missed
             small = self.spent <= self.free_seconds
