@@ -16,10 +16,13 @@ def test_help_explains_commands(cli):
 
 
 def test_nonsense_sizes_are_usage_errors(cli):
-    for args in (["--rows", "-5"], ["--workers", "0"], ["--rows", "many"]):
+    for args in (["--rows", "-5"], ["--workers", "0"], ["--rows", "many"],
+                 ["--max-rss", "lots"]):
         result = cli("scenario", "leak_repro", *args)
         assert result.code == 2, args
         assert "Traceback" not in result.stderr
+    result = cli("run", "--max-rss", "lots", __file__)
+    assert result.code == 2 and "not a size: 'lots'" in result.stderr, result.stderr
 
 
 def test_unknown_scenario_is_one_line(cli):

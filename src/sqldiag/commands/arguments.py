@@ -12,6 +12,7 @@ import psutil
 from sqlalchemy.engine import URL
 
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, RunOptions, TraceMode
+from sqldiag.errors import SqldiagError
 from sqldiag.redact import safe_url
 from sqldiag.units import parse_size
 from sqldiag.workload.scenarios import ScenarioFile
@@ -28,6 +29,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _size(text: str) -> str:
+    """A size as given (300MB, 2GB), checked while the arguments are read: a bad one is
+    a usage error, as a bad number is."""
+    try:
+        parse_size(text)
+    except SqldiagError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def trace_depth(text: str) -> int:
@@ -109,7 +120,7 @@ def add_outcome_arguments(parser: argparse.ArgumentParser, json_help: str) -> No
 
 
 def add_guard_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-rss", type=str, default=None, metavar="SIZE",
+    parser.add_argument("--max-rss", type=_size, default=None, metavar="SIZE",
                         help="memory guard: stop the workload when its RSS passes SIZE and "
                              "keep the record (default: 75%% of this machine's memory)")
 
