@@ -188,3 +188,34 @@ def test_a_followed_child_killed_before_it_reported_is_still_named(tmp_path):
     text = " ".join(run.stderr.split())
     assert "not measured in itself (killed before it reported" in text or \
         "not measured in themselves (killed before they reported" in text, text[-1500:]
+
+
+STRAY_SIGTERM = '''import multiprocessing as mp, signal, threading, time
+def work(lock):
+    def stray():
+        time.sleep(0.5)  # the main thread is waiting for the lock by now
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    threading.Thread(target=stray).start()
+    lock.acquire()  # held by the parent: waits until the process ends
+if __name__ == "__main__":
+    ctx = mp.get_context("fork")
+    lock = ctx.Lock()
+    lock.acquire()
+    child = ctx.Process(target=work, args=(lock,))
+    child.start()
+    child.join(60)
+    print("exitcode", child.exitcode)
+'''
+
+
+def test_a_sigterm_that_misses_the_waiting_main_thread_still_ends_the_child(tmp_path):
+    """A followed child's SIGTERM handler runs in its main thread only. A signal taken
+    while that thread is about to wait (here, by another thread) interrupts nothing and
+    the wait never ends: Pool.terminate() then joined such a worker forever (1 run in 60
+    under load). Alone, the child dies of the signal at once; followed, it must still
+    write its measurement and then die of it."""
+    run = _run_source(tmp_path, "stray.py", STRAY_SIGTERM)
+    assert run.stdout == "exitcode -15\n", (run.stdout, run.stderr[-2000:])
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    children = record["processes"]["children"]
+    assert len(children) == 1 and "SIGTERM" in (children[0]["failure"] or ""), children

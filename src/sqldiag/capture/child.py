@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -19,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import Interrupted
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec, TableSize
+from sqldiag.capture.redeliver import Redelivery
 from sqldiag.capture.results import PassResult
 from sqldiag.capture.scenario_pass import ScenarioPass
 from sqldiag.errors import (
@@ -39,7 +41,11 @@ CHILD_URL_ENV = "SQLDIAG_CHILD_URL"
 CALIBRATE_NICENESS = 10
 
 
+_terminated = threading.Event()
+
+
 def _on_sigterm(signum, frame) -> None:
+    _terminated.set()
     raise Interrupted()
 
 
@@ -68,6 +74,7 @@ def main(argv: list[str]) -> int:
     url = make_url(os.environ.pop(CHILD_URL_ENV, ""))
     password = url.password or ""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    Redelivery(signal.SIGTERM, _on_sigterm, _terminated.is_set).install()
     follower = (Follower(spec.trace_depth or DEFAULT_TRACE_DEPTH) if spec.follow_children
                 else None)
     measured = ScenarioPass(spec, follower)

@@ -35,6 +35,7 @@ from typing import Any
 from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.processes import child_entry
+from sqldiag.capture.redeliver import Redelivery
 from sqldiag.capture.results import PassResult
 from sqldiag.record.codec import RecordError
 from sqldiag.record.parts import ChildProcess
@@ -154,6 +155,7 @@ class ChildMeasure:
             statements=depth > 0))
         self._done = threading.Lock()
         self._handles_sigterm = False
+        self._redelivery: Redelivery | None = None
 
     def begin(self) -> None:
         if tracemalloc.is_tracing():
@@ -165,7 +167,10 @@ class ChildMeasure:
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
             self._handles_sigterm = True
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+            handler = self._on_sigterm  # one object: Redelivery compares it with getsignal
+            signal.signal(signal.SIGTERM, handler)
+            self._redelivery = Redelivery(signal.SIGTERM, handler, self._done.locked)
+            self._redelivery.install()
 
     def _on_sigterm(self, signum, frame) -> None:
         if self.end("terminated by SIGTERM (as Pool.terminate() ends its workers)"):
@@ -180,6 +185,8 @@ class ChildMeasure:
             # Pool.terminate() may signal a worker that is already ending on its own
             # (it sent it the stop sentinel too): let that finish writing first.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if self._redelivery is not None:
+                self._redelivery.uninstall()
         result = self.measured.end_in_process(failure)
         result = dataclasses.replace(result, pid=os.getpid(), ppid=os.getppid(),
                                      name=str(self.process.name)[:200],
