@@ -200,3 +200,31 @@ def test_a_program_installed_in_site_packages_is_its_own_code():
     assert _own_code(frame_of(installed))
     assert _short(installed) == os.path.join("myapp", "jobs.py")  # as the user knows it
     assert not _own_code(frame_of(os.path.join(paths["stdlib"], "json", "decoder.py")))
+
+
+def test_a_query_run_by_a_library_for_the_program_is_charged_to_the_programs_call(tmp_path):
+    """pandas.read_sql (here a stand-in package of that name, beside the program) runs the
+    statement in its own code: the line to blame is the program's call of it."""
+    library = tmp_path / "pandas" / "io"
+    library.mkdir(parents=True)
+    (tmp_path / "pandas" / "__init__.py").write_text("")
+    (library / "__init__.py").write_text("")
+    (library / "sql.py").write_text(
+        "from sqlalchemy import text\n\n\ndef read_sql(sql, engine):\n"
+        "    with engine.connect() as conn:\n"
+        "        return [tuple(row) for row in conn.execute(text(sql))]\n")
+    program = tmp_path / "report_job.py"
+    program.write_text(
+        "from sqlalchemy import create_engine, text\n"
+        "from pandas.io.sql import read_sql\n\n"
+        "engine = create_engine('sqlite://')\n"
+        "with engine.begin() as conn:\n"
+        "    conn.execute(text('CREATE TABLE t (v TEXT)'))\n"
+        "    conn.execute(text('INSERT INTO t VALUES (:v)'), [{'v': str(i)} for i in range(50)])\n"
+        "frame = read_sql('SELECT v FROM t', engine)  # the call\n"
+        "print(len(frame))\n")
+    out, run = _run(tmp_path, str(program))
+    assert run.stdout.startswith("50")
+    select = next(q for q in out["queries"] if q["statement"] == "SELECT v FROM t")
+    assert (select["file"], select["line"], select["function"]) == (
+        "report_job.py", _line_of(program, "# the call"), "<module>"), select

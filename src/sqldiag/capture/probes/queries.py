@@ -43,9 +43,15 @@ MAX_STATEMENT = 300  # characters kept of a normalized statement
 # and prunes its cursors of dead ones past this many.
 MAX_RUNS = 100_000
 MAX_CURSORS = 10_000
+# Packages whose frames are never the line to blame: the database stack, our own and the
+# test runner's, and libraries that run a query on the program's behalf (pandas.read_sql,
+# SQLModel's Session.exec, Flask-SQLAlchemy's paginate): the program's call is the line
+# it can change.
 _LIBRARIES = frozenset({"sqlalchemy", "pymysql", "MySQLdb", "psycopg2", "psycopg", "asyncpg",
                         "aiomysql", "asyncmy", "aiosqlite", "greenlet", "sqldiag", "pytest",
-                        "_pytest", "pluggy", "runpy", "importlib"})
+                        "_pytest", "pluggy", "runpy", "importlib", "pandas", "polars",
+                        "sqlmodel", "flask_sqlalchemy", "databases", "alembic",
+                        "sqlalchemy_utils", "geoalchemy2", "dask", "modin"})
 _STDLIB = install_prefixes("stdlib", "platstdlib")
 # In a virtual environment "platstdlib" is the environment's lib folder, which holds its
 # site-packages: a program installed there (and the built-in scenarios) is its own code.
