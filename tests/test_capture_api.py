@@ -111,3 +111,48 @@ print(asyncio.run(job(300_000)), job.__name__)
     record = json.loads(next(tmp_path.glob("async_job-*/record.json")).read_text())
     assert record["wall_time_s"] >= 0.2, record["wall_time_s"]
     assert record["breakdowns"]["peak"]["categories"]["other_python"] > 300_000 * 60
+
+
+def test_a_decorated_function_that_threads_call_at_once_measures_each_call(tmp_path):
+    """A decorated request handler that several threads run at once: each call gets its
+    own measurement and record (the calls shared one: the first to end stopped the
+    others' probes and they failed in the program's own call); the decorator object holds
+    the last finished call's. One capture() entered twice at once is a clear error."""
+    code = f"""
+import threading, time
+import sqldiag
+
+measure = sqldiag.capture(name="handler", reports_dir={str(tmp_path)!r})
+
+@measure
+def handler(n):
+    data = [str(i) * 10 for i in range(50_000)]
+    started.wait(10)
+    time.sleep(0.1 * n)
+    return len(data)
+
+started = threading.Barrier(3)
+results = []
+threads = [threading.Thread(target=lambda n=n: results.append(handler(n))) for n in range(3)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(sorted(results), measure.run_dir.name.startswith("handler"))
+block = sqldiag.capture(name="block", reports_dir={str(tmp_path)!r})
+with block:
+    try:
+        with block:
+            pass
+    except RuntimeError as exc:
+        print("nested:", exc)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert run.stdout.splitlines() == [
+        "[50000, 50000, 50000] True",
+        "nested: capture 'block' is already measuring a block: use one capture() per block"]
+    folders = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
+    assert folders == ["block", "handler", "handler", "handler"], folders
+    for folder in tmp_path.glob("handler-*"):
+        record = json.loads((folder / "record.json").read_text())
+        assert record["status"]["complete"], record["status"]

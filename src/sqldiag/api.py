@@ -14,6 +14,7 @@ and appear in the record's processes unless `follow_children=False`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import shlex
@@ -50,12 +51,16 @@ class Capture(contextlib.ContextDecorator):
         self.analysis: Analysis | None = None
         self.run_dir: Path | None = None
         self._pass: MeasuredPass | None = None
+        self._decorator: Capture | None = None  # a decorated call's: the decorator
         self._created = datetime.now(timezone.utc)
         self.source = "capture"  # what the record's scenario.source says
 
     def __call__(self, func):
-        """As a decorator: each call of `func` runs inside the capture; for a coroutine
-        function, each run of its coroutine to the end (not the call that makes it)."""
+        """As a decorator: each call of `func` is measured on its own and gets its own
+        record (calls may overlap: a handler that several threads run; each record is of
+        the whole process while its call ran, overlapping calls included); for a coroutine
+        function, each run of its coroutine to the end (not the call that makes it).
+        `record`, `analysis` and `run_dir` are then the last finished call's."""
         if not inspect.iscoroutinefunction(func):
             return super().__call__(func)
 
@@ -64,6 +69,11 @@ class Capture(contextlib.ContextDecorator):
             with self._recreate_cm():
                 return await func(*args, **kwargs)
         return captured
+
+    def _recreate_cm(self) -> Capture:
+        call = copy.copy(self)
+        call._pass, call._decorator = None, self
+        return call
 
     def mark(self, phase: str) -> None:
         """Mark a phase on the timeline (thread-safe)."""
@@ -76,6 +86,9 @@ class Capture(contextlib.ContextDecorator):
             self._pass.mark(phase, snapshot=True)
 
     def __enter__(self) -> Self:
+        if self._pass is not None:
+            raise RuntimeError(f"capture {self.name!r} is already measuring a block: "
+                               "use one capture() per block")
         self._created = datetime.now(timezone.utc)
         follower = (Follower(self.spec.trace_depth)
                     if self.spec.follow_children else None)
@@ -107,4 +120,8 @@ class Capture(contextlib.ContextDecorator):
         self.analysis = analyse(self.record)
         self.run_dir = save_run(self.record, self.analysis, self.reports_dir, self.name)
         self._pass = None
+        if self._decorator is not None:
+            decorator = self._decorator
+            decorator.record, decorator.analysis, decorator.run_dir = (
+                self.record, self.analysis, self.run_dir)
         return False  # never swallow the block's exception
