@@ -350,6 +350,43 @@ def test_a_census_names_who_keeps_the_results(engine):
     assert len(local_rows) == ROWS
 
 
+def test_a_census_names_the_suspended_coroutine_or_generator_that_keeps_results(engine):
+    """A coroutine waiting at an await (an asyncio service's request) or a generator
+    paused at a yield runs on no thread's stack: its locals are named as roots too."""
+    import asyncio
+
+    def batches():
+        generator_rows = _load(engine)
+        yield from generator_rows
+
+    async def handler(loaded: asyncio.Event, done: asyncio.Event):
+        coroutine_rows = _load(engine)
+        loaded.set()
+        await done.wait()
+        return len(coroutine_rows)
+
+    async def main():
+        loaded, done = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(handler(loaded, done))
+        await loaded.wait()
+        census = live.take_census(baseline)
+        done.set()
+        return census, await task
+
+    baseline = live.take_baseline()
+    paused = batches()
+    next(paused)
+    census, count = asyncio.run(main())
+    paused.close()
+    assert count == ROWS
+    named = {h.holder: h for h in census.holders}
+    for local, function in (("coroutine_rows", "handler"), ("generator_rows", "batches")):
+        holder = next((h for name, h in named.items()
+                       if f"local {local} of {function}()" in name), None)
+        assert holder is not None and holder.holder.endswith("(suspended)"), named
+        assert holder.objects == 1 and holder.bytes > ROWS * 300, holder
+
+
 def test_rows_are_charged_to_the_statement_whose_result_made_them(engine):
     """A Row names only its result's metadata: with two results open, a third consumed
     and gone, and no statement in flight, each statement's Rows (and its list of them)

@@ -40,7 +40,7 @@ from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorTy
 
 from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.queries import Key, QueryLedger
-from sqldiag.capture.probes.roots import find_roots
+from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.capture.probes.slots import is_full
@@ -326,7 +326,7 @@ class _SqlAlchemyKinds:
 
     def kinds_wanted(self, known: set[type]) -> dict[type, str]:
         """The types the census looks at one by one, with what each is."""
-        wanted: dict[type, str] = {list: "list"}
+        wanted: dict[type, str] = {list: "list", **dict.fromkeys(SUSPENDED_KINDS, "suspended")}
         wanted.update(dict.fromkeys(self.mapped, "mapped"))
         wanted.update(dict.fromkeys(self.driver_results, "driver"))
         for kind in known:
@@ -531,17 +531,18 @@ def _size_lists(sizer: _Sizer, lists: list, kinds: _SqlAlchemyKinds, owners: Row
     return results
 
 
-def _result_holders(results: list, per_item: dict[type, float]) -> tuple[Holder, ...]:
+def _result_holders(results: list, per_item: dict[type, float],
+                    suspended: list) -> tuple[Holder, ...]:
     """Who keeps the biggest lists of whole results alive: by the root a user knows
-    (a module global, a running function's local), each list's bytes its own and its
-    items' (a census's average per instance or Row of its class)."""
+    (a module global, a running or `suspended` function's local), each list's bytes its
+    own and its items' (a census's average per instance or Row of its class)."""
     def size(items: list) -> float:
         return sys.getsizeof(items) + len(items) * per_item.get(type(items[0]), 0.0)
 
     biggest = sorted(results, key=size, reverse=True)[:MAX_HOLDER_TARGETS]
     if not biggest:
         return ()
-    chains = find_roots(biggest)
+    chains = find_roots(biggest, suspended)
     groups: dict[str, list] = defaultdict(list)
     for items in biggest:
         chain = chains.get(id(items))
@@ -751,7 +752,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     listed, tracked_now, picked = _picked(wanted, chunk)
     counts = Counter(map(type, picked))
     few_kinds = {kind for kind, what in wanted.items()
-                 if what in ("list", "map", "engine", "driver", "result")}
+                 if what in ("list", "map", "engine", "driver", "result", "suspended")}
     few = list(compress(picked, map(few_kinds.__contains__, map(type, picked))))
     many = _sampled_by_type(picked, counts, set(wanted) - few_kinds)
     release(picked)  # a frame it holds may hold it (a cycle the collector would find late)
@@ -780,7 +781,8 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     queries = {key: ({c: int(b) for c, b in by.items()},
                      int(sizer.objects_by_query.get(key, 0)))
                for key, by in sizer.by_query.items()}
-    holders = _result_holders(results, per_item)
+    holders = _result_holders(results, per_item,
+                              [o for o in few if wanted[type(o)] == "suspended"])
     del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
                       seconds=round(time.thread_time() - started, 3), holders=holders)

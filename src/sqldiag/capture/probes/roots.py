@@ -5,7 +5,8 @@ gc.get_referrers, each call a scan of the whole heap: seconds at a million objec
 the program waits for every scan. A census already knows the holders (the lists holding
 whole results) and sizes them; this only names who holds them, looking down from the
 roots a user would name: the globals of the program's own modules and the locals of
-running frames (not sqldiag's own), and what those hold up to two steps down (a dict's values, a list's,
+running frames (not sqldiag's own) and of suspended coroutines and generators, and
+what those hold up to two steps down (a dict's values, a list's,
 set's or tuple's items, an object's attributes). A holder reached from nowhere within
 two steps is left unnamed.
 """
@@ -77,13 +78,24 @@ def _library(path: str) -> bool:
     return path.startswith(_LIBRARY)
 
 
-def _roots() -> Iterator[tuple[str, object]]:
+def _roots(suspended: Iterable[object] = ()) -> Iterator[tuple[str, object]]:
     """(name a user knows, value): the program's own modules' globals, then running
-    frames' locals. The libraries' globals (the standard library's and site-packages')
-    are not searched: thousands of them would cost a census of a small program more
-    than the census itself (80 ms), and results are kept by the program's own code."""
+    frames' locals, then the locals of `suspended` coroutines and generators. The
+    libraries' globals (the standard library's and site-packages') are not searched:
+    thousands of them would cost a census of a small program more than the census
+    itself (80 ms), and results are kept by the program's own code."""
     yield from _modules()
     yield from frame_locals()
+    yield from suspended_locals(suspended)
+
+
+def _where(frame: types.FrameType) -> str | None:
+    """"of main() in app/jobs.py:12", or None for sqldiag's own code."""
+    code = frame.f_code
+    if code.co_filename.startswith(_OWN):
+        return None
+    place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
+    return f"of {code.co_name}() in {place}:{frame.f_lineno}"
 
 
 def frame_locals() -> list[tuple[str, object]]:
@@ -97,15 +109,35 @@ def frame_locals() -> list[tuple[str, object]]:
     for top in sys._current_frames().values():
         frame: types.FrameType | None = top
         while frame is not None:
-            code = frame.f_code
-            if not code.co_filename.startswith(_OWN):
-                place = "/".join(code.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
-                where = f"of {code.co_name}() in {place}:{frame.f_lineno}"
+            where = _where(frame)
+            if where is not None:
                 found.extend((f"local {variable} {where}", value)
                              for variable, value in _locals(frame))
             frame = frame.f_back
     # `top` may be this very frame (the census's thread is walked too): a cycle
     top = frame = None
+    return found
+
+
+SUSPENDED_KINDS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def suspended_locals(suspended: Iterable[object]) -> list[tuple[str, object]]:
+    """(e.g. "local rows of handler() in app/api.py:30 (suspended)", value) for each
+    coroutine or generator of `suspended` that waits (at an await or a yield): no thread
+    runs its frame, so frame_locals() does not see what it holds, and an asyncio
+    service's requests are such coroutines. Running ones are walked with their thread."""
+    found: list[tuple[str, object]] = []
+    for waiting in suspended:
+        frame = getattr(waiting, "cr_frame", None) or getattr(waiting, "gi_frame", None) \
+            or getattr(waiting, "ag_frame", None)
+        running = getattr(waiting, "cr_running", None) or getattr(waiting, "gi_running", None) \
+            or getattr(waiting, "ag_running", None)
+        where = _where(frame) if frame is not None and not running else None
+        if where is not None:
+            found.extend((f"local {variable} {where} (suspended)", value)
+                         for variable, value in _locals(frame))
+    frame = None
     return found
 
 
@@ -123,13 +155,15 @@ def _locals(frame: types.FrameType) -> list[tuple[str, object]]:
     return items
 
 
-def find_roots(targets: Iterable[object]) -> dict[int, tuple[str, ...]]:
+def find_roots(targets: Iterable[object],
+               suspended: Iterable[object] = ()) -> dict[int, tuple[str, ...]]:
     """For each target found (by id): the chain from a root to it, e.g.
-    ("app._pages", "dict", "list")."""
+    ("app._pages", "dict", "list"); `suspended`: coroutines and generators whose locals
+    are roots too (see suspended_locals)."""
     wanted = {id(target) for target in targets}
     found: dict[int, tuple[str, ...]] = {}
     visited = 0
-    for label, value in _roots():
+    for label, value in _roots(suspended):
         if not wanted or visited > MAX_VISITED:
             break
         if id(value) in wanted:
