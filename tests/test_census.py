@@ -117,6 +117,26 @@ def test_probe_keeps_the_census_that_found_most_and_never_runs_when_not_watching
     assert not any(t.name == "sqldiag-census" for t in threading.enumerate())
 
 
+def test_a_whole_result_handed_over_is_seen_though_dropped_before_any_poll(engine):
+    """A load turned into something small at once (labels from 6,000 instances) can live
+    for less than the time between two polls of RSS (a test's budget then passed though
+    it was exceeded): a census comes as SQLAlchemy hands the whole result over, all of it
+    alive. Here polls are an hour apart, and RSS is always at a new high."""
+    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: 1 << 40
+    try:
+        probe.watching = True
+        labels = [item.label for item in _load(engine)]
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert len(labels) == ROWS
+    assert [label for label, *_ in probe.taken] == [live.HIGH], probe.taken
+    assert probe.highest is not None
+    assert probe.highest.census.categories["orm_objects"] > ROWS * 300
+
+
 def test_a_census_is_filed_at_the_rss_it_began_with(monkeypatch):
     """A census of millions of objects takes seconds and the program may free most of
     its memory meanwhile: the census's RSS is that of the moment it picked what was

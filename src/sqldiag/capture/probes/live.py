@@ -800,6 +800,9 @@ class CensusAt:
 # the next high further: the pauses at the top of a large load are what sqldiag costs
 # it, and the analysis scales a census up to 1.5 times its growth to reach the peak.
 COSTLY_CENSUS_S, COSTLY_STEP = 0.25, 1.3
+# A whole result just handed over is the best moment for a census (see _whole_result):
+# it may use up to this many times the budget the polling censuses keep to.
+WHOLE_RESULT_BUDGET = 2.0
 UNCHANGED_SHARE = 0.01  # objects freed, RSS fallen: below this a census is not retaken
 
 
@@ -844,6 +847,7 @@ class CensusProbe:
         self._started = time.monotonic()
         self.baseline = take_baseline()
         self.ledger.start()
+        self.ledger.on_whole_result = self._whole_result
         self._start_rss = self._rss()
         self._next_at = self._start_rss + self.min_bytes
         self._thread.start()
@@ -853,41 +857,47 @@ class CensusProbe:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        self.ledger.on_whole_result = None
         self.ledger.stop()
 
     def census(self, label: str) -> CensusAt:
         """A census now (from a mark or the watching thread); the other threads wait for
         it (see few_thread_switches)."""
         with self._lock:
-            # As long as it may take: a census that is made to give the GIL back part-way
-            # waits for every busy thread's turn of that length (ten pool threads building
-            # ORM objects starved one for 5 s, which then saw none of the load). Spacing
-            # censuses bounds what they cost the program.
-            # Its moment and RSS are those of its start, when it picks what is alive: a
-            # census of millions of objects takes seconds, and the program's teardown may
-            # free most of its memory right after (the peak census read RSS at its end
-            # and was filed at 209 MB, a fifth of what it had seen).
-            began, t, rss = time.monotonic(), self._clock(), self._rss()
-            taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
-            at = CensusAt(label, t, rss, taken)
-            self.spent += taken.seconds
-            self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
-                               round(time.monotonic() - began, 3)))
-            if self._higher(at):
-                self.highest = at
-            # the next high: `step` above in the program's own growth (not the
-            # interpreter's, which would space a small program's censuses too far)
-            grown = max(0, at.rss - self._start_rss)
-            step = self.step if taken.seconds < COSTLY_CENSUS_S else COSTLY_STEP
-            self._next_at = int(max(self._next_at,
-                                    at.rss + max(self.min_bytes, (step - 1) * grown)))
-            # while censuses are within their free seconds (a small heap), one as often as
-            # every period: a short program's load, or a test's, is not missed
-            small = self.spent <= self.free_seconds
-            spacing, least = (2.0, self.period) if small else (self.spacing, 0.1)
-            self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
+            at = self._take(label)
         if self.after_census is not None:
             self.after_census()
+        return at
+
+    def _take(self, label: str) -> CensusAt:
+        """census() with the lock held."""
+        # As long as it may take: a census that is made to give the GIL back part-way
+        # waits for every busy thread's turn of that length (ten pool threads building
+        # ORM objects starved one for 5 s, which then saw none of the load). Spacing
+        # censuses bounds what they cost the program.
+        # Its moment and RSS are those of its start, when it picks what is alive: a
+        # census of millions of objects takes seconds, and the program's teardown may
+        # free most of its memory right after (the peak census read RSS at its end
+        # and was filed at 209 MB, a fifth of what it had seen).
+        began, t, rss = time.monotonic(), self._clock(), self._rss()
+        taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
+        at = CensusAt(label, t, rss, taken)
+        self.spent += taken.seconds
+        self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
+                           round(time.monotonic() - began, 3)))
+        if self._higher(at):
+            self.highest = at
+        # the next high: `step` above in the program's own growth (not the
+        # interpreter's, which would space a small program's censuses too far)
+        grown = max(0, at.rss - self._start_rss)
+        step = self.step if taken.seconds < COSTLY_CENSUS_S else COSTLY_STEP
+        self._next_at = int(max(self._next_at,
+                                at.rss + max(self.min_bytes, (step - 1) * grown)))
+        # while censuses are within their free seconds (a small heap), one as often as
+        # every period: a short program's load, or a test's, is not missed
+        small = self.spent <= self.free_seconds
+        spacing, least = (2.0, self.period) if small else (self.spacing, 0.1)
+        self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
         return at
 
     def _higher(self, at: CensusAt) -> bool:
@@ -922,9 +932,26 @@ class CensusProbe:
         self.marks[label] = at
         return at
 
-    def _affordable(self) -> bool:
+    def _whole_result(self, rows: int) -> None:
+        """SQLAlchemy has just handed the program a whole result: all its objects and the
+        list are alive, and the caller has dropped none of them yet. A census now, when
+        RSS is at a new high and censuses are affordable: a load that is built and
+        dropped between two polls of RSS (a test's 60,000 instances turned into names
+        within 0.3 s) was missed, and the test passed a budget it exceeded."""
+        if not self.watching:
+            return
+        with self._lock:  # after the census under way, if one is: then it is judged anew
+            if not (self._affordable(WHOLE_RESULT_BUDGET) and self._rss() >= self._next_at):
+                return
+            self._take(HIGH)
+        if self.after_census is not None:
+            self.after_census()
+
+    def _affordable(self, share: float = 1.0) -> bool:
+        """Whether censuses have cost within their free seconds plus `share` times their
+        budget of the time run so far."""
         elapsed = time.monotonic() - self._started
-        return self.spent <= self.free_seconds + self.budget * elapsed
+        return self.spent <= self.free_seconds + share * self.budget * elapsed
 
     def _loop(self) -> None:
         leave_signals_to_the_main_thread()

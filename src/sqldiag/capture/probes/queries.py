@@ -174,6 +174,7 @@ Key = tuple[str, CallSite | None]
 CORE_MODULE = "sqlalchemy"
 ORM_MODULE = "sqlalchemy.orm"
 _ACTIVE: list[QueryLedger] = []  # the ledgers listening now (capture() can nest)
+WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 # the metadata classes of results without rows (DML): nothing to note
 _NO_ROWS: set[type] = set()
 
@@ -190,6 +191,37 @@ def _listen_all() -> None:
     """SQLAlchemy has just been imported: every active ledger listens."""
     for ledger in tuple(_ACTIVE):
         ledger._listen(importing=True)
+    _watch_whole_results(importing=True)
+
+
+def _watch_whole_results(importing: bool = False) -> bool:
+    """Wrap, once per process, the method through which SQLAlchemy hands the program a
+    whole result (`.all()`, `fetchall()`, `Query.all()` all end in it), so that the
+    active ledgers' `on_whole_result(rows)` hear of each one of WHOLE_RESULT_ROWS or
+    more; True when done (or SQLAlchemy has no such method)."""
+    if not _imported(CORE_MODULE, importing):
+        return False
+    internal = getattr(sys.modules.get("sqlalchemy.engine.result"), "ResultInternal", None)
+    allrows = getattr(internal, "_allrows", None)
+    if not callable(allrows) or getattr(allrows, "_sqldiag", False):
+        return True
+
+    def _allrows(self):
+        rows = allrows(self)
+        if len(rows) >= WHOLE_RESULT_ROWS:
+            for ledger in tuple(_ACTIVE):
+                if ledger.on_whole_result is not None:
+                    try:
+                        ledger.on_whole_result(len(rows))
+                    except Exception as exc:  # noqa: BLE001 - never break the program's query
+                        ledger.on_whole_result = None
+                        sys.stderr.write(f"sqldiag: no census at whole results: "
+                                         f"{type(exc).__name__}: {exc}\n")
+        return rows
+
+    _allrows._sqldiag = True  # type: ignore[attr-defined]
+    internal._allrows = _allrows  # type: ignore[union-attr]
+    return True
 
 
 def _count_runs(importing: bool = False) -> bool:
@@ -284,6 +316,8 @@ class QueryLedger:
         # engine id -> its URL (no password), dialect and driver, from its first statement
         self.databases: dict[int, tuple[str, str, str]] = {}
         self.installed = False
+        # called with the row count when SQLAlchemy hands the program a whole result
+        self.on_whole_result: Callable[[int], object] | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -294,6 +328,7 @@ class QueryLedger:
         _ACTIVE.append(self)
         if not self._listen():
             _AfterImport.watch(CORE_MODULE, _listen_all)
+        _watch_whole_results()
         if not _count_runs():
             _AfterImport.watch(ORM_MODULE, lambda: _count_runs(importing=True))
 
