@@ -38,6 +38,7 @@ from itertools import chain, compress, count, islice, repeat
 from operator import ge, is_, is_not, mul, sub
 from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
+from sqldiag.capture import whole_results
 from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
@@ -847,7 +848,7 @@ class CensusProbe:
         self._started = time.monotonic()
         self.baseline = take_baseline()
         self.ledger.start()
-        self.ledger.on_whole_result = self._whole_result
+        whole_results.listen(self._whole_result)
         self._start_rss = self._rss()
         self._next_at = self._start_rss + self.min_bytes
         self._thread.start()
@@ -857,7 +858,7 @@ class CensusProbe:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        self.ledger.on_whole_result = None
+        whole_results.unlisten(self._whole_result)
         self.ledger.stop()
 
     def census(self, label: str) -> CensusAt:

@@ -174,7 +174,6 @@ Key = tuple[str, CallSite | None]
 CORE_MODULE = "sqlalchemy"
 ORM_MODULE = "sqlalchemy.orm"
 _ACTIVE: list[QueryLedger] = []  # the ledgers listening now (capture() can nest)
-WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 # the metadata classes of results without rows (DML): nothing to note
 _NO_ROWS: set[type] = set()
 
@@ -191,37 +190,6 @@ def _listen_all() -> None:
     """SQLAlchemy has just been imported: every active ledger listens."""
     for ledger in tuple(_ACTIVE):
         ledger._listen(importing=True)
-    _watch_whole_results(importing=True)
-
-
-def _watch_whole_results(importing: bool = False) -> bool:
-    """Wrap, once per process, the method through which SQLAlchemy hands the program a
-    whole result (`.all()`, `fetchall()`, `Query.all()` all end in it), so that the
-    active ledgers' `on_whole_result(rows)` hear of each one of WHOLE_RESULT_ROWS or
-    more; True when done (or SQLAlchemy has no such method)."""
-    if not _imported(CORE_MODULE, importing):
-        return False
-    internal = getattr(sys.modules.get("sqlalchemy.engine.result"), "ResultInternal", None)
-    allrows = getattr(internal, "_allrows", None)
-    if not callable(allrows) or getattr(allrows, "_sqldiag", False):
-        return True
-
-    def _allrows(self):
-        rows = allrows(self)
-        if len(rows) >= WHOLE_RESULT_ROWS:
-            for ledger in tuple(_ACTIVE):
-                if ledger.on_whole_result is not None:
-                    try:
-                        ledger.on_whole_result(len(rows))
-                    except Exception as exc:  # noqa: BLE001 - never break the program's query
-                        ledger.on_whole_result = None
-                        sys.stderr.write(f"sqldiag: no census at whole results: "
-                                         f"{type(exc).__name__}: {exc}\n")
-        return rows
-
-    _allrows._sqldiag = True  # type: ignore[attr-defined]
-    internal._allrows = _allrows  # type: ignore[union-attr]
-    return True
 
 
 def _count_runs(importing: bool = False) -> bool:
@@ -245,17 +213,34 @@ def _count_runs(importing: bool = False) -> bool:
     return True
 
 
+def _count_runs_imported() -> None:
+    _count_runs(importing=True)
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Calls back once a module has been executed by the program's own import of it."""
 
     def __init__(self, name: str, callback: Callable[[], object]) -> None:
-        self.name, self.callback = name, callback
+        self.name, self.callbacks = name, [callback]
 
     @classmethod
     def watch(cls, name: str, callback: Callable[[], object]) -> None:
-        """Once per module and process: the callback finds what it serves when it runs."""
-        if not any(isinstance(f, cls) and f.name == name for f in sys.meta_path):
+        """Once per callback, module and process: the callback finds what it serves when
+        it runs."""
+        finder = next((f for f in sys.meta_path if isinstance(f, cls) and f.name == name),
+                      None)
+        if finder is None:
             sys.meta_path.insert(0, cls(name, callback))
+        elif callback not in finder.callbacks:
+            finder.callbacks.append(callback)
+
+    def callback(self) -> None:
+        for callback in self.callbacks:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 - never break the program's import
+                sys.stderr.write(f"sqldiag: after importing {self.name}: "
+                                 f"{type(exc).__name__}: {exc}\n")
 
     def find_spec(self, fullname, path, target=None):
         if fullname != self.name:
@@ -282,11 +267,7 @@ class _ThenCall:
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        try:
-            self._callback()
-        except Exception as exc:  # noqa: BLE001 - never break the program's import
-            sys.stderr.write(f"sqldiag: statements not followed: {type(exc).__name__}: "
-                             f"{exc}\n")
+        self._callback()
 
 
 class QueryLedger:
@@ -316,8 +297,6 @@ class QueryLedger:
         # engine id -> its URL (no password), dialect and driver, from its first statement
         self.databases: dict[int, tuple[str, str, str]] = {}
         self.installed = False
-        # called with the row count when SQLAlchemy hands the program a whole result
-        self.on_whole_result: Callable[[int], object] | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -328,9 +307,8 @@ class QueryLedger:
         _ACTIVE.append(self)
         if not self._listen():
             _AfterImport.watch(CORE_MODULE, _listen_all)
-        _watch_whole_results()
         if not _count_runs():
-            _AfterImport.watch(ORM_MODULE, lambda: _count_runs(importing=True))
+            _AfterImport.watch(ORM_MODULE, _count_runs_imported)
 
     def stop(self) -> None:
         """Stop listening; what was counted stays."""
