@@ -802,7 +802,8 @@ class CensusAt:
 # it, and the analysis scales a census up to 1.5 times its growth to reach the peak.
 COSTLY_CENSUS_S, COSTLY_STEP = 0.25, 1.3
 # A whole result just handed over is the best moment for a census (see _whole_result):
-# it may use up to this many times the budget the polling censuses keep to.
+# while censuses are cheap, it may use up to this many times the budget the polling
+# censuses keep to.
 WHOLE_RESULT_BUDGET = 2.0
 UNCHANGED_SHARE = 0.01  # objects freed, RSS fallen: below this a census is not retaken
 
@@ -942,7 +943,12 @@ class CensusProbe:
         if not self.watching:
             return
         with self._lock:  # after the census under way, if one is: then it is judged anew
-            if not (self._affordable(WHOLE_RESULT_BUDGET) and self._rss() >= self._next_at):
+            # Twice the budget while censuses are cheap: a load that lives less than a
+            # census is a small one. A large load lasts seconds and the polls see it;
+            # there the whole results of ten workers near the top cost 3 s each.
+            cheap = not self.taken or self.taken[-1][3] < COSTLY_CENSUS_S
+            share = WHOLE_RESULT_BUDGET if cheap else 1.0
+            if not (self._affordable(share) and self._rss() >= self._next_at):
                 return
             self._take(HIGH)
         if self.after_census is not None:
