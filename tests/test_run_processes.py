@@ -219,3 +219,31 @@ def test_a_sigterm_that_misses_the_waiting_main_thread_still_ends_the_child(tmp_
     record = run_view(next((tmp_path / "reports").iterdir()))
     children = record["processes"]["children"]
     assert len(children) == 1 and "SIGTERM" in (children[0]["failure"] or ""), children
+
+
+FORKED_GRANDCHILD = '''import multiprocessing as mp, os, signal, time
+def work():
+    pid = os.fork()
+    if pid == 0:  # a grandchild with a SIGTERM handler of its own, as a server's worker
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        time.sleep(5)
+        os._exit(1)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGTERM)
+    os.waitpid(pid, 0)
+    time.sleep(0.5)
+    print("the child outlived its grandchild's SIGTERM", flush=True)
+if __name__ == "__main__":
+    child = mp.get_context("fork").Process(target=work)
+    child.start()
+    child.join(60)
+    print("exitcode", child.exitcode)
+'''
+
+
+def test_a_grandchilds_sigterm_does_not_end_the_followed_child(tmp_path):
+    """A followed child learns of its signals through a wakeup fd that a child it forks
+    inherits: a SIGTERM that grandchild takes must not be sent on to the child."""
+    run = _run_source(tmp_path, "grandchild.py", FORKED_GRANDCHILD)
+    assert run.stdout == ("the child outlived its grandchild's SIGTERM\nexitcode 0\n"), (
+        run.stdout, run.stderr[-2000:])

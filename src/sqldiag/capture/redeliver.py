@@ -11,7 +11,9 @@ there and dies of the signal at once, so the hang is ours to prevent.
 
 `Redelivery` learns of each signal the process takes through CPython's wakeup fd; when
 its handler has not begun a moment later, it sends the signal again to the main thread
-alone. That thread is now blocked, its wait is interrupted, and the handler runs.
+alone. That thread is now blocked, its wait is interrupted, and the handler runs. A
+forked child starts without the wakeup fd: its signals written into the parent's pipe
+would be sent on to the parent.
 """
 
 from __future__ import annotations
@@ -28,13 +30,22 @@ GRACE_S = 0.1  # the handler normally runs (and ends the process) well within th
 TRIES = 50
 
 
-_ours: list[int] = []  # [pid, write fd] of the last one installed in this process
+_ours: list[int] = []  # [write fd] of the one installed in this process
+_hooked: list[bool] = []  # the fork hook is registered once per process
 
 
-def _inherited() -> int:
-    """The wakeup fd a parent's Redelivery left to this forked process (no thread of
-    ours reads it here), or -1."""
-    return _ours[1] if _ours and _ours[0] != os.getpid() else -1
+def _forget_in_child() -> None:
+    """A forked child must not write its signals into its parent's pipe: a SIGTERM the
+    child took would be sent again to the parent's main thread. It starts with no wakeup
+    fd (a followed child installs its own)."""
+    if _ours:
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current != _ours[0]:
+                signal.set_wakeup_fd(current)  # the program's since: it keeps it
+        except ValueError:  # not the main thread (cannot be after a fork; be safe)
+            pass
+        _ours.clear()
 
 
 class Redelivery:
@@ -51,13 +62,16 @@ class Redelivery:
         read, write = os.pipe()
         os.set_blocking(write, False)
         previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        if previous != -1 and previous != _inherited():
+        if previous != -1:
             signal.set_wakeup_fd(previous)
             os.close(read)
             os.close(write)
             return False
         self._write = write
-        _ours[:] = [os.getpid(), write]
+        if not _hooked:
+            os.register_at_fork(after_in_child=_forget_in_child)
+            _hooked.append(True)
+        _ours[:] = [write]
         threading.Thread(target=self._watch, args=(read, threading.main_thread().ident),
                          name="sqldiag-redeliver", daemon=True).start()
         return True
@@ -67,6 +81,7 @@ class Redelivery:
         write, self._write = self._write, None
         if write is None:
             return
+        _ours.clear()
         current = signal.set_wakeup_fd(-1)
         if current != write:
             signal.set_wakeup_fd(current)  # the program's since: leave it
