@@ -40,12 +40,18 @@ def _forget_in_child() -> None:
     fd (a followed child installs its own)."""
     if _ours:
         try:
-            current = signal.set_wakeup_fd(-1)
-            if current != _ours[0]:
-                signal.set_wakeup_fd(current)  # the program's since: it keeps it
+            _drop_wakeup_fd(_ours[0])
         except ValueError:  # not the main thread (cannot be after a fork; be safe)
             pass
         _ours.clear()
+
+
+def _drop_wakeup_fd(ours: int) -> None:
+    """The wakeup fd goes back to none if it is still `ours`; the program's (set since)
+    stays."""
+    current = signal.set_wakeup_fd(-1)
+    if current != ours:
+        signal.set_wakeup_fd(current)
 
 
 class Redelivery:
@@ -82,9 +88,7 @@ class Redelivery:
         if write is None:
             return
         _ours.clear()
-        current = signal.set_wakeup_fd(-1)
-        if current != write:
-            signal.set_wakeup_fd(current)  # the program's since: leave it
+        _drop_wakeup_fd(write)
         os.close(write)  # the watcher reads the end of the pipe and stops
 
     def _watch(self, read: int, main: int | None) -> None:
