@@ -112,3 +112,33 @@ def test_a_short_test_is_seen_as_it_returns(pytester):
     result = pytester.runpytest("--sqldiag-reports", "runs")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([EXCEEDED])
+
+
+def test_a_budget_passed_on_a_peak_the_censuses_did_not_see_is_warned_of(pytester):
+    """64 MB of bytes, which no category counts, held at a census: the budget on
+    other_python passes on what the census saw, with a warning at the test's line that
+    most of the peak went unseen. Dicts the census counts pass without one."""
+    pytester.makepyfile(test_held='''
+        import pytest
+
+        @pytest.mark.sqldiag(other_python="50MB")
+        def test_blob(sqldiag_capture):
+            blob = b"x" * (64 << 20)
+            sqldiag_capture.census("held")
+            assert len(blob) == 64 << 20
+
+        @pytest.mark.sqldiag(other_python="50MB")
+        def test_dicts(sqldiag_capture):
+            keep = [{"i": i} for i in range(100_000)]
+            sqldiag_capture.census("held")
+            assert len(keep) == 100_000
+    ''')
+    result = pytester.runpytest("--sqldiag-reports", "runs")
+    result.assert_outcomes(passed=2, warnings=1)
+    warned = ("*test_held.py:3: BudgetUnsureWarning: sqldiag: other_python * is within its "
+              "budget of 50 MB, but the categories explain only *")
+    result.stdout.fnmatch_lines(["test_held.py::test_blob", warned])
+    result = pytester.runpytest("--sqldiag-reports", "runs",
+                                "-W", "error::sqldiag.pytest_plugin.BudgetUnsureWarning")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_held.py::test_blob*"])

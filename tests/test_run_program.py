@@ -250,3 +250,22 @@ def test_repeat_tells_a_program_that_leaks(tmp_path):
     verdict = json.loads("\n".join(run.stdout.splitlines()[4:]))["verdict"]
     leak = next(line for line in verdict if line.startswith("LEAK:"))
     assert "other_python +" in leak  # 5,000 small dicts a run (untracked by gc: by bytes)
+
+
+def test_a_budget_passed_on_memory_the_categories_did_not_see_is_doubted(tmp_path):
+    """64 MB of bytes (no category counts them) at the peak: other_python's budget
+    passes on what the categories saw, with a warning that most of the peak went unseen;
+    dicts the categories count pass the same budget without one."""
+    unseen = tmp_path / "blob.py"
+    unseen.write_text("import time\nblob = b'x' * (64 << 20)\ntime.sleep(0.5)\n")
+    seen = tmp_path / "dicts.py"
+    seen.write_text("import time\nkeep = [{'i': i} for i in range(100_000)]\n"
+                    "time.sleep(0.5)\n")
+    runs = {script.name: _sqldiag_run(tmp_path, "--budget", "other_python=50MB", str(script))
+            for script in (unseen, seen)}
+    assert [run.returncode for run in runs.values()] == [0, 0]
+    warning = [line for line in runs["blob.py"].stderr.splitlines()
+               if line.startswith("sqldiag: warning: other_python")]
+    assert len(warning) == 1, runs["blob.py"].stderr
+    assert "within its budget of 50 MB, but the categories explain only" in warning[0]
+    assert "sqldiag: warning" not in runs["dicts.py"].stderr

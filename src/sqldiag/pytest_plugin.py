@@ -17,6 +17,7 @@ which sees every transient peak (a census sees what is alive when it runs, and o
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(**budgets): measure the test with sqldiag and fail it when a "
                    "figure exceeds its budget, e.g. peak_rss='200MB', orm_objects='50MB'; "
                    "trace_depth=N traces it with tracemalloc")
+
+
+class BudgetUnsureWarning(pytest.PytestWarning):
+    """A budget passed on figures that saw too little of the test's peak to say so
+    (`-W error::sqldiag.pytest_plugin.BudgetUnsureWarning` makes it fail the test)."""
 
 
 class _CaptureHandle:
@@ -86,7 +92,7 @@ def pytest_runtest_call(item: pytest.Item):
     marker = item.get_closest_marker(MARKER)
     if marker is None:
         return (yield)
-    from sqldiag.analysis.budgets import check_budgets
+    from sqldiag.analysis.budgets import check_budgets, doubtful_passes
     from sqldiag.api import Capture
     from sqldiag.capture.probes.returns import at_return
     from sqldiag.errors import SqldiagError
@@ -126,4 +132,12 @@ def pytest_runtest_call(item: pytest.Item):
         record = capture.run_dir / "record.json" if capture.run_dir else "?"
         pytest.fail(f"sqldiag budget exceeded: {'; '.join(broken)} (record: {record})",
                     pytrace=False)
+    for doubt in doubtful_passes(capture.analysis, budgets):
+        record = capture.run_dir / "record.json" if capture.run_dir else "?"
+        path, line, _ = item.reportinfo()
+        # shown at the test's own line, as a warning the test raised would be
+        warnings.warn_explicit(
+            f"sqldiag: {doubt}. A census where the test holds its results "
+            f"(sqldiag_capture.census('held')) or trace_depth=8 sees them (record: {record})",
+            BudgetUnsureWarning, str(path), (line or 0) + 1)
     return result

@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sqldiag.analysis.analyse import analyse
-from sqldiag.analysis.budgets import check_budgets, parse_budget
+from sqldiag.analysis.budgets import check_budgets, doubtful_passes, parse_budget
 from sqldiag.capture.assemble import assemble_record
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
 from sqldiag.capture.program import ProgramSpec, recovered
@@ -159,6 +159,9 @@ memory guard stopped it, 1 when it could not be started."""
         else:
             print_summary(record, analysis, Console(stderr=True), str(run_dir))
         broken = check_budgets(analysis, budgets)
+        for doubt in doubtful_passes(analysis, budgets):
+            print(f"sqldiag: warning: {doubt} (--trace-depth 8 sees every transient peak)",
+                  file=sys.stderr)
         if broken and code == 0:
             raise BudgetExceeded("budget exceeded: " + "; ".join(broken) +
                                  f" (record: {run_dir / 'record.json'})")
