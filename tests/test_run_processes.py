@@ -247,3 +247,22 @@ def test_a_grandchilds_sigterm_does_not_end_the_followed_child(tmp_path):
     run = _run_source(tmp_path, "grandchild.py", FORKED_GRANDCHILD)
     assert run.stdout == ("the child outlived its grandchild's SIGTERM\nexitcode 0\n"), (
         run.stdout, run.stderr[-2000:])
+
+
+def test_a_capture_in_the_program_is_not_reported_as_its_child(tmp_path):
+    """A capture() in the program (a pytest run with marked tests under `sqldiag run`)
+    starts a watcher process of its own: neither run reports the other's watcher as a
+    child of the program."""
+    script = tmp_path / "nested.py"
+    script.write_text("import time\nimport sqldiag\n\n"
+                      "with sqldiag.capture(name='inner', reports_dir='inner'):\n"
+                      "    keep = [str(i) for i in range(100_000)]\n"
+                      "    time.sleep(0.6)\nprint('done')\n")
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", str(script)],
+                         capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and run.stdout == "done\n", run.stderr
+    assert "child process" not in run.stderr
+    outer = run_view(next((tmp_path / "reports").iterdir()))
+    inner = run_view(next((tmp_path / "inner").iterdir()))
+    assert outer["processes"]["children_peak_rss"] == {}
+    assert inner["processes"]["children_peak_rss"] == {}

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import psutil
 
 from sqldiag.capture.attribution.overhead import tracemalloc_own_bytes
+from sqldiag.capture.probes.watcher import HELPER, Helpers
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class RssSampler:
         self.samples: list[Sample] = []
         self.child_peaks: dict[int, int] = {}  # pid -> peak RSS seen
         self.ignored_pids: set[int] = set()  # our own helpers (the watcher)
+        self._helpers = Helpers()  # and those of a capture() in the program
         self.t0 = time.monotonic()
         self._process = psutil.Process()
         self._stop = threading.Event()
@@ -102,7 +104,7 @@ class RssSampler:
         except psutil.Error:
             return 0
         for child in children:
-            if child.pid in self.ignored_pids:
+            if child.pid in self.ignored_pids or child in self._helpers:
                 continue
             try:
                 rss = child.memory_info().rss
@@ -173,7 +175,7 @@ class WatcherSampler(RssSampler):
             fd, self._out = tempfile.mkstemp(prefix="sqldiag-watch-", suffix=".txt")
             os.close(fd)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sqldiag.capture.probes.watcher", str(os.getpid()),
+            [sys.executable, "-m", HELPER, str(os.getpid()),
              str(self.period), self._out, str(self.max_rss or 0)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.ignored_pids.add(self._proc.pid)

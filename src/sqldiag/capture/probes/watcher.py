@@ -22,8 +22,31 @@ import time
 
 import psutil
 
+HELPER = "sqldiag.capture.probes.watcher"  # how a watcher is started: python -m HELPER
+YOUNG_S = 1.0  # a child younger than this may not have exec'd its own program yet
 USS_EVERY = 10  # smaps_rollup costs more than statm: USS every 10th sample
 GRACE_S = 5.0
+
+
+class Helpers:
+    """Which child processes are sqldiag's own watchers: this measurement's, or those of
+    a capture() in the program (a pytest run under `sqldiag run` starts one per marked
+    test). They are not the program's children, whose memory is reported."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, child: psutil.Process) -> bool:
+        known = self._known.get(child.pid)
+        if known is None:
+            try:
+                known = HELPER in child.cmdline()
+                settled = known or time.time() - child.create_time() > YOUNG_S
+            except psutil.Error:
+                return False
+            if settled:  # a forked child still runs its parent's program until it execs
+                self._known[child.pid] = known
+        return known
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +67,7 @@ def main(argv: list[str]) -> int:
     guard_sent_at = None
     count = 0
     peaks: dict[int, int] = {}  # child pid -> its highest RSS
+    helpers = Helpers()
     with open(out, "w", buffering=1) as handle:
         next_at = time.monotonic()
         while not stop:
@@ -57,8 +81,8 @@ def main(argv: list[str]) -> int:
                         uss = -1
                 children = 0
                 for child in process.children(recursive=True):
-                    if child.pid == os.getpid():
-                        continue  # the watcher itself
+                    if child.pid == os.getpid() or child in helpers:
+                        continue  # the watcher itself, or another
                     try:
                         child_rss = child.memory_info().rss
                     except psutil.Error:
