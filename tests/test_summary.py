@@ -150,11 +150,31 @@ def test_samples_taken_during_a_census_are_not_the_programs_peak():
                           peak_cats={"orm_objects": 700 * MB})
     timeline = Timeline(t=(0.0, 1.0, 2.0, 2.5, 3.0, 4.0),
                         rss=(50 * MB, 500 * MB, 850 * MB, 960 * MB, 870 * MB, 300 * MB))
-    census = CensusMark("census at an RSS high", t=2.7, rss=955 * MB, seconds=0.4,
-                        objects=7_000_000)
+    # filed at its start, with the RSS it read then; it ran until 2.7
+    census = CensusMark("census at an RSS high", t=2.3, rss=860 * MB, seconds=0.4,
+                        objects=7_000_000, wall_s=0.4)
     rec = replace(rec, timeline=timeline,
                   measurement=replace(rec.measurement, censuses=(census,)))
     assert summarise(rec).peak_rss == 870 * MB  # 960 MB was the census's own lists
+
+
+def test_a_census_reading_between_samples_can_be_the_peak():
+    """RSS as a census began is the program's own (its lists come after): a high the
+    watcher's samples, 50 ms apart, missed. After the workload's end it is sqldiag's."""
+    from sqldiag.record.parts import CensusMark
+
+    rec = handmade.record(method=Method.CENSUS, start=50 * MB, peak=900 * MB,
+                          peak_cats={"orm_objects": 700 * MB})
+    between = CensusMark("census at an RSS high", t=3.5, rss=940 * MB, seconds=0.01,
+                         objects=40_000, wall_s=0.01)
+    late = CensusMark("after gc.collect()", t=5.2, rss=990 * MB, seconds=0.01,
+                      objects=40_000, wall_s=0.01)
+    seen = replace(rec, measurement=replace(rec.measurement, censuses=(between, late)))
+    summary = summarise(seen)
+    assert (summary.peak_rss, summary.peak_t) == (940 * MB, 3.5)
+    assert summarise(rec).peak_rss == 900 * MB  # without it: the timeline's
+    traced = replace(seen, measurement=replace(seen.measurement, method=Method.FULL_TRACE))
+    assert summarise(traced).peak_rss == 900 * MB  # a traced run's censuses: none of this
 
 
 def test_pages_of_libraries_mapped_in_during_the_work_are_a_part():
