@@ -512,3 +512,40 @@ print(json.dumps({"mmapped": allocator.mallinfo()["mmap_bytes"] - before}))
         assert out["mmapped"] == 0, out  # the threshold rose past 2 MB
     else:
         assert out["mmapped"] >= 2 << 20, out
+
+
+def _beside_a_busy_thread(measure, busy_s: float = 1.5) -> float:
+    """Seconds `measure()` took in another thread while this one computed without ever
+    blocking (as a thread building ORM instances does) for `busy_s`."""
+    took: list[float] = []
+
+    def timed() -> None:
+        started = time.monotonic()
+        measure()
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=timed)
+    until = time.monotonic() + busy_s
+    thread.start()
+    spins = 0
+    while time.monotonic() < until:  # reading the clock keeps the GIL
+        spins += 1
+    thread.join()
+    assert spins
+    return took[0]
+
+
+def test_a_census_beside_a_busy_thread_ends_long_before_it():
+    """A census of a small heap takes turns with a busy thread once it has listed what is
+    alive. Under a raised switch interval the busy thread, waiting for the GIL when the
+    census took it, took it back at the census's first step and kept it to its end: the
+    census ended after the thread, and an ORM load of 60,000 instances went unseen."""
+    assert _beside_a_busy_thread(lambda: live.CensusProbe().census("beside")) < 0.75
+
+
+def test_reading_the_allocators_beside_a_busy_thread_ends_long_before_it():
+    """The allocators' reading raises the switch interval only around calls that keep the
+    GIL; its file is read after (reading it gave the GIL to the busy thread for 0.5 s)."""
+    from sqldiag.capture.probes.allocator import reading
+
+    assert _beside_a_busy_thread(reading) < 0.3
