@@ -128,12 +128,11 @@ def pytest_runtest_call(item: pytest.Item):
     if capture.analysis is None:
         pytest.fail("sqldiag: the test was not measured", pytrace=False)
     broken = check_budgets(capture.analysis, budgets)
+    record = capture.run_dir / "record.json" if capture.run_dir else "?"
     if broken:
-        record = capture.run_dir / "record.json" if capture.run_dir else "?"
         pytest.fail(f"sqldiag budget exceeded: {'; '.join(broken)} (record: {record})",
                     pytrace=False)
     for doubt in doubtful_passes(capture.analysis, budgets):
-        record = capture.run_dir / "record.json" if capture.run_dir else "?"
         path, line, _ = item.reportinfo()
         # shown at the test's own line, as a warning the test raised would be
         warnings.warn_explicit(

@@ -896,7 +896,6 @@ class CensusProbe:
 
     def _take(self, label: str) -> CensusAt:
         """census() with the lock held."""
-        # Spacing censuses bounds what they cost the program.
         # Its moment and RSS are those of its start, when it picks what is alive: a
         # census of millions of objects takes seconds, and the program's teardown may
         # free most of its memory right after (the peak census read RSS at its end
@@ -961,9 +960,8 @@ class CensusProbe:
         censuses are affordable and RSS is at a new high or the result is large beside
         what the last census listed (4,000 instances that RSS grew 1 MB for, the
         allocator reusing what the program had freed, went unseen). A load built and
-        dropped between two polls of RSS (a
-        test's 60,000 instances turned into names within 0.3 s) was missed, and the test
-        passed a budget it exceeded."""
+        dropped between two polls of RSS (a test's 60,000 instances turned into names
+        within 0.3 s) was missed, and the test passed a budget it exceeded."""
         if not self.watching:
             return
         with self._lock:  # after the census under way, if one is: then it is judged anew
