@@ -123,7 +123,7 @@ class LiveState:
     def census(self) -> LiveCensus:
         """A census now, one at a time; the collector waits for it to end."""
         with self.lock:
-            taken = take_census(self.baseline, self.ledger, take_turns=True)
+            taken = take_census(self.baseline, 0.0, self.ledger, take_turns=True)
             self.last = taken
             return taken
 

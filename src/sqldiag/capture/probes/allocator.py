@@ -176,35 +176,31 @@ def reading() -> Reading:
     traced: int | None = None
     own = 0
     text = ""
-    # The file is made, flushed to and read outside the raised switch interval: each of
-    # those calls gives up the GIL, and a thread that takes it then keeps it under that
-    # interval until it blocks (a census waiting meanwhile missed a whole ORM load).
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        with few_thread_switches(_HOLD_S):
-            if libc is not None:
-                saved = libc.dup(2)
-                libc.dup2(sink.fileno(), 2)
-                try:
-                    info = libc.mallinfo2()
-                    if hasattr(sys, "_debugmallocstats"):
-                        sys._debugmallocstats()
-                    rss, file_rss = _rss_holding_the_gil(libc)
-                    if tracemalloc.is_tracing():
-                        traced = tracemalloc.get_traced_memory()[0]
-                        own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
-                finally:
-                    libc.dup2(saved, 2)
-                    libc.close(saved)
-                glibc = _mallinfo_fields(info)
-            elif hasattr(sys, "_debugmallocstats"):
-                saved = os.dup(2)
-                os.dup2(sink.fileno(), 2)
-                try:
+    with tempfile.TemporaryFile(mode="w+b") as sink, few_thread_switches(_HOLD_S):
+        sys.stderr.flush()
+        if libc is not None:
+            saved = libc.dup(2)
+            libc.dup2(sink.fileno(), 2)
+            try:
+                info = libc.mallinfo2()
+                if hasattr(sys, "_debugmallocstats"):
                     sys._debugmallocstats()
-                finally:
-                    os.dup2(saved, 2)
-                    os.close(saved)
+                rss, file_rss = _rss_holding_the_gil(libc)
+                if tracemalloc.is_tracing():
+                    traced = tracemalloc.get_traced_memory()[0]
+                    own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
+            finally:
+                libc.dup2(saved, 2)
+                libc.close(saved)
+            glibc = _mallinfo_fields(info)
+        elif hasattr(sys, "_debugmallocstats"):
+            saved = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
         sink.seek(0)
         text = sink.read().decode("utf-8", "replace")
     if glibc is not None:

@@ -9,13 +9,11 @@ from contextlib import contextmanager
 
 @contextmanager
 def few_thread_switches(longest: float) -> Iterator[None]:
-    """Fewer switches to the program's threads while a brief measurement runs (with the
-    default interval they take turns with it every 5 ms). `longest` is how long another
-    thread waits before it asks for its turn. A thread already waiting when the interval
-    is raised asks after the old one, and a thread that takes the GIL then (or when the
-    measurement gives it up in a system call) keeps it under the raised interval until it
-    blocks: raise it only around brief work that makes no system call. Safety does not
-    rest on this: see live_objects."""
+    """The census's thread keeps the GIL while it runs: with the default switch interval
+    the program's threads would take turns with it every 5 ms, change what it counts
+    meanwhile and make it several times slower. `longest` is how long a census may take;
+    a thread that waits longer asks for its turn (so a census cannot starve the program
+    for longer). Safety does not rest on this: see live_objects."""
     interval = sys.getswitchinterval()
     sys.setswitchinterval(max(interval, longest))
     try:

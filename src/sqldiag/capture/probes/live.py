@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import ge, is_, is_not, mul, sub
@@ -60,14 +60,8 @@ from sqldiag.record.parts import Holder
 HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
 CHUNK = 200_000  # objects handled per call into C while the program's threads wait
-# s: the switch interval while a census that takes turns (a live snapshot's) sizes
-TURN_INTERVAL = 0.05
-# From a heap of this many objects a census keeps the program's threads out while it
-# sizes (up to HOLD_S): taking turns for the seconds it sizes there, it would keep what
-# it listed (Rows, raw rows, driver buffers in flight) alive while the program builds
-# more: the original report's peak RSS rose 14-16% (see take_census).
-HOLD_FROM_OBJECTS = 250_000
-HOLD_S = 5.0
+# s: how long a census may keep the other threads out, at least and at most
+CENSUS_SWITCH_INTERVAL = (0.05, 5.0)
 MIN_LIST = 16  # shorter lists are other_python, whatever they hold
 RAW_ROWS_SAMPLED = 64  # rows of a raw result (or values of a list) sized, then scaled
 ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
@@ -235,7 +229,7 @@ _IN_C = (WrapperDescriptorType, MethodDescriptorType, BuiltinFunctionType)
 
 
 def take_baseline() -> Baseline:
-    with few_thread_switches(TURN_INTERVAL):
+    with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
         _, tracked, lists = _picked({list: "list"}, None)
         long_lists = frozenset((id(o), id(o[0])) for o in _long_lists(lists))
         release(lists)  # a frame it holds may hold it: no cycle outlives the baseline
@@ -695,7 +689,7 @@ def objects_of_types(kinds: Iterable[type]) -> list:
     listing held while Python code runs lets the program's threads run meanwhile, and
     whatever they drop stays alive in it (a census would find their raw rows with no
     thread loading them) or, a tuple being built, fails them."""
-    with few_thread_switches(TURN_INTERVAL):
+    with few_thread_switches(CENSUS_SWITCH_INTERVAL[0]):
         return _picked(dict.fromkeys(kinds, "picked"), None)[2]
 
 
@@ -729,32 +723,19 @@ def _sampled_by_type(picked: list, counts: Counter,
     return out
 
 
-def take_census(baseline: Baseline | None = None, ledger: QueryLedger | None = None,
-                take_turns: bool = False, hold: bool = False) -> LiveCensus:
+def take_census(baseline: Baseline | None = None, longest: float = 0.0,
+                ledger: QueryLedger | None = None, take_turns: bool = False) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
-    is what other_python's growth is measured from, and its lists are left out. With a
-    `ledger`, mapped instances are charged to the statement that loaded them as well.
-    `take_turns`: let the program's threads run between chunks of its listing too (see
-    in_chunks). The collector waits meanwhile: the census allocates, and a collection of
-    the whole heap would follow.
-
-    Without `take_turns` the listing is one call into C, which no thread interrupts,
-    and the sizing after it takes turns with the program's threads at the program's own
-    switch interval. A longer interval would not keep them out: a thread already waiting
-    for the GIL waits on with the interval it began with, takes the GIL at the census's
-    first step after the listing and keeps it, under the long interval, until it blocks
-    (an ORM load of 60,000 instances ran to its end meanwhile under a 5 s interval, and
-    the census, of the load's start, was the last before the program dropped them: the
-    peak was missed in every run). What the census sizes is what it listed, which it
-    holds alive meanwhile. With `hold` (a large heap) it raises the interval to HOLD_S
-    all the same: taking turns there keeps more alive for longer than the stretches of
-    a program's threads that block on their database often cost."""
+    is what other_python's growth is measured from, and its lists are left out. `longest`
+    is how long it may take (see few_thread_switches); with a `ledger`, mapped instances
+    are charged to the statement that loaded them as well. `take_turns`: let the
+    program's threads run between chunks of its work (see in_chunks). The collector waits
+    meanwhile: the census allocates, and a collection of the whole heap would follow."""
+    low, high = CENSUS_SWITCH_INTERVAL
     collecting = gc.isenabled()
     gc.disable()
-    switches = (few_thread_switches(TURN_INTERVAL) if take_turns
-                else few_thread_switches(HOLD_S) if hold else nullcontext())
     try:
-        with switches:
+        with few_thread_switches(min(high, max(low, longest))):
             return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
     finally:
         if collecting:
@@ -886,8 +867,8 @@ class CensusProbe:
         self.ledger.stop()
 
     def census(self, label: str) -> CensusAt:
-        """A census now (from a mark or the watching thread); the other threads wait
-        while it lists what is alive (see take_census)."""
+        """A census now (from a mark or the watching thread); the other threads wait for
+        it (see few_thread_switches)."""
         with self._lock:
             at = self._take(label)
         if self.after_census is not None:
@@ -896,13 +877,16 @@ class CensusProbe:
 
     def _take(self, label: str) -> CensusAt:
         """census() with the lock held."""
+        # As long as it may take: a census that is made to give the GIL back part-way
+        # waits for every busy thread's turn of that length (ten pool threads building
+        # ORM objects starved one for 5 s, which then saw none of the load). Spacing
+        # censuses bounds what they cost the program.
         # Its moment and RSS are those of its start, when it picks what is alive: a
         # census of millions of objects takes seconds, and the program's teardown may
         # free most of its memory right after (the peak census read RSS at its end
         # and was filed at 209 MB, a fifth of what it had seen).
         began, t, rss = time.monotonic(), self._clock(), self._rss()
-        hold = bool(self.taken) and self.taken[-1][4] >= HOLD_FROM_OBJECTS
-        taken = take_census(self.baseline, self.ledger, hold=hold)
+        taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
         at = CensusAt(label, t, rss, taken)
         self.spent += taken.seconds
         self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
