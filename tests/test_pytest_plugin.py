@@ -117,7 +117,8 @@ def test_a_short_test_is_seen_as_it_returns(pytester):
 def test_a_budget_passed_on_a_peak_the_censuses_did_not_see_is_warned_of(pytester):
     """64 MB of bytes, which no category counts, held at a census: the budget on
     other_python passes on what the census saw, with a warning at the test's line that
-    most of the peak went unseen. Dicts the census counts pass without one."""
+    most of the peak went unseen. Dicts the census counts (most of their test's growth)
+    pass without one."""
     pytester.makepyfile(test_held='''
         import pytest
 
@@ -127,11 +128,11 @@ def test_a_budget_passed_on_a_peak_the_censuses_did_not_see_is_warned_of(pyteste
             sqldiag_capture.census("held")
             assert len(blob) == 64 << 20
 
-        @pytest.mark.sqldiag(other_python="50MB")
+        @pytest.mark.sqldiag(other_python="100MB")
         def test_dicts(sqldiag_capture):
-            keep = [{"i": i} for i in range(100_000)]
+            keep = [dict.fromkeys("abcdefgh", i) for i in range(200_000)]
             sqldiag_capture.census("held")
-            assert len(keep) == 100_000
+            assert len(keep) == 200_000
     ''')
     result = pytester.runpytest("--sqldiag-reports", "runs")
     result.assert_outcomes(passed=2, warnings=1)
