@@ -118,7 +118,9 @@ def test_a_budget_passed_on_a_peak_the_censuses_did_not_see_is_warned_of(pyteste
     """64 MB of bytes, which no category counts, held at a census: the budget on
     other_python passes on what the census saw, with a warning at the test's line that
     most of the peak went unseen. Dicts the census counts (most of their test's growth)
-    pass without one."""
+    pass without one: 200,000 of eight keys are 52 MB by getsizeof on 3.11-3.13 and 69 MB
+    on 3.10, and the census scale took them to 101 MB there once, so the budget leaves
+    room above that, yet less than the growth a census that saw nothing would leave."""
     pytester.makepyfile(test_held='''
         import pytest
 
@@ -128,7 +130,7 @@ def test_a_budget_passed_on_a_peak_the_censuses_did_not_see_is_warned_of(pyteste
             sqldiag_capture.census("held")
             assert len(blob) == 64 << 20
 
-        @pytest.mark.sqldiag(other_python="100MB")
+        @pytest.mark.sqldiag(other_python="150MB")
         def test_dicts(sqldiag_capture):
             keep = [dict.fromkeys("abcdefgh", i) for i in range(200_000)]
             sqldiag_capture.census("held")
