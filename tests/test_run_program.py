@@ -250,6 +250,7 @@ def test_repeat_tells_a_program_that_leaks(tmp_path):
     verdict = json.loads("\n".join(run.stdout.splitlines()[4:]))["verdict"]
     leak = next(line for line in verdict if line.startswith("LEAK:"))
     assert "other_python +" in leak  # 5,000 small dicts a run (untracked by gc: by bytes)
+    assert leak.endswith("(the program run 4 times in one process)")  # no rows: a program
 
 
 def test_a_budget_passed_on_memory_the_categories_did_not_see_is_doubted(tmp_path):

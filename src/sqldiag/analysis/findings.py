@@ -293,7 +293,9 @@ def query_holds_most(facts: Facts) -> tuple[str, dict] | None:
 def leak_or_peak(facts: Facts) -> tuple[str, dict] | None:
     if facts.leak is None or facts.record.repeat is None:
         return None
-    return (f"{facts.leak.line} (repeat runs at {facts.record.repeat.rows:,} rows)",
+    how = (f"repeat runs at {facts.record.repeat.rows:,} rows" if facts.record.rows is not None
+           else f"the program run {len(facts.record.repeat.iterations)} times in one process")
+    return (f"{facts.leak.line} ({how})",
             {"per_run": facts.leak.per_run, "leak": int(facts.leak.leak)})
 
 
