@@ -262,3 +262,28 @@ print(json.dumps({"growth": None if before is None else now - before - in_glibc,
         pytest.skip("no glibc figures on this platform")
     assert out["growth"] > 1.5 * out["reported"], out  # the report leaves much out
     assert abs(out["estimate"] / out["growth"] - 1) < 0.15, out
+
+
+def test_what_is_printed_while_the_allocators_are_read_is_not_lost():
+    """sys._debugmallocstats() writes to C's stderr: it was read by pointing fd 2 at a
+    file, and whatever a thread wrote to fd 2 meanwhile (one that took the GIL at a
+    bytecode boundary of the reading) went into that file. Now C's stderr stream points
+    at memory for the call and fd 2 is left alone: a line written to fd 2 in the middle
+    of the call arrives, and the stats are still read."""
+    import subprocess
+
+    program = r'''
+import os, sys
+from sqldiag.capture.probes import allocator
+stats = sys._debugmallocstats
+def stats_and_a_line():
+    os.write(2, b"written during the reading\n")
+    stats()
+sys._debugmallocstats = stats_and_a_line
+reading = allocator.reading()
+print(reading.pymalloc is not None and reading.pymalloc.used_bytes > 0)
+'''
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.split() == ["True"], done
+    assert "written during the reading" in done.stderr.splitlines(), done.stderr

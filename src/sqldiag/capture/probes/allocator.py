@@ -10,6 +10,7 @@ import platform
 import sys
 import tempfile
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,8 +19,8 @@ from sqldiag.capture.probes.gil import few_thread_switches
 from sqldiag.capture.probes.pymalloc import parse_stats
 from sqldiag.record.parts import Mallinfo, PymallocStats
 
-# The other threads wait while C's stderr points at the file (a few ms at a GB of heap),
-# so that what they print is not lost into it, and the figures are of one moment.
+# The other threads wait while the figures are read (a few ms at a GB of heap), so that
+# they are of one moment.
 _HOLD_S = 0.5
 
 
@@ -59,11 +60,10 @@ def malloc_trim() -> bool:
     return True
 
 
-def malloc_arenas() -> int | None:
-    """How many malloc arenas glibc has (the main one and per-thread ones), from
-    malloc_info's XML; MALLOC_ARENA_MAX caps this number."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "malloc_info") or not hasattr(libc, "open_memstream"):
+def _written_to_memory(libc: ctypes.CDLL, write: Callable[[int], object]) -> str | None:
+    """What `write(stream)` writes to a C stream (a FILE *), read from memory
+    (open_memstream); None where the C library has none."""
+    if not hasattr(libc, "open_memstream"):
         return None
     buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
     libc.open_memstream.restype = ctypes.c_void_p
@@ -72,16 +72,49 @@ def malloc_arenas() -> int | None:
     stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
     if not stream:
         return None
-    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
     libc.fclose.argtypes = [ctypes.c_void_p]
     try:
-        libc.malloc_info(0, stream)
+        write(stream)
     finally:
         libc.fclose(stream)
-    text = (buffer.value or b"").decode("ascii", "replace")
+    text = (buffer.value or b"").decode("utf-8", "replace")
     libc.free.argtypes = [ctypes.c_void_p]
     libc.free(ctypes.cast(buffer, ctypes.c_void_p))
-    return text.count("<heap nr=")
+    return text
+
+
+def malloc_arenas() -> int | None:
+    """How many malloc arenas glibc has (the main one and per-thread ones), from
+    malloc_info's XML; MALLOC_ARENA_MAX caps this number."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_info"):
+        return None
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    text = _written_to_memory(libc, lambda stream: libc.malloc_info(0, stream))
+    return None if text is None else text.count("<heap nr=")
+
+
+def _pymalloc_stats(libc: ctypes.CDLL) -> str | None:
+    """sys._debugmallocstats()'s text, read from memory: it writes to C's `stderr`
+    stream, pointed at memory for the call. Nothing else moves: the process's fd 2,
+    where the program's threads and its child processes print, stays as it is (a
+    thread that took the GIL meanwhile printed into sqldiag's file when fd 2 was
+    redirected). None without the call or the stream."""
+    if not hasattr(sys, "_debugmallocstats"):
+        return None
+    try:
+        c_stderr = ctypes.c_void_p.in_dll(libc, "stderr")
+    except ValueError:
+        return None
+
+    def stats_into(stream: int) -> None:
+        saved = c_stderr.value
+        c_stderr.value = stream
+        try:
+            sys._debugmallocstats()
+        finally:
+            c_stderr.value = saved
+    return _written_to_memory(libc, stats_into)
 
 
 def mallinfo() -> dict[str, int] | None:
@@ -175,25 +208,33 @@ def reading() -> Reading:
     file_rss: int | None = None
     traced: int | None = None
     own = 0
-    text = ""
-    with tempfile.TemporaryFile(mode="w+b") as sink, few_thread_switches(_HOLD_S):
-        sys.stderr.flush()
-        if libc is not None:
-            saved = libc.dup(2)
-            libc.dup2(sink.fileno(), 2)
-            try:
-                info = libc.mallinfo2()
-                if hasattr(sys, "_debugmallocstats"):
-                    sys._debugmallocstats()
-                rss, file_rss = _rss_holding_the_gil(libc)
-                if tracemalloc.is_tracing():
-                    traced = tracemalloc.get_traced_memory()[0]
-                    own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
-            finally:
-                libc.dup2(saved, 2)
-                libc.close(saved)
-            glibc = _mallinfo_fields(info)
-        elif hasattr(sys, "_debugmallocstats"):
+    text: str | None = ""
+    if libc is not None:
+        with few_thread_switches(_HOLD_S):
+            info = libc.mallinfo2()
+            text = _pymalloc_stats(libc)
+            rss, file_rss = _rss_holding_the_gil(libc)
+            if tracemalloc.is_tracing():
+                traced = tracemalloc.get_traced_memory()[0]
+                own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
+        glibc = _mallinfo_fields(info)
+    if text is None:  # no C stream to point at memory
+        text = _pymalloc_stats_through_fd2()
+    if glibc is not None:
+        glibc["arenas"] = malloc_arenas()  # after: malloc_info writes to a stream
+    stats = parse_stats(text or "")
+    return Reading(Mallinfo(**glibc) if glibc else Mallinfo(),
+                   PymallocStats(**stats) if stats else None, rss, traced, own, file_rss)
+
+
+def _pymalloc_stats_through_fd2() -> str:
+    """sys._debugmallocstats()'s text without glibc (no stream in memory to point C's
+    stderr at): fd 2 goes to a file for the call, the other threads held off."""
+    if not hasattr(sys, "_debugmallocstats"):
+        return ""
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        with few_thread_switches(_HOLD_S):
+            sys.stderr.flush()
             saved = os.dup(2)
             os.dup2(sink.fileno(), 2)
             try:
@@ -202,12 +243,7 @@ def reading() -> Reading:
                 os.dup2(saved, 2)
                 os.close(saved)
         sink.seek(0)
-        text = sink.read().decode("utf-8", "replace")
-    if glibc is not None:
-        glibc["arenas"] = malloc_arenas()  # after: malloc_info writes to a stream
-    stats = parse_stats(text)
-    return Reading(Mallinfo(**glibc) if glibc else Mallinfo(),
-                   PymallocStats(**stats) if stats else None, rss, traced, own, file_rss)
+        return sink.read().decode("utf-8", "replace")
 
 
 def allocator_state() -> tuple[Mallinfo, PymallocStats | None]:
