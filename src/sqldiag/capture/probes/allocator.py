@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sqldiag.capture.attribution.overhead import tracemalloc_own_bytes
-from sqldiag.capture.probes.gil import few_thread_switches
+from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
 from sqldiag.capture.probes.pymalloc import parse_stats
 from sqldiag.record.parts import Mallinfo, PymallocStats
 
@@ -210,7 +210,7 @@ def reading() -> Reading:
     own = 0
     text: str | None = ""
     if libc is not None:
-        with few_thread_switches(_HOLD_S):
+        with threads_parked(_HOLD_S):
             info = libc.mallinfo2()
             text = _pymalloc_stats(libc)
             rss, file_rss = _rss_holding_the_gil(libc)

@@ -40,7 +40,7 @@ from operator import ge, is_, is_not, mul, sub
 from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture import whole_results
-from sqldiag.capture.probes.gil import few_thread_switches
+from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
@@ -746,7 +746,8 @@ def take_census(baseline: Baseline | None = None, longest: float = 0.0,
     collecting = gc.isenabled()
     gc.disable()
     try:
-        with few_thread_switches(min(high, max(low, longest))):
+        holding = few_thread_switches if take_turns else threads_parked
+        with holding(min(high, max(low, longest))):
             return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
     finally:
         if collecting:
