@@ -562,7 +562,7 @@ print(json.dumps({"mmapped": allocator.mallinfo()["mmap_bytes"] - before}))
         assert out["mmapped"] >= 2 << 20, out
 
 
-@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.13")
+@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.12")
 def test_parked_threads_wait_during_a_measurement_and_take_their_turns_after():
     """Threads that compute without blocking: while a measurement parks them none runs,
     and afterwards each runs within a few switch intervals. Under a raised switch
@@ -608,3 +608,42 @@ def test_parked_threads_wait_during_a_measurement_and_take_their_turns_after():
     assert during == before
     assert took < 1.0, took  # 0.12 s of its own; a thread's raised turn was 5 s
     assert all(b > a for a, b in zip(after, later)), (after, later)
+
+
+@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.12")
+def test_reading_a_parked_threads_locals_leaves_them_bound():
+    """On 3.12 the call of a profile function copies the frame's locals into a dict and
+    back after it; a census that read and emptied that dict (as it does a running
+    frame's, so as not to keep values alive) unbound the parked function's locals and
+    the cells it shares with the function around it (`self` became None in
+    Event.is_set, seen, and UnboundLocalError elsewhere)."""
+    from sqldiag.capture.probes import roots
+
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        kept = [1, 2, 3]
+
+        def size() -> int:  # `kept` is a cell, which the copy back empties
+            return len(kept)
+        total = 0
+        try:
+            while not stop.is_set():
+                total += size()
+        except Exception as exc:  # noqa: BLE001 - whatever the unbound locals make
+            errors.append(repr(exc))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        for _ in range(50):
+            with gil.threads_parked(1.0):
+                time.sleep(0.005)  # the thread takes the GIL and parks at its next call
+                seen = roots.frame_locals()
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert any(label.startswith("local kept of work()") for label, _ in seen), seen[:5]

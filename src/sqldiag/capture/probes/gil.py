@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # A profile function given to every thread at once parks them (see threads_parked):
-# threading.setprofile_all_threads is there from 3.12, but 3.12 copies a frame's locals
-# into a dict around each call of a profile function and back after it, so a census
-# that reads (and empties, see roots._locals) a parked frame's locals unbinds them
-# (UnboundLocalError in the program, seen); from 3.13 a frame's locals are a view.
-CAN_PARK = sys.version_info >= (3, 13)
+# threading.setprofile_all_threads, from 3.12. (3.12 copies a frame's locals into a dict
+# around each call of a profile function and back after it: a census leaves a parked
+# frame's copy as it is, see roots._locals.)
+CAN_PARK = sys.version_info >= (3, 12)
 
 
 @contextmanager
@@ -49,6 +48,9 @@ def _park(frame: object, event: str, arg: object) -> None:
         _gate.release()
 
 
+PARK_CODE = _park.__code__  # the frame a parked thread waits in
+
+
 @contextmanager
 def threads_parked(longest: float) -> Iterator[None]:
     """The program's other threads wait at their next function call or return, each on a
@@ -56,7 +58,7 @@ def threads_parked(longest: float) -> Iterator[None]:
     already waiting for it runs only to its next call), and none is left waiting under a
     raised switch interval afterwards, so the program's threads take the turns they
     take alone. Threads in C code without the GIL (I/O) wait when they come back.
-    Python 3.13+ and no profiler of the program's own (setprofile would replace it): else
+    Python 3.12+ and no profiler of the program's own (setprofile would replace it): else
     few_thread_switches(longest)."""
     global _parker
     if _parker == threading.get_ident():

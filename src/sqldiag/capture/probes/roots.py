@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from sqldiag.capture.attribution.paths import install_prefixes
+from sqldiag.capture.probes.gil import PARK_CODE
 from sqldiag.capture.probes.slots import is_full
 
 DEPTH = 2  # steps below a root
@@ -108,11 +109,13 @@ def frame_locals() -> list[tuple[str, object]]:
     top: types.FrameType | None
     for top in sys._current_frames().values():
         frame: types.FrameType | None = top
+        parked = False
         while frame is not None:
             where = _where(frame)
             if where is not None:
                 found.extend((f"local {variable} {where}", value)
-                             for variable, value in _locals(frame))
+                             for variable, value in _locals(frame, parked))
+            parked = frame.f_code is PARK_CODE
             frame = frame.f_back
     # `top` may be this very frame (the census's thread is walked too): a cycle
     top = frame = None
@@ -141,16 +144,19 @@ def suspended_locals(suspended: Iterable[object]) -> list[tuple[str, object]]:
     return found
 
 
-def _locals(frame: types.FrameType) -> list[tuple[str, object]]:
+def _locals(frame: types.FrameType, parked: bool = False) -> list[tuple[str, object]]:
     """A running function's local variables. Before 3.13 reading them makes a snapshot
     dict that the frame keeps: it would keep each value alive after the function lets go
     of it (until the frame ends or is read again), so the program's memory would depend
     on when a census came. The snapshot is emptied again, unless someone else holds it
-    (the function's own `locals()`): the next read fills it anew."""
+    (the function's own `locals()`), or the frame is `parked` (its thread waits in
+    gil.threads_parked's profile function: on 3.12 the call of a profile function made
+    the snapshot and copies it back into the frame after it, and an empty one would
+    unbind every local): the next read fills it anew."""
     names = frame.f_locals  # 3.13: a view of the frame, not a copy
     items = list(names.items())
     if type(names) is dict and frame.f_code.co_flags & inspect.CO_OPTIMIZED \
-            and sys.getrefcount(names) <= _SNAPSHOT_REFS:
+            and not parked and sys.getrefcount(names) <= _SNAPSHOT_REFS:
         names.clear()
     return items
 
