@@ -31,12 +31,12 @@ import os
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
-from operator import ge, is_, is_not, mul, sub
+from operator import attrgetter, ge, is_, is_not, mul
 from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture import whole_results
@@ -76,21 +76,22 @@ UNNAMED = "results being loaded, or held deeper than two steps below a global or
 # its mmap threshold to that block's size (up to 32 MB): the program's later blocks below
 # it come from the heap and, once freed, stay in RSS as free chunks. A census's lists of
 # live objects (MBs) would raise it for the program: under `sqldiag run`, 151 MB of free
-# chunks at the original report's peak that a fixed threshold did not leave. Grown past
-# 32 MB before they are freed, they leave the threshold where the program put it.
-# (Shrinking them instead does not do: `del items[1:]` copies what it removes into a
-# temporary block of the same size, which is freed.) Lists under 1 MB are not grown: a
-# write of up to 32 MB each would make a small program's frequent censuses cost 0.1 s,
-# and a threshold of 1 MB at most leaves few blocks in the heap.
-MMAP_THRESHOLD_MAX = 32 << 20
-PADDED_FROM = 1 << 20
+# chunks at the original report's peak that a fixed threshold did not leave. Emptied from
+# their end one item at a time (15 ns an item, in C), they shrink by realloc, which glibc
+# does for an mmapped block by mremap, and the last small block freed leaves the threshold
+# where the program put it. (Growing them past 32 MB first did too, but wrote 32 MB: a
+# census of 131,072 objects or more raised RSS by 32 MB for a moment, and a small
+# program's reported peak with it. `del items[1:]` copies what it removes into a
+# temporary block of the same size, which is freed.) Lists under 1 MB are cleared at once:
+# a threshold of 1 MB at most leaves few blocks in the heap.
+SHRUNK_FROM = 1 << 20
 
 
 def release(items: list) -> None:
     """Empty a census's own list so that freeing it leaves glibc's mmap threshold as it
-    was (see MMAP_THRESHOLD_MAX): a list whose block glibc may have mmapped, and that
-    would raise the threshold, grows past the maximum first (mremap: no copy). The same
-    steps as the collector's listings get (_released)."""
+    was (see SHRUNK_FROM): a list whose block glibc may have mmapped is emptied from its
+    end, shrinking as it goes. The same steps as the collector's listings get
+    (_released)."""
     for _ in _released({0: items}):
         pass
 
@@ -120,16 +121,16 @@ def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]
     return objects, chain(picks, map(is_, _released(box), repeat(0)))
 
 
-def _released(box: dict[int, list]) -> Iterator[None]:
-    """Two steps, each one call into C when pulled: grow the listed list past glibc's
-    largest mmap threshold (if it is large enough: see release), then take it out of
-    `box` and empty it."""
+def _released(box: dict[int, list]) -> Iterator[object]:
+    """Two steps, each one call into C when pulled: empty the listed list from its end
+    (if it is large enough to be mmapped: see SHRUNK_FROM; the items go to a deque that
+    keeps none), then take it out of `box` and clear it."""
     def listed() -> Iterator[list]:
         return map(box.get, repeat(0, 1))
-    mapped = map(ge, map(len, listed()), repeat(PADDED_FROM // 8, 1))
-    short = map(sub, repeat(MMAP_THRESHOLD_MAX // 8 + 1024, 1), map(len, listed()))
-    padding = map(repeat, repeat(None, 1), map(mul, short, mapped))
-    return chain(map(list.extend, listed(), padding),
+    mapped = map(ge, map(len, listed()), repeat(SHRUNK_FROM // 8, 1))
+    popped = map(mul, map(len, listed()), mapped)  # how many: all, or none
+    pops = map(map, map(attrgetter("pop"), listed()), map(repeat, repeat(-1, 1), popped))
+    return chain(map(deque, pops, repeat(0, 1)),
                  map(list.clear, map(box.pop, repeat(0, 1))))
 
 
