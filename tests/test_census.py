@@ -571,7 +571,7 @@ print(json.dumps({"mmapped": allocator.mallinfo()["mmap_bytes"] - before,
         assert out["peak_rose_kb"] < 4 << 10, out  # KB: no 32 MB written on the way
 
 
-@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.12")
+@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.13")
 def test_parked_threads_wait_during_a_measurement_and_take_their_turns_after():
     """Threads that compute without blocking: while a measurement parks them none runs,
     and afterwards each runs within a few switch intervals. Under a raised switch
@@ -619,7 +619,7 @@ def test_parked_threads_wait_during_a_measurement_and_take_their_turns_after():
     assert all(b > a for a, b in zip(after, later)), (after, later)
 
 
-@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.12")
+@pytest.mark.skipif(not gil.CAN_PARK, reason="threads are parked from Python 3.13")
 def test_reading_a_parked_threads_locals_leaves_them_bound():
     """On 3.12 the call of a profile function copies the frame's locals into a dict and
     back after it; a census that read and emptied that dict (as it does a running
