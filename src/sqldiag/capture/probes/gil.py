@@ -11,7 +11,7 @@ from contextlib import contextmanager
 # threading.setprofile_all_threads is there from 3.12, but 3.12 copies a frame's locals
 # into a dict around each call of a profile function and back after it (a census leaves
 # a parked frame's copy as it is, see roots._locals), and with threads parked there an
-# end-to-end test lost its statement's orm_objects at peak in 3 runs of about 25, for a
+# end-to-end test lost its statement's orm_objects at peak in 3 runs of 28, for a
 # reason not found yet: from 3.13, where a frame's locals are a view.
 CAN_PARK = sys.version_info >= (3, 13)
 
