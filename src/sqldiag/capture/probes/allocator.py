@@ -208,7 +208,7 @@ def reading() -> Reading:
     file_rss: int | None = None
     traced: int | None = None
     own = 0
-    text: str | None = ""
+    text: str | None = None
     if libc is not None:
         with threads_parked(_HOLD_S):
             info = libc.mallinfo2()
@@ -218,11 +218,11 @@ def reading() -> Reading:
                 traced = tracemalloc.get_traced_memory()[0]
                 own = tracemalloc_own_bytes(tracemalloc.get_tracemalloc_memory())
         glibc = _mallinfo_fields(info)
-    if text is None:  # no C stream to point at memory
+    if text is None:  # no glibc, or no C stream to point at memory
         text = _pymalloc_stats_through_fd2()
     if glibc is not None:
         glibc["arenas"] = malloc_arenas()  # after: malloc_info writes to a stream
-    stats = parse_stats(text or "")
+    stats = parse_stats(text)
     return Reading(Mallinfo(**glibc) if glibc else Mallinfo(),
                    PymallocStats(**stats) if stats else None, rss, traced, own, file_rss)
 
