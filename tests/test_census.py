@@ -135,7 +135,7 @@ def test_a_whole_result_handed_over_is_seen_though_dropped_before_any_poll(engin
         probe.watching = False
         probe.stop()
     assert len(labels) == ROWS
-    assert [label for label, *_ in probe.taken] == [live.HIGH], probe.taken
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
     assert probe.highest is not None
     assert probe.highest.census.categories["orm_objects"] > ROWS * 300
 

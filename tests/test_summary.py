@@ -11,7 +11,7 @@ from handmade import MB
 
 from sqldiag.analysis.analyse import analyse
 from sqldiag.analysis.summary import summarise, traced_categories
-from sqldiag.record.parts import CalibrationModel, Method, Phase, Timeline
+from sqldiag.record.parts import CalibrationModel, CensusMark, Method, Phase, Timeline
 
 
 def test_rss_figures_come_from_phases_and_timeline():
@@ -144,7 +144,6 @@ def test_parts_that_add_to_more_than_rss_are_not_resident_never_negative():
 def test_samples_taken_during_a_census_are_not_the_programs_peak():
     """A census lists every live object: its lists are sqldiag's memory, not the
     program's, and the program waits while it runs."""
-    from sqldiag.record.parts import CensusMark
 
     rec = handmade.record(method=Method.CENSUS, start=50 * MB, peak=900 * MB,
                           peak_cats={"orm_objects": 700 * MB})
@@ -161,7 +160,6 @@ def test_samples_taken_during_a_census_are_not_the_programs_peak():
 def test_a_census_reading_between_samples_can_be_the_peak():
     """RSS as a census began is the program's own (its lists come after): a high the
     watcher's samples, 50 ms apart, missed. After the workload's end it is sqldiag's."""
-    from sqldiag.record.parts import CensusMark
 
     rec = handmade.record(method=Method.CENSUS, start=50 * MB, peak=900 * MB,
                           peak_cats={"orm_objects": 700 * MB})
@@ -200,3 +198,59 @@ def test_native_memory_gets_a_slope_only_where_it_grows_with_the_rows():
     # that a slope would multiply by a full-size row count
     assert fit_if_growing(rows, [887e3, 807e3, 891e3]) == (pytest.approx(861666.7), 0.0)
     assert fit_if_growing(rows, [700e3, 800e3, 900e3])[1] == 0.0  # grows, but not 2x
+
+
+def _census_below_the_peak(**allocators: int):
+    """A census run whose peak census (driver 50, orm 100, identity 20 MB) was taken at
+    700 MB, below the peak of 1,000 MB; the census before it found orm at 60 MB and
+    identity at 12 MB, the same driver buffers in flight."""
+
+    found = {"driver_rows": 50 * MB, "orm_objects": 100 * MB, "identity_map": 20 * MB,
+             "statement_cache": 1 * MB}
+    rec = handmade.record(method=Method.CENSUS, start=50 * MB, peak=1000 * MB,
+                          peak_cats=found)
+    before = CensusMark("census at an RSS high", t=2.0, rss=500 * MB, seconds=0.1,
+                        objects=1000, categories={"driver_rows": 50 * MB,
+                                                  "orm_objects": 60 * MB,
+                                                  "identity_map": 12 * MB})
+    last = CensusMark("census at an RSS high", t=3.0, rss=700 * MB, seconds=0.1,
+                      objects=2000, categories=found)
+    rec = replace(rec, breakdowns={**rec.breakdowns,
+                                   "peak": replace(rec.breakdowns["peak"], rss=700 * MB)},
+                  measurement=replace(rec.measurement, censuses=(before, last)))
+    if allocators:
+        rec = handmade.with_allocators(rec, start_arenas=0, end_arenas=0, end_used=0,
+                                       peak=(900 * MB, allocators["used"], 0, 0))
+    return rec
+
+
+def test_a_census_below_the_peak_is_filled_by_the_python_bytes_measured_there():
+    """pymalloc's bytes in use at the peak that the census did not count are shared by
+    what grew between the last two censuses: ORM objects and the identity map, not the
+    driver buffers a worker holds for a moment, nor the statement cache."""
+    rec = _census_below_the_peak(used=171 * MB + 60 * MB)  # 60 MB more than counted
+    cats = traced_categories(rec, "peak")
+    assert cats["orm_objects"] == 100 * MB + 50 * MB  # 40 of the 48 MB that grew
+    assert cats["identity_map"] == 20 * MB + 10 * MB
+    assert cats["driver_rows"] == 50 * MB and cats["statement_cache"] == 1 * MB
+    summary = summarise(rec)
+    assert summary.scale == pytest.approx(231 / 171, abs=1e-3)
+    assert summary.parts_peak.python_unattributed == 0
+    # never more than twice what the census counted, whatever the allocators say
+    capped = traced_categories(_census_below_the_peak(used=171 * MB + 900 * MB), "peak")
+    assert sum(capped.values()) == pytest.approx(2 * 171 * MB, rel=1e-6)
+
+
+def test_without_the_allocators_figures_a_census_is_scaled_by_rss_growth():
+    rec = _census_below_the_peak()
+    cats = traced_categories(rec, "peak")
+    scale = (1000 - 50) / (700 - 50)
+    assert cats["orm_objects"] == int(100 * MB * scale)
+    assert cats["driver_rows"] == int(50 * MB * scale)
+    assert cats["statement_cache"] == 1 * MB  # compiled once
+    # a later census at a higher RSS found less alive: RSS rose for something else
+    higher = CensusMark("census at an RSS high", t=3.5, rss=800 * MB, seconds=0.1,
+                        objects=1500)
+    rec = replace(rec, measurement=replace(
+        rec.measurement, censuses=(*rec.measurement.censuses, higher)))
+    assert traced_categories(rec, "peak")["orm_objects"] == 100 * MB

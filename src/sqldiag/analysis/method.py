@@ -80,8 +80,11 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                 "(instances of a mapped class are alike); categories at peak are those of "
                 "the census that found the most alive")
         if summary.scale != 1:
-            text += (f", scaled x{summary.scale:.2f} from its RSS to the peak (what grew is "
-                     "taken to keep its mix)")
+            text += (f", extended x{summary.scale:.2f} to the peak of RSS: "
+                     + ("the Python bytes pymalloc held then beyond what it counted, shared "
+                        "by what each category grew between the last two censuses before "
+                        "the peak" if summary.parts_peak is not None
+                        else "scaled by the RSS growth, what grew taken to keep its mix"))
         return text + (". No allocation sites: `sqldiag run --trace-depth N` (or "
                        "capture(trace_depth=N)) traces them, at tracemalloc's cost.")
     return None

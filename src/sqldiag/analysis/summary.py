@@ -19,6 +19,7 @@ from sqldiag.record.categories import (
     MAPPED_FILES,
     NATIVE_MEMORY,
     PYTHON_UNATTRIBUTED,
+    STATEMENT_CACHE,
     TRACED,
     UNACCOUNTED,
     holder_scale,
@@ -35,8 +36,10 @@ MODEL_REJECT_RATIO = 1.25
 # Calibration points further than this from their line: the workload is not linear in
 # rows at these sizes (a batch or page limit, or a missed transient peak).
 MODEL_MAX_RESIDUAL = 0.03
-# A census taken below the peak RSS is scaled up to it (what grows keeps its mix) by at
-# most this factor; further below the peak it is shown as measured.
+# A census taken below the peak RSS is extended to it (census_fill) by at most this
+# factor in all: by the Python bytes measured at the peak, or, without the allocators'
+# figures, by the RSS growth.
+MAX_CENSUS_FILL = 2.0
 MAX_CENSUS_SCALE = 1.5
 # ... unless another census saw an RSS higher than this share above it.
 CENSUS_RSS_LEVEL = 0.02
@@ -154,35 +157,97 @@ def scaled(breakdown: Breakdown | None, scale: float) -> dict[str, int]:
 
 
 def census_scale(record: Record) -> float:
-    """How much the peak census is scaled to reach the peak RSS: the RSS growth at the
-    peak over the growth when the census was taken (1 when not a census run, when the
-    census was at the peak, or when another census saw a higher RSS)."""
+    """How much the peak census is scaled to reach the peak RSS: its categories with
+    census_fill's bytes over its categories alone (1 when not a census run, or when
+    nothing was added)."""
+    breakdown = record.breakdowns.get(PEAK)
+    base = sum(breakdown.category(c) for c in TRACED) if breakdown is not None else 0
+    added = sum(census_fill(record).values())
+    return round((base + added) / base, 4) if base and added else 1.0
+
+
+def census_fill(record: Record) -> dict[str, int]:
+    """Bytes added to each category of the peak census to reach the peak of RSS: a
+    census is taken at a high of RSS, and the program grows on until the next one.
+
+    Where the allocators were read at the peak, what is added is pymalloc's bytes in use
+    then that the census's categories do not count (measured), shared out by what each
+    category grew from the census before the last one to the last one before the peak
+    (what was growing then: driver buffers in flight that a worker holds for a moment do
+    not, a load's ORM objects do); where they were not, the census is scaled by the RSS
+    growth (what grew keeps its mix), unless another census saw a higher RSS; at most
+    MAX_CENSUS_FILL or MAX_CENSUS_SCALE times the census in all; {} when not a census
+    run."""
     breakdown = record.breakdowns.get(PEAK)
     if record.measurement.method is not Method.CENSUS or breakdown is None or \
             not breakdown.rss:
-        return 1.0
-    start, peak = _net_at(record, READY), _peak_net(record)
-    if start is None or peak is None or breakdown.rss >= peak or breakdown.rss <= start:
-        return 1.0
-    if any(c.rss > breakdown.rss * (1 + CENSUS_RSS_LEVEL) for c in record.measurement.censuses):
-        return 1.0  # RSS rose further for something else than what this census found
-    scale = (peak - start) / (breakdown.rss - start)
-    return round(scale, 4) if scale <= MAX_CENSUS_SCALE else 1.0
+        return {}
+    base = {c: breakdown.category(c) for c in TRACED}
+    total = sum(base.values())
+    start, (peak, peak_t) = _net_at(record, READY), _peak(record)
+    if not total or start is None or peak is None or breakdown.rss >= peak \
+            or breakdown.rss <= start:
+        return {}
+    parts = rss_parts(record, AT_PEAK, peak - start, total)
+    if parts is None:
+        return _filled_by_rss(record, base, start, peak)
+    missing = min(parts.python_unattributed, int((MAX_CENSUS_FILL - 1) * total))
+    weights = _recent_growth(record, peak_t) or base
+    weights.pop(STATEMENT_CACHE, None)  # compiled once, not grown by the load
+    shares = sum(weights.values())
+    if missing <= 0 or not shares:
+        return {}
+    return {c: int(missing * w / shares) for c, w in weights.items() if w}
+
+
+def _filled_by_rss(record: Record, base: dict[str, int], start: int,
+                   peak: int) -> dict[str, int]:
+    """census_fill without the allocators' figures: the census scaled by RSS growth."""
+    census_rss = record.breakdowns[PEAK].rss or 0
+    if any(c.rss > census_rss * (1 + CENSUS_RSS_LEVEL) for c in record.measurement.censuses):
+        return {}  # RSS rose further for something else than what this census found
+    scale = (peak - start) / (census_rss - start)
+    if scale > MAX_CENSUS_SCALE:
+        return {}
+    return {c: int(b * row_scale(c, scale)) - b for c, b in base.items()
+            if int(b * row_scale(c, scale)) > b}
+
+
+def _recent_growth(record: Record, peak_t: float | None) -> dict[str, int]:
+    """What each category grew between the last two censuses at or before the peak of
+    RSS ({} with fewer than two, or where nothing grew)."""
+    marks = [c for c in record.measurement.censuses if c.categories
+             and (peak_t is None or c.t <= peak_t)]
+    if len(marks) < 2:
+        return {}
+    before, last = marks[-2].categories, marks[-1].categories
+    grown = {c: last.get(c, 0) - before.get(c, 0) for c in TRACED}
+    return {c: g for c, g in grown.items() if g > 0}
+
+
+def peak_factors(record: Record) -> dict[str, float]:
+    """Per category, what the peak census's bytes are multiplied by at the peak of RSS
+    (census_fill over the census; 1 for every category that got nothing)."""
+    breakdown = record.breakdowns.get(PEAK)
+    fill = census_fill(record)
+    return {c: (breakdown.category(c) + added) / breakdown.category(c)
+            for c, added in fill.items()
+            if breakdown is not None and breakdown.category(c)}
 
 
 def peak_queries(record: Record) -> tuple[QueryAt, ...]:
     """What each statement's results held at peak, scaled as the peak census is, with
     what followed child processes' statements held at theirs; largest first."""
     breakdown = record.breakdowns.get(PEAK)
-    scale = census_scale(record)
+    factors = peak_factors(record)
     merged: dict[tuple[str, str, int, str], QueryAt] = {}
     own = breakdown.queries if breakdown is not None else ()
     if not own:
-        own, scale = retention_queries(record), 1.0
+        own, factors = retention_queries(record), {}
     children = [q for child in record.processes.children for q in child.queries]
-    for query, factor in [(q, scale) for q in own] + [(q, 1.0) for q in children]:
+    for query, scaled_by in [(q, factors) for q in own] + [(q, {}) for q in children]:
         key = _query_key(query)
-        held = {c: int(b * row_scale(c, factor)) for c, b in query.categories.items()}
+        held = {c: int(b * scaled_by.get(c, 1.0)) for c, b in query.categories.items()}
         known = merged.get(key)
         if known is not None:
             held = {c: held.get(c, 0) + known.categories.get(c, 0)
@@ -282,7 +347,8 @@ def traced_categories(record: Record, moment: str) -> dict[str, int]:
         if predicted:
             return {c: predicted.get(c, 0) for c in TRACED}
     if how.method is Method.CENSUS:
-        return scaled(breakdown, census_scale(record) if moment == PEAK else 1.0)
+        fill = census_fill(record) if moment == PEAK else {}
+        return {c: b + fill.get(c, 0) for c, b in scaled(breakdown, 1.0).items()}
     return scaled(breakdown, how.scale or 1.0)
 
 

@@ -29,7 +29,6 @@ from sqldiag.capture.probes.tracing import TracedMoment, TracingProbe
 from sqldiag.capture.results import PassResult
 from sqldiag.record.parts import (
     Breakdown,
-    CensusMark,
     ChildProcess,
     Digest,
     Holder,
@@ -314,8 +313,7 @@ class MeasuredPass:
             uss_sampled=any(s.uss is not None for s in samples),
             snapshots=tuple(SnapshotMark(m.label, round(m.t, 4), m.traced)
                             for m in (tracing.moments if tracing else [])),
-            censuses=tuple(CensusMark(*taken) for taken in
-                           (self.censuses.taken if self.censuses is not None else ())),
+            censuses=tuple(self.censuses.taken) if self.censuses is not None else (),
             timeline=timeline_of(samples),
             child_peaks={str(pid): peak for pid, peak in self.sampler.child_peaks.items()},
             children=self.children,

@@ -208,6 +208,9 @@ class CensusMark(JsonValue):
     objects: int
     # from its start to its end: more than `seconds` where it took turns with the program
     wall_s: float | None = None
+    # bytes by category it found alive (what grew from one census to the next is how
+    # the analysis extends the peak census to the peak of RSS)
+    categories: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from sqldiag.record.categories import (
     STATEMENT_CACHE,
     TRACED,
 )
-from sqldiag.record.parts import Holder
+from sqldiag.record.parts import CensusMark, Holder
 
 HIGH = "census at an RSS high"
 SAMPLE_PER_KIND = 2000  # instances sized per kind; the rest are scaled from them
@@ -856,8 +856,7 @@ class CensusProbe:
         self.ledger = ledger if ledger is not None else QueryLedger()
         self.highest: CensusAt | None = None
         self.marks: dict[str, CensusAt] = {}
-        # label, t, rss, CPU s, objects, wall s
-        self.taken: list[tuple[str, float, int, float, int, float]] = []
+        self.taken: list[CensusMark] = []
         self.spent = 0.0
         self.after_census: Callable[[], object] | None = None  # called after each one
         self._rss = rss_reader()
@@ -917,8 +916,9 @@ class CensusProbe:
         taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
         at = CensusAt(label, t, rss, taken)
         self.spent += taken.seconds
-        self.taken.append((label, round(at.t, 4), at.rss, taken.seconds, taken.objects,
-                           round(time.monotonic() - began, 3)))
+        self.taken.append(CensusMark(label, round(at.t, 4), at.rss, taken.seconds,
+                                     taken.objects, round(time.monotonic() - began, 3),
+                                     dict(taken.categories)))
         if self._higher(at):
             self.highest = at
         # the next high: `step` above in the program's own growth (not the
@@ -980,11 +980,11 @@ class CensusProbe:
             # Twice the budget while censuses are cheap: a load that lives less than a
             # census is a small one. A large load lasts seconds and the polls see it;
             # there the whole results of ten workers near the top cost 3 s each.
-            cheap = not self.taken or self.taken[-1][3] < COSTLY_CENSUS_S
+            cheap = not self.taken or self.taken[-1].seconds < COSTLY_CENSUS_S
             share = WHOLE_RESULT_BUDGET if cheap else 1.0
             # or the result is large beside what the last census listed: a load whose
             # memory the allocator found among blocks freed before it adds little RSS
-            large = bool(self.taken) and rows * WHOLE_RESULT_SHARE >= self.taken[-1][4]
+            large = bool(self.taken) and rows * WHOLE_RESULT_SHARE >= self.taken[-1].objects
             if not (self._affordable(share) and (large or self._rss() >= self._next_at)):
                 return
             self._take(HIGH)
