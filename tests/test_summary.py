@@ -200,7 +200,7 @@ def test_native_memory_gets_a_slope_only_where_it_grows_with_the_rows():
     assert fit_if_growing(rows, [700e3, 800e3, 900e3])[1] == 0.0  # grows, but not 2x
 
 
-def _census_below_the_peak(**allocators: int):
+def _census_below_the_peak(census_rss: int = 700 * MB, **allocators: int):
     """A census run whose peak census (driver 50, orm 100, identity 20 MB) was taken at
     700 MB, below the peak of 1,000 MB; the census before it found orm at 60 MB and
     identity at 12 MB, the same driver buffers in flight."""
@@ -216,7 +216,7 @@ def _census_below_the_peak(**allocators: int):
     last = CensusMark("census at an RSS high", t=3.0, rss=700 * MB, seconds=0.1,
                       objects=2000, categories=found)
     rec = replace(rec, breakdowns={**rec.breakdowns,
-                                   "peak": replace(rec.breakdowns["peak"], rss=700 * MB)},
+                                   "peak": replace(rec.breakdowns["peak"], rss=census_rss)},
                   measurement=replace(rec.measurement, censuses=(before, last)))
     if allocators:
         rec = handmade.with_allocators(rec, start_arenas=0, end_arenas=0, end_used=0,
@@ -236,9 +236,11 @@ def test_a_census_below_the_peak_is_filled_by_the_python_bytes_measured_there():
     summary = summarise(rec)
     assert summary.scale == pytest.approx(231 / 171, abs=1e-3)
     assert summary.parts_peak.python_unattributed == 0
-    # never more than twice what the census counted, whatever the allocators say
+    # never more than twice what the census counted, nor than RSS grew after it
     capped = traced_categories(_census_below_the_peak(used=171 * MB + 900 * MB), "peak")
     assert sum(capped.values()) == pytest.approx(2 * 171 * MB, rel=1e-6)
+    near = _census_below_the_peak(used=171 * MB + 60 * MB, census_rss=990 * MB)
+    assert sum(traced_categories(near, "peak").values()) == pytest.approx(181 * MB, abs=2)
 
 
 def test_without_the_allocators_figures_a_census_is_scaled_by_rss_growth():

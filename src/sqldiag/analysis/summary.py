@@ -171,7 +171,8 @@ def census_fill(record: Record) -> dict[str, int]:
     census is taken at a high of RSS, and the program grows on until the next one.
 
     Where the allocators were read at the peak, what is added is pymalloc's bytes in use
-    then that the census's categories do not count (measured), shared out by what each
+    then that the census's categories do not count (measured, and no more than RSS grew
+    after the census), shared out by what each
     category grew from the census before the last one to the last one before the peak
     (what was growing then: driver buffers in flight that a worker holds for a moment do
     not, a load's ORM objects do); where they were not, the census is scaled by the RSS
@@ -191,7 +192,10 @@ def census_fill(record: Record) -> dict[str, int]:
     parts = rss_parts(record, AT_PEAK, peak - start, total)
     if parts is None:
         return _filled_by_rss(record, base, start, peak)
-    missing = min(parts.python_unattributed, int((MAX_CENSUS_FILL - 1) * total))
+    # what came after the census: no more than RSS grew meanwhile (Python memory that no
+    # census counts, untracked strings say, stays unattributed)
+    missing = min(parts.python_unattributed, int((MAX_CENSUS_FILL - 1) * total),
+                  peak - breakdown.rss)
     weights = _recent_growth(record, peak_t) or base
     weights.pop(STATEMENT_CACHE, None)  # compiled once, not grown by the load
     shares = sum(weights.values())

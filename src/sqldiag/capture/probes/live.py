@@ -817,7 +817,7 @@ COSTLY_CENSUS_S, COSTLY_STEP = 0.25, 1.3
 # A whole result just handed over is the best moment for a census (see _whole_result):
 # while censuses are cheap, it may use up to this many times the budget the polling
 # censuses keep to.
-WHOLE_RESULT_BUDGET = 2.0
+WHOLE_RESULT_BUDGET = 1.5
 # ... and it is taken below the next high of RSS when the result has at least one row for
 # every this many objects the last census listed (4,000 instances beside 58,000 objects
 # are most of a small program's growth; 100,000 beside 5 million at full size are not)
@@ -845,7 +845,7 @@ class CensusProbe:
     censuses stays within `free_seconds` plus `budget` of the time run so far. That census may be a step below the peak of RSS: the analysis
     scales it to the peak and says so, unless another census saw a higher RSS."""
 
-    def __init__(self, step: float = 1.15, budget: float = 0.20, period: float = 0.02,
+    def __init__(self, step: float = 1.15, budget: float = 0.12, period: float = 0.02,
                  free_seconds: float = 0.5, min_bytes: int = 2 << 20,
                  spacing: float = 10.0, ledger: QueryLedger | None = None) -> None:
         self.step, self.budget, self.period = step, budget, period
@@ -977,7 +977,7 @@ class CensusProbe:
         if not self.watching:
             return
         with self._lock:  # after the census under way, if one is: then it is judged anew
-            # Twice the budget while censuses are cheap: a load that lives less than a
+            # More budget while censuses are cheap: a load that lives less than a
             # census is a small one. A large load lasts seconds and the polls see it;
             # there the whole results of ten workers near the top cost 3 s each.
             cheap = not self.taken or self.taken[-1].seconds < COSTLY_CENSUS_S
