@@ -125,7 +125,7 @@ def main() -> None:
         print(f"{name}: reported peak {summary['peak_rss'] / MB:.0f} MB "
               f"({summary['peak_rss'] / bare[1] - 1:+.1%} against the bare script's "
               f"{bare[1] / MB:.0f} MB); categories explain {traced / growth:.0%} of the "
-              f"peak's growth (scaled x{summary['scale']:.2f} from the census that found the "
+              f"peak's growth (extended x{summary['scale']:.2f} from the census that found the "
               f"most alive){named}")
         if name in paused:
             print("   " + paused[name])

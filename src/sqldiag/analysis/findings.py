@@ -569,7 +569,7 @@ def measured_basis(record: Record, summary: Summary) -> str:
     if how.method is Method.CENSUS:
         peak = record.breakdowns.get(PEAK)
         at = f" at RSS {fmt_bytes(peak.rss)}" if peak is not None and peak.rss else ""
-        scaled = f", scaled x{summary.scale:.2f} to the peak" if summary.scale != 1 else ""
+        scaled = f", extended x{summary.scale:.2f} to the peak" if summary.scale != 1 else ""
         return f"a census of live objects{at}{scaled}, untraced"
     return "traced at full size"
 
