@@ -172,10 +172,10 @@ def census_fill(record: Record) -> dict[str, int]:
 
     Where the allocators were read at the peak, what is added is pymalloc's bytes in use
     then that the census's categories do not count (measured, and no more than RSS grew
-    after the census), shared out by what each
-    category grew from the census before the last one to the last one before the peak
-    (what was growing then: driver buffers in flight that a worker holds for a moment do
-    not, a load's ORM objects do); where they were not, the census is scaled by the RSS
+    after the census), shared out by what each category grew from the census before the
+    last one to the last one before the peak (what was growing then: driver buffers in
+    flight that a worker holds for a moment do not, a load's ORM objects do); where they
+    were not, the census is scaled by the RSS
     growth (what grew keeps its mix), unless another census saw a higher RSS; at most
     MAX_CENSUS_FILL or MAX_CENSUS_SCALE times the census in all; {} when not a census
     run."""
@@ -213,8 +213,8 @@ def _filled_by_rss(record: Record, base: dict[str, int], start: int,
     scale = (peak - start) / (census_rss - start)
     if scale > MAX_CENSUS_SCALE:
         return {}
-    return {c: int(b * row_scale(c, scale)) - b for c, b in base.items()
-            if int(b * row_scale(c, scale)) > b}
+    grown = {c: int(b * row_scale(c, scale)) - b for c, b in base.items()}
+    return {c: added for c, added in grown.items() if added > 0}
 
 
 def _recent_growth(record: Record, peak_t: float | None) -> dict[str, int]:
@@ -234,9 +234,10 @@ def peak_factors(record: Record) -> dict[str, float]:
     (census_fill over the census; 1 for every category that got nothing)."""
     breakdown = record.breakdowns.get(PEAK)
     fill = census_fill(record)
+    if breakdown is None:
+        return {}
     return {c: (breakdown.category(c) + added) / breakdown.category(c)
-            for c, added in fill.items()
-            if breakdown is not None and breakdown.category(c)}
+            for c, added in fill.items() if breakdown.category(c)}
 
 
 def peak_queries(record: Record) -> tuple[QueryAt, ...]:

@@ -842,8 +842,9 @@ class CensusProbe:
     A census holds the GIL (the program waits) for about a second at a million ORM
     objects, so highs are spaced: a new census only when the program's growth of RSS
     is `step` times the last one's (at least `min_bytes` more) and the time spent in
-    censuses stays within `free_seconds` plus `budget` of the time run so far. That census may be a step below the peak of RSS: the analysis
-    scales it to the peak and says so, unless another census saw a higher RSS."""
+    censuses stays within `free_seconds` plus `budget` of the time run so far. That
+    census may be a step below the peak of RSS: the analysis extends it to the peak and
+    says so (analysis.summary.census_fill)."""
 
     def __init__(self, step: float = 1.15, budget: float = 0.12, period: float = 0.02,
                  free_seconds: float = 0.5, min_bytes: int = 2 << 20,
