@@ -140,6 +140,101 @@ def test_a_whole_result_handed_over_is_seen_though_dropped_before_any_poll(engin
     assert probe.highest.census.categories["orm_objects"] > ROWS * 300
 
 
+def test_results_accumulated_in_small_slices_are_seen_at_each_doubling(engine, monkeypatch):
+    """A program that loads a table in slices and keeps them (a loop over ranges of ids)
+    may never raise RSS by a step: the allocator fills the slices into memory freed
+    before. Each result is small beside what a census lists, so none alone calls for a
+    census; the results handed over since the last census call for one when they hold as
+    many rows as all before them. Polls here are an hour apart and RSS never rises."""
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: 0
+    kept = []
+    try:
+        probe.watching = True
+        for low in range(0, ROWS, 1000):
+            with Session(engine) as session:
+                kept.append(session.query(Item).filter(Item.id > low,
+                                                       Item.id <= low + 1000).all())
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert sum(map(len, kept)) == ROWS
+    # 1,000 rows × 20 is below what each census listed: only the doubling called them
+    assert all(mark.objects > 1000 * live.WHOLE_RESULT_SHARE for mark in probe.taken)
+    # after the 1st, 2nd and 4th slices (1,000, 2,000 and 4,000 rows handed over)
+    assert len(probe.taken) == 3, probe.taken
+    assert probe.highest is not None
+    assert probe.highest.census.categories["orm_objects"] > 4000 * 300
+
+
+def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():
+    """A census may come while the program's class statement is being mapped: its
+    manager exists, its mapper not yet (registry.mappers then raised UnmappedClassError,
+    which killed the census thread, and the program's whole load went unseen)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Mapper
+
+    seen: list[set] = []
+
+    def census_now(mapper, cls):
+        seen.append(live._SqlAlchemyKinds().mapped)
+        seen.append(set(live.take_census().categories))
+
+    event.listen(Mapper, "instrument_class", census_now)
+    try:
+        class Late(Base):
+            __tablename__ = "census_late"
+            id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finally:
+        event.remove(Mapper, "instrument_class", census_now)
+    mapped, categories = seen
+    assert Item in mapped and Late not in mapped
+    assert "orm_objects" in categories
+    assert Late in live._SqlAlchemyKinds().mapped
+
+
+def test_a_census_that_fails_is_skipped_and_the_next_goes_on(monkeypatch, capsys):
+    probe = live.CensusProbe()
+    real = live.take_census
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(live, "take_census", fails_once)
+    assert not probe._high()
+    assert probe._high() and probe.highest is not None and probe.failed == 1
+    assert len(probe.taken) == 1
+    assert "sqldiag: a census failed and was skipped: RuntimeError: boom" in \
+        capsys.readouterr().err
+
+
+def _census_at(rss: int, live_bytes: int) -> live.CensusAt:
+    found = live.LiveCensus(categories={"orm_objects": live_bytes}, objects=1, queries={},
+                            seconds=0.0)
+    return live.CensusAt(live.HIGH, 0.0, rss, found)
+
+
+def test_the_peak_census_is_the_one_that_found_most_or_nearly_as_much_higher_up():
+    """A census amid a burst (rows built to insert, then freed) found the most alive; one
+    at a higher RSS found nearly as much (the load the program keeps) and is the peak's;
+    one after the burst was freed, higher still but finding little, is not."""
+    probe = live.CensusProbe()
+    burst, load = _census_at(50 << 20, 10 << 20), _census_at(51 << 20, 19 << 19)
+    assert probe._higher(burst)
+    probe.highest = burst
+    assert probe._higher(load)
+    probe.highest = load
+    assert not probe._higher(_census_at(53 << 20, 2 << 20))
+    assert not probe._higher(_census_at(50 << 20, 19 << 19))  # as much, lower RSS
+    assert probe._higher(_census_at(40 << 20, 11 << 20))  # more alive
+
+
 def test_a_census_is_filed_at_the_rss_it_began_with(monkeypatch):
     """A census of millions of objects takes seconds and the program may free most of
     its memory meanwhile: the census's RSS is that of the moment it picked what was

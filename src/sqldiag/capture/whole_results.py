@@ -24,8 +24,9 @@ _listeners: list[Callable[[int], object]] = []
 
 
 def listen(callback: Callable[[int], object]) -> None:
-    """`callback(rows)` after each whole result of WHOLE_RESULT_ROWS rows or more, from
-    the thread that asked for it, until unlisten()."""
+    """`callback(rows)` after each whole result with rows, from the thread that asked
+    for it, until unlisten(). Results of fewer than WHOLE_RESULT_ROWS are not worth a
+    census of their own, but many of them kept are (a loop over slices of a table)."""
     _listeners.append(callback)
     if not _wrap():
         _AfterImport.watch(CORE_MODULE, _wrap_imported)
@@ -52,7 +53,7 @@ def _wrap(importing: bool = False) -> bool:
 
     def _allrows(self):
         rows = allrows(self)
-        if len(rows) >= WHOLE_RESULT_ROWS:
+        if rows:
             for callback in tuple(_listeners):
                 try:
                     callback(len(rows))

@@ -46,6 +46,7 @@ from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.capture.probes.slots import is_full
+from sqldiag.capture.whole_results import WHOLE_RESULT_ROWS
 from sqldiag.record.categories import (
     DRIVER_ROWS,
     IDENTITY_MAP,
@@ -291,6 +292,29 @@ def _value_bytes(values: Iterable[object], shared: bool = False) -> float:
     return total
 
 
+def _as_list(items: Iterable) -> list:
+    """`items` as a list, or [] when another thread changed them while listing (a weak
+    collection the program is adding to)."""
+    try:
+        return list(items)
+    except RuntimeError:
+        return []
+
+
+def _mapped_classes(mapperlib: object) -> set[type]:
+    """The classes the program has mapped, read without running SQLAlchemy's code: a
+    census may come while a class statement is being mapped, when its manager exists
+    and registry.mappers raises UnmappedClassError (that killed the census thread, and
+    the program's whole load went unseen)."""
+    mapped: set[type] = set()
+    for registry in _as_list(getattr(mapperlib, "_mapper_registries", None) or ()):
+        for manager in _as_list(getattr(registry, "_managers", None) or ()):
+            # ClassManager.mapper is a memoized property that raises until it is set
+            if "mapper" in getattr(manager, "__dict__", {}):
+                mapped.add(manager.class_)
+    return mapped
+
+
 class _SqlAlchemyKinds:
     """SQLAlchemy's classes, if the program imported SQLAlchemy (never imported here)."""
 
@@ -314,12 +338,7 @@ class _SqlAlchemyKinds:
                 kind = stack.pop()
                 self.driver_results.add(kind)
                 stack.extend(kind.__subclasses__())
-        self.mapped: set[type] = set()
-        mapperlib = modules.get("sqlalchemy.orm.mapper")
-        registries = getattr(mapperlib, "_mapper_registries", None)
-        for registry in list(registries or ()):
-            for mapper in list(getattr(registry, "mappers", ())):
-                self.mapped.add(mapper.class_)
+        self.mapped: set[type] = _mapped_classes(modules.get("sqlalchemy.orm.mapper"))
 
     def is_mapped(self, kind: type) -> bool:
         return kind in self.mapped
@@ -822,6 +841,14 @@ WHOLE_RESULT_BUDGET = 1.5
 # every this many objects the last census listed (4,000 instances beside 58,000 objects
 # are most of a small program's growth; 100,000 beside 5 million at full size are not)
 WHOLE_RESULT_SHARE = 20
+# ... or, while censuses are cheap, when the results handed over since the last census
+# hold as many rows as all before it (at least this many): a program that accumulates
+# small results (a loop over slices of a table) is seen at each doubling of its load,
+# not only at steps of RSS, which the allocator may fill from memory freed earlier
+WHOLE_RESULTS_DOUBLED_MIN_ROWS = 1000
+# A census at a higher RSS that found at least this share of what the one that found
+# the most found is the better candidate for the peak (see CensusProbe._higher)
+LIVE_ALIKE = 0.9
 UNCHANGED_SHARE = 0.01  # objects freed, RSS fallen: below this a census is not retaken
 # From 3.12 the collector runs at a bytecode boundary of the allocating thread (before,
 # inside an allocation, where objects C code is still filling are listed): a census can
@@ -837,7 +864,8 @@ COLLECTED_RECENTLY_S = 0.05
 class CensusProbe:
     """Takes a census at each new high of RSS while `watching` (the program runs), between
     highs as often as a census costs a tenth of the time, and at the marks it is asked
-    to; keeps the census that found the most alive.
+    to, and as SQLAlchemy hands over whole results; keeps the census that found the most
+    alive (see _higher).
 
     A census holds the GIL (the program waits) for about a second at a million ORM
     objects, so highs are spaced: a new census only when the program's growth of RSS
@@ -859,6 +887,9 @@ class CensusProbe:
         self.marks: dict[str, CensusAt] = {}
         self.taken: list[CensusMark] = []
         self.spent = 0.0
+        self.failed = 0  # censuses at highs that raised (and were skipped)
+        self._rows_before = 0  # rows of the whole results handed over before the last census
+        self._rows_since = 0  # ... and since it
         self.after_census: Callable[[], object] | None = None  # called after each one
         self._rss = rss_reader()
         self._clock: Callable[[], float] = time.monotonic
@@ -917,6 +948,8 @@ class CensusProbe:
         taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
         at = CensusAt(label, t, rss, taken)
         self.spent += taken.seconds
+        self._rows_before += self._rows_since
+        self._rows_since = 0
         self.taken.append(CensusMark(label, round(at.t, 4), at.rss, taken.seconds,
                                      taken.objects, round(time.monotonic() - began, 3),
                                      dict(taken.categories)))
@@ -935,17 +968,34 @@ class CensusProbe:
         self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
         return at
 
+    def _high(self) -> bool:
+        """A census at a high, with the lock held; False when it failed. The program and
+        the later censuses go on (a census thread that died of one saw nothing of the
+        load after it); the first failure is told on stderr."""
+        try:
+            self._take(HIGH)
+        except Exception as exc:  # noqa: BLE001 - never stop the program or the probe
+            if not self.failed:
+                sys.stderr.write(f"sqldiag: a census failed and was skipped: "
+                                 f"{type(exc).__name__}: {exc}\n")
+            self.failed += 1
+            return False
+        return True
+
     def _higher(self, at: CensusAt) -> bool:
         """The peak candidate: the census that found the most alive (as tracemalloc's peak
-        is the most traced); at equal live bytes, the higher RSS. The highest RSS alone
-        misleads: freed memory stays in RSS, so a census after an early burst (building
-        rows to insert, say) would be chosen over the one at the program's real load."""
+        is the most traced), or nearly as much (LIVE_ALIKE) at a higher RSS. The highest
+        RSS alone misleads: freed memory stays in RSS, so a census after an early burst
+        would be chosen over the one at the program's real load. The most alive alone
+        misleads too: a census amid a burst (4,000 rows as dicts and tuples to insert)
+        was chosen over one at a higher RSS that saw the load, nearly as large, that the
+        program kept, and the peak held no ORM object."""
         best = self.highest
         if best is None:
             return True
         live, best_live = sum(at.census.categories.values()), sum(
             best.census.categories.values())
-        return live > best_live or (live == best_live and at.rss > best.rss)
+        return live > best_live or (live >= LIVE_ALIKE * best_live and at.rss > best.rss)
 
     def mark(self, label: str) -> CensusAt:
         at = self.census(label)
@@ -972,10 +1022,16 @@ class CensusProbe:
         list are alive, and the caller has dropped none of them yet. A census now, when
         censuses are affordable and RSS is at a new high or the result is large beside
         what the last census listed (4,000 instances that RSS grew 1 MB for, the
-        allocator reusing what the program had freed, went unseen). A load built and
+        allocator reusing what the program had freed, went unseen), or the results since
+        the last census doubled the rows handed over (_doubled). A load built and
         dropped between two polls of RSS (a test's 60,000 instances turned into names
         within 0.3 s) was missed, and the test passed a budget it exceeded."""
         if not self.watching:
+            return
+        # counted without the lock, so that a small result never waits for a census
+        # under way: a count a race between threads loses only delays a census
+        self._rows_since += rows
+        if rows < WHOLE_RESULT_ROWS and not self._doubled():
             return
         with self._lock:  # after the census under way, if one is: then it is judged anew
             # More budget while censuses are cheap: a load that lives less than a
@@ -985,12 +1041,21 @@ class CensusProbe:
             share = WHOLE_RESULT_BUDGET if cheap else 1.0
             # or the result is large beside what the last census listed: a load whose
             # memory the allocator found among blocks freed before it adds little RSS
-            large = bool(self.taken) and rows * WHOLE_RESULT_SHARE >= self.taken[-1].objects
-            if not (self._affordable(share) and (large or self._rss() >= self._next_at)):
+            large = rows >= WHOLE_RESULT_ROWS and bool(self.taken) and \
+                rows * WHOLE_RESULT_SHARE >= self.taken[-1].objects
+            high = rows >= WHOLE_RESULT_ROWS and self._rss() >= self._next_at
+            if not (self._affordable(share) and (large or high or
+                                                 (cheap and self._doubled()))):
                 return
-            self._take(HIGH)
+            if not self._high():
+                return
         if self.after_census is not None:
             self.after_census()
+
+    def _doubled(self) -> bool:
+        """Whether the whole results handed over since the last census hold as many rows
+        as all before it (WHOLE_RESULTS_DOUBLED_MIN_ROWS at least)."""
+        return self._rows_since >= max(self._rows_before, WHOLE_RESULTS_DOUBLED_MIN_ROWS)
 
     def _on_collection(self, phase: str, info: dict) -> None:
         """A collection of the youngest generation starts (every 700 new containers, in
@@ -1014,7 +1079,8 @@ class CensusProbe:
         if not self._lock.acquire(blocking=False):
             return  # a census under way (this collection may be its own allocating)
         try:
-            self._take(HIGH)
+            if not self._high():
+                return
         finally:
             self._lock.release()
         if self.after_census is not None:
@@ -1038,4 +1104,8 @@ class CensusProbe:
             if time.monotonic() - self._collected_at < COLLECTED_RECENTLY_S:
                 continue  # the program's own collections take them (see _on_collection)
             if self._due():
-                self.census(HIGH)
+                with self._lock:
+                    if not self._high():
+                        continue
+                if self.after_census is not None:
+                    self.after_census()
