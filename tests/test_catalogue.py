@@ -212,3 +212,28 @@ def test_a_buffered_result_is_native_memory_on_postgresql(cli, psycopg2_url):
                                workers=1)
     assert fixed["categories"]["peak"]["native_memory"] < 0.3 * peak["native_memory"]
     assert fixed_record["digest"] == record["digest"]  # the same rows, read both ways
+
+
+def test_compare_on_an_80_column_terminal_shows_whole_names():
+    """The table of 8 columns is wider than 80 columns: rich cut the names to "leak_r…".
+    There each scenario gets a line of its figures instead."""
+    from rich.console import Console
+
+    from sqldiag.analysis.compare import CompareRow
+    from sqldiag.reporters.terminal import print_compare
+
+    rows = [CompareRow(name, 1_170_000_000, 1_100_000_000, 900_000_000, 20_000_000, 20.1,
+                       49_751.0, {"orm_objects": 725_000_000, "allocator_free": 900_000_000},
+                       None, same)
+            for name, same in (("leak_repro", "n/a"), ("buffered_result_native", "yes"),
+                               ("[red]fix_keyset_pages", "NO"))]
+    narrow = Console(width=80, record=True, color_system=None)
+    print_compare(rows, narrow)
+    text = narrow.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    for name in ("leak_repro", "buffered_result_native", "[red]fix_keyset_pages"):
+        assert f"{name}: peak RSS " in text, text
+    assert "largest at peak orm_objects 691" in text and "same rows NO" in text
+    wide = Console(width=200, record=True, color_system=None)
+    print_compare(rows, wide)
+    assert "┃ scenario" in wide.export_text()

@@ -178,19 +178,38 @@ def print_diff(d: RunDiff, console: Console) -> None:
     console.print(f"verdict: {d.verdict}", markup=False, highlight=False)
 
 
+COMPARE_COLUMNS = ("scenario", "peak RSS", "end RSS", "after trim", "wall s", "rows/s",
+                   "same rows", "largest at peak")
+
+
+def _compare_cells(row: CompareRow) -> tuple[str, ...]:
+    """A row's figures, in COMPARE_COLUMNS' order (the scenario's name escaped)."""
+    # memory in use: Python objects and C memory, not what the allocators keep free
+    in_use = {c: v for c, v in row.peak.items() if c in IN_USE}
+    largest = max(in_use, key=in_use.get) if in_use else None
+    return (escape(row.scenario), fmt_bytes(row.peak_rss), fmt_bytes(row.end_rss),
+            fmt_bytes(row.trim_rss), f"{row.wall_s:.1f}", f"{row.rows_per_s:,.0f}",
+            row.same_rows, f"{largest} {fmt_bytes(in_use[largest])}" if largest else "n/a")
+
+
 def print_compare(rows: list[CompareRow], console: Console) -> None:
-    table = Table(title="scenarios side by side (every category: --json or the HTML)",
-                  title_justify="left")
-    for column in ("scenario", "peak RSS", "end RSS", "after trim", "wall s", "rows/s",
-                   "same rows", "largest at peak"):
+    """The scenarios side by side; on a terminal too narrow for the table (80 columns
+    cut the names to "leak_r…"), a line of figures per scenario instead."""
+    title = "scenarios side by side (every category: --json or the HTML)"
+    table = Table(title=title, title_justify="left")
+    for column in COMPARE_COLUMNS:
         table.add_column(column, justify="left" if column in ("scenario", "largest at peak")
                          else "right")
-    for row in rows:
-        # memory in use: Python objects and C memory, not what the allocators keep free
-        in_use = {c: v for c, v in row.peak.items() if c in IN_USE}
-        largest = max(in_use, key=in_use.get) if in_use else None
-        table.add_row(escape(row.scenario), fmt_bytes(row.peak_rss), fmt_bytes(row.end_rss),
-                      fmt_bytes(row.trim_rss), f"{row.wall_s:.1f}",
-                      f"{row.rows_per_s:,.0f}", row.same_rows,
-                      f"{largest} {fmt_bytes(in_use[largest])}" if largest else "n/a")
-    console.print(table)
+    cells = [_compare_cells(row) for row in rows]
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    natural = console.measure(table, options=console.options.update_width(1 << 16))
+    if natural.maximum <= console.width:
+        console.print(table)
+        return
+    console.print(title)
+    units = {"wall s": "{} s", "rows/s": "{} rows/s"}
+    for name, *figures in cells:
+        console.print(f"[bold]{name}[/bold]: " + ", ".join(
+            units[column].format(figure) if column in units else f"{column} {figure}"
+            for column, figure in zip(COMPARE_COLUMNS[1:], figures)), highlight=False)
