@@ -925,12 +925,12 @@ class CensusProbe:
         whole_results.unlisten(self._whole_result)
         self.ledger.stop()
 
-    def census(self, label: str) -> CensusAt:
+    def census(self, label: str) -> CensusAt | None:
         """A census now (from a mark or the watching thread); the other threads wait for
-        it (see few_thread_switches)."""
+        it (see few_thread_switches). None when it failed (see _attempt)."""
         with self._lock:
-            at = self._take(label)
-        if self.after_census is not None:
+            at = self._attempt(label)
+        if at is not None and self.after_census is not None:
             self.after_census()
         return at
 
@@ -968,19 +968,19 @@ class CensusProbe:
         self._next_time = time.monotonic() + max(spacing * taken.seconds, least)
         return at
 
-    def _high(self) -> bool:
-        """A census at a high, with the lock held; False when it failed. The program and
-        the later censuses go on (a census thread that died of one saw nothing of the
-        load after it); the first failure is told on stderr."""
+    def _attempt(self, label: str) -> CensusAt | None:
+        """_take with the lock held; None when the census failed. The program and the
+        later censuses go on (a census thread that died of one saw nothing of the load
+        after it, and a failed census at the end would have lost the run's record); the
+        first failure is told on stderr."""
         try:
-            self._take(HIGH)
+            return self._take(label)
         except Exception as exc:  # noqa: BLE001 - never stop the program or the probe
             if not self.failed:
                 sys.stderr.write(f"sqldiag: a census failed and was skipped: "
                                  f"{type(exc).__name__}: {exc}\n")
             self.failed += 1
-            return False
-        return True
+            return None
 
     def _higher(self, at: CensusAt) -> bool:
         """The peak candidate: the census that found the most alive (as tracemalloc's peak
@@ -997,9 +997,10 @@ class CensusProbe:
             best.census.categories.values())
         return live > best_live or (live >= LIVE_ALIKE * best_live and at.rss > best.rss)
 
-    def mark(self, label: str) -> CensusAt:
+    def mark(self, label: str) -> CensusAt | None:
         at = self.census(label)
-        self.marks[label] = at
+        if at is not None:
+            self.marks[label] = at
         return at
 
     def mark_unchanged(self, label: str, since: str, freed: int) -> CensusAt | None:
@@ -1047,7 +1048,7 @@ class CensusProbe:
             if not (self._affordable(share) and (large or high or
                                                  (cheap and self._doubled()))):
                 return
-            if not self._high():
+            if self._attempt(HIGH) is None:
                 return
         if self.after_census is not None:
             self.after_census()
@@ -1079,7 +1080,7 @@ class CensusProbe:
         if not self._lock.acquire(blocking=False):
             return  # a census under way (this collection may be its own allocating)
         try:
-            if not self._high():
+            if self._attempt(HIGH) is None:
                 return
         finally:
             self._lock.release()
@@ -1104,8 +1105,4 @@ class CensusProbe:
             if time.monotonic() - self._collected_at < COLLECTED_RECENTLY_S:
                 continue  # the program's own collections take them (see _on_collection)
             if self._due():
-                with self._lock:
-                    if not self._high():
-                        continue
-                if self.after_census is not None:
-                    self.after_census()
+                self.census(HIGH)
