@@ -120,6 +120,42 @@ def test_objects_alive_after_work_when_they_are_most_of_what_stays():
     assert found["fix_session_scope"].figures["orm_at_end"] == 80 * MB
 
 
+def test_session_fix_names_who_keeps_the_objects_and_blames_a_session_only_when_it_does():
+    """A job's objects kept by a module-level cache, its Session closed: the fix named a
+    Session that is never closed. It names the holders measured at the end, and the
+    Session only when its identity maps are what holds them."""
+    base = handmade.record(rows=None, start=50 * MB, end=150 * MB,
+                           end_cats={"identity_map": 30 * MB, "orm_objects": 50 * MB})
+
+    def held_by(*holders):
+        return fired(replace(base, retention=Retention(rows=0, holders=holders)))[
+            "fix_session_scope"].text
+
+    cache = held_by(Holder("results held by cache.seen", 5, 40 * MB))
+    assert "kept by what holds them: results held by cache.seen (40 MB)" in cache
+    assert "Session" not in cache
+    assert "Session that is never closed" in held_by(
+        Holder("Session identity maps", 1, 40 * MB),
+        Holder("results held by cache.seen", 5, 40 * MB))
+    assert "Session that is never closed" in held_by()  # not measured: the usual cause
+
+
+def test_session_fix_leaves_a_leak_across_runs_to_the_leak_fix():
+    runs = tuple(Iteration(run=i, traced=10 * MB + i * MB,
+                           categories={"identity_map": i * MB // 2, "orm_objects": i * MB // 2})
+                 for i in range(1, 5))
+    rec = replace(handmade.record(start=50 * MB, end=150 * MB,
+                                  end_cats={"identity_map": 30 * MB, "orm_objects": 50 * MB}),
+                  repeat=Repeat(rows=1000, iterations=runs))
+    found = fired(rec)
+    assert "fix_leak_scope" in found and "fix_session_scope" not in found
+    assert ", here" not in found["fix_leak_scope"].text
+    cached = replace(rec, retention=Retention(rows=0, holders=(
+        Holder("results held by cache.seen", 5, 40 * MB),)))
+    assert "keeps them, here results held by cache.seen (40 MB); scope" in fired(cached)[
+        "fix_leak_scope"].text
+
+
 def test_session_fix_stays_quiet_under_its_minimum():
     small = rules.ORM_LEFT_MIN_BYTES // 2
     rec = handmade.record(start=50 * MB, end=50 * MB + small,

@@ -19,6 +19,7 @@ from sqldiag.analysis.rss_parts import RssParts
 from sqldiag.analysis.summary import Summary, rss_inflated_by_tracing
 from sqldiag.record.categories import (
     DRIVER_ROWS,
+    HOLDER_IDENTITY,
     IDENTITY_MAP,
     ORM_OBJECTS,
     OTHER_PYTHON,
@@ -450,9 +451,20 @@ def fix_leak_scope(facts: Facts) -> str | None:
     leak = facts.leak
     if leak is None or not leak.leak or not {IDENTITY_MAP, ORM_OBJECTS} & set(leak.categories):
         return None
+    held = _held_by(facts)
     return ("Fix: mapped objects pile up across runs: something long-lived (a Session never "
-            "closed, a module-level cache) keeps them; scope Sessions to one unit of work "
-            "and do not keep loaded objects; scenario session_leak shows this growth.")
+            "closed, a module-level cache) keeps them" + (f", here {held}" if held else "") +
+            "; scope Sessions to one unit of work and do not keep loaded objects; scenario "
+            "session_leak shows this growth.")
+
+
+def _held_by(facts: Facts) -> str | None:
+    """The holders measured at the end (a megabyte or more), two at most, when none of them
+    is a Session's identity map: "results held by cache.seen (40 MB)"."""
+    big = [h for h in facts.kept_alive if h.bytes >= HOLDER_MIN_BYTES]
+    if not big or any(h.holder == HOLDER_IDENTITY for h in big):
+        return None
+    return ", ".join(f"{h.holder} ({fmt_bytes(h.bytes)})" for h in big[:2])
 
 
 @rule(Section.FIX)
@@ -476,6 +488,17 @@ def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
     orm = facts.end_categories.get(IDENTITY_MAP, 0) + facts.end_categories.get(ORM_OBJECTS, 0)
     if orm <= ORM_LEFT_SHARE * max(traced_end, 1) or traced_end <= ORM_LEFT_MIN_BYTES:
         return None
+    if fix_leak_scope(facts) is not None:
+        return None  # the leak's fix says it, and names the growth
+    # who keeps them, where it was measured: a Session only when its identity map does
+    # (it holds clean objects weakly; a module-level cache kept a job's objects and the
+    # fix blamed a Session that was closed)
+    named = _held_by(facts)
+    if named:
+        return ((f"Fix: ORM objects outlive the work, kept by what holds them: {named}; drop "
+                 "them when the work is done, or keep only the values you need (plain rows "
+                 "of the columns you use, select(Model.a, Model.b)) instead of the loaded "
+                 "objects."), {"orm_at_end": orm})
     return (("Fix: ORM objects outlive the work, as a Session that is never closed keeps them "
             "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
             "expunge_all() between batches; scenario session_leak shows the growth."),

@@ -72,8 +72,10 @@ stdout after the program's own output).
 
 The program runs untraced, at its own speed and size: a watcher process samples its RSS,
 and the program is paused briefly (about 0.3 s per million live objects) for a census of
-its live objects at each new high of RSS; the categories at peak come from the census
-that found the most alive. A burst shorter than a tenth of a second can be missed by the
+its live objects at each new high of RSS and as SQLAlchemy hands it whole results; the
+categories at peak come from the census that found the most alive (or a later one, at a
+higher RSS, that found nearly as much), extended to the peak by the Python bytes the
+allocators held then. A burst shorter than a tenth of a second can be missed by the
 censuses (RSS still shows it). A multiprocessing child measures itself the same way,
 except a forked one, which is only sampled (a census would copy its parent's pages into
 it). --trace-depth N runs it under tracemalloc instead, for allocation sites
