@@ -1032,13 +1032,13 @@ class CensusProbe:
         # counted without the lock, so that a small result never waits for a census
         # under way: a count a race between threads loses only delays a census
         self._rows_since += rows
-        if rows < WHOLE_RESULT_ROWS and not self._doubled():
+        if rows < WHOLE_RESULT_ROWS and not (self._cheap() and self._doubled()):
             return
         with self._lock:  # after the census under way, if one is: then it is judged anew
             # More budget while censuses are cheap: a load that lives less than a
             # census is a small one. A large load lasts seconds and the polls see it;
             # there the whole results of ten workers near the top cost 3 s each.
-            cheap = not self.taken or self.taken[-1].seconds < COSTLY_CENSUS_S
+            cheap = self._cheap()
             share = WHOLE_RESULT_BUDGET if cheap else 1.0
             # or the result is large beside what the last census listed: a load whose
             # memory the allocator found among blocks freed before it adds little RSS
@@ -1052,6 +1052,10 @@ class CensusProbe:
                 return
         if self.after_census is not None:
             self.after_census()
+
+    def _cheap(self) -> bool:
+        """Whether the last census cost less than COSTLY_CENSUS_S (or none was taken)."""
+        return not self.taken or self.taken[-1].seconds < COSTLY_CENSUS_S
 
     def _doubled(self) -> bool:
         """Whether the whole results handed over since the last census hold as many rows
