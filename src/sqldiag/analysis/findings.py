@@ -233,8 +233,13 @@ def peak_untraced(facts: Facts) -> tuple[str, dict] | None:
             "traced, so no categories."), {"peak_rss": s.peak_rss, "growth": s.growth})
 
 
+def _big(holders: tuple[Holder, ...]) -> list[Holder]:
+    """The holders the verdict names: a megabyte or more."""
+    return [h for h in holders if h.bytes >= HOLDER_MIN_BYTES]
+
+
 def _holders_text(when: str, holders: tuple[Holder, ...]) -> tuple[str, dict] | None:
-    big = [h for h in holders if h.bytes >= HOLDER_MIN_BYTES]
+    big = _big(holders)
     if not big:
         return None
     text = f"Kept alive {when} by: " + ", ".join(
@@ -448,8 +453,7 @@ def fix_native_result(facts: Facts) -> tuple[str, dict] | None:
 
 @rule(Section.FIX)
 def fix_leak_scope(facts: Facts) -> str | None:
-    leak = facts.leak
-    if leak is None or not leak.leak or not {IDENTITY_MAP, ORM_OBJECTS} & set(leak.categories):
+    if not _mapped_objects_leak(facts):
         return None
     held = _held_by(facts)
     return ("Fix: mapped objects pile up across runs: something long-lived (a Session never "
@@ -458,10 +462,17 @@ def fix_leak_scope(facts: Facts) -> str | None:
             "session_leak shows this growth.")
 
 
+def _mapped_objects_leak(facts: Facts) -> bool:
+    """Whether a repeated run found mapped objects (or identity maps) growing run after run."""
+    leak = facts.leak
+    return leak is not None and leak.leak and bool(
+        {IDENTITY_MAP, ORM_OBJECTS} & set(leak.categories))
+
+
 def _held_by(facts: Facts) -> str | None:
     """The holders measured at the end (a megabyte or more), two at most, when none of them
     is a Session's identity map: "results held by cache.seen (40 MB)"."""
-    big = [h for h in facts.kept_alive if h.bytes >= HOLDER_MIN_BYTES]
+    big = _big(facts.kept_alive)
     if not big or any(h.holder == HOLDER_IDENTITY for h in big):
         return None
     return ", ".join(f"{h.holder} ({fmt_bytes(h.bytes)})" for h in big[:2])
@@ -488,8 +499,8 @@ def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
     orm = facts.end_categories.get(IDENTITY_MAP, 0) + facts.end_categories.get(ORM_OBJECTS, 0)
     if orm <= ORM_LEFT_SHARE * max(traced_end, 1) or traced_end <= ORM_LEFT_MIN_BYTES:
         return None
-    if fix_leak_scope(facts) is not None:
-        return None  # the leak's fix says it, and names the growth
+    if _mapped_objects_leak(facts):
+        return None  # fix_leak_scope says it, and names the growth
     # who keeps them, where it was measured: a Session only when its identity map does
     # (it holds clean objects weakly; a module-level cache kept a job's objects and the
     # fix blamed a Session that was closed)
