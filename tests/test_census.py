@@ -13,7 +13,7 @@ import tracemalloc
 from collections import Counter
 
 import pytest
-from sqlalchemy import Integer, String, Text, create_engine, insert
+from sqlalchemy import Integer, String, Text, create_engine, event, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqldiag.capture.attribution.breakdown import breakdown_traces
@@ -167,6 +167,73 @@ def test_results_accumulated_in_small_slices_are_seen_at_each_doubling(engine, m
     assert len(probe.taken) == 3, probe.taken
     assert probe.highest is not None
     assert probe.highest.census.categories["orm_objects"] > 4000 * 300
+
+
+def test_an_orm_result_read_by_iterating_is_seen_as_its_loader_hands_it_over(engine,
+                                                                           monkeypatch):
+    """`for item in session.scalars(...)` never calls `.all()`: the ORM's loader builds
+    every instance as one chunk, and the census as it hands the chunk over sees them all
+    with the driver's rows still beside them. Polls are an hour apart, RSS always at a
+    new high, no census from collections."""
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: 1 << 40
+    try:
+        probe.watching = True
+        with Session(engine) as session:
+            labels = [item.label for item in session.scalars(select(Item))]
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert len(labels) == ROWS
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+    found = probe.highest.census.categories
+    assert found["orm_objects"] > ROWS * 300, found
+    assert found["driver_rows"] > ROWS * 60, found  # the raw tuples the loader read
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_censuses_wait_for_the_one_load_being_built(engine, threads):
+    """While one thread builds the instances of a whole result, a census that is due
+    waits for the chunk to be handed over: one part-way sees part of the load, and a
+    short load paid more in such censuses than it took (and the one at its top was then
+    over budget). With two threads building, censuses between their ends go on. The
+    instances are built slowly here (a load listener), polls are 5 ms apart and RSS is
+    always at a new high."""
+    def slowly(target, context):
+        time.sleep(0.0002)
+
+    event.listen(Item, "load", slowly)
+    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: 1 << 40
+    counted: list[int] = []
+
+    def load() -> None:
+        with Session(engine) as session:
+            counted.append(sum(1 for _ in session.scalars(select(Item))))
+
+    try:
+        probe.watching = True
+        workers = [threading.Thread(target=load) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        probe.watching = False
+        probe.stop()
+        event.remove(Item, "load", slowly)
+    assert counted == [ROWS] * threads
+    orm = [mark.categories.get("orm_objects", 0) for mark in probe.taken]
+    whole = max(orm)
+    assert whole > ROWS * 300, orm
+    partial = [found for found in orm if 0.05 * whole < found < 0.45 * whole]
+    if threads == 1:
+        assert orm.count(whole) == 1 and not partial, orm
+    else:
+        assert partial, orm
 
 
 def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():

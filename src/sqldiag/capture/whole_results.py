@@ -2,9 +2,12 @@
 
 `.all()`, `fetchall()` and `Query.all()` all end in `ResultInternal._allrows`: when it
 returns, every object of the result is alive and the caller has dropped none of them,
-the best moment for a census (see CensusProbe). The method is wrapped once per process,
-as soon as the program has imported SQLAlchemy (nothing of it is imported here), and
-only when some listener wants it: a traced run never has the wrapper.
+the best moment for a census (see CensusProbe). An ORM result read by iterating it
+(`for user in session.scalars(...)`) never gets there: its objects are built as one
+chunk by the ORM's loader (`ChunkedIteratorResult`'s chunks), which is the moment
+then, with the driver's rows still alive beside them. The methods are wrapped once
+per process, as soon as the program has imported SQLAlchemy (nothing of it is imported
+here), and only when some listener wants it: a traced run never has the wrappers.
 
 This module is not under capture/probes/ on purpose: tracemalloc's attribution takes an
 allocation with a frame in probes/ for the measuring's own, and the wrapper's frame is
@@ -14,13 +17,23 @@ in the traceback of every row a traced `.all()` loads.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sqldiag.capture.probes.queries import CORE_MODULE, _AfterImport, _imported
 
 WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 
 _listeners: list[Callable[[int], object]] = []
+# the threads building the whole chunk of an ORM result now (told of when it is built)
+_building: set[int] = set()
+
+
+def building_alone() -> bool:
+    """Whether exactly one thread is building the objects of a whole ORM result: its
+    end is told (listen()), a census before it would see part of the load."""
+    return len(_building) == 1
 
 
 def listen(callback: Callable[[int], object]) -> None:
@@ -46,23 +59,63 @@ def _wrap(importing: bool = False) -> bool:
     has imported SQLAlchemy, or when no one listens."""
     if not _listeners or not _imported(CORE_MODULE, importing):
         return False
-    internal = getattr(sys.modules.get("sqlalchemy.engine.result"), "ResultInternal", None)
+    module = sys.modules.get("sqlalchemy.engine.result")
+    _wrap_chunks(getattr(module, "ChunkedIteratorResult", None))
+    internal = getattr(module, "ResultInternal", None)
     allrows = getattr(internal, "_allrows", None)
     if not callable(allrows) or getattr(allrows, "_sqldiag", False):
         return True
+    chunked = getattr(module, "ChunkedIteratorResult", ())
 
     def _allrows(self):
         rows = allrows(self)
-        if rows:
-            for callback in tuple(_listeners):
-                try:
-                    callback(len(rows))
-                except Exception as exc:  # noqa: BLE001 - never break the program's query
-                    unlisten(callback)
-                    sys.stderr.write(f"sqldiag: no census at whole results: "
-                                     f"{type(exc).__name__}: {exc}\n")
+        # an ORM result's objects were told of as its chunk was built (_wrap_chunks)
+        if rows and not isinstance(getattr(self, "_real_result", self), chunked):
+            _tell(len(rows))
         return rows
 
     _allrows._sqldiag = True  # type: ignore[attr-defined]
     internal._allrows = _allrows  # type: ignore[union-attr]
     return True
+
+
+def _wrap_chunks(chunked: type | None) -> None:
+    """Each ChunkedIteratorResult's chunks told of as they are handed over, when a chunk
+    is the whole result (asked for with no size: not yield_per's batches, which the
+    program drops one after the other)."""
+    init = getattr(chunked, "__init__", None)
+    if chunked is None or not callable(init) or getattr(init, "_sqldiag", False):
+        return
+
+    def __init__(self, cursor_metadata, chunks, *args, **kwargs):
+        def told(size: int | None) -> Iterator[Any]:
+            whole, chunks_of_size = size is None, iter(chunks(size))
+            thread = threading.get_ident()
+            while True:
+                if whole:
+                    _building.add(thread)
+                try:
+                    chunk = next(chunks_of_size)
+                except StopIteration:
+                    return
+                finally:
+                    _building.discard(thread)
+                if whole and chunk:
+                    _tell(len(chunk))
+                yield chunk
+
+        init(self, cursor_metadata, told, *args, **kwargs)
+
+    __init__._sqldiag = True  # type: ignore[attr-defined]
+    chunked.__init__ = __init__  # type: ignore[misc]
+
+
+def _tell(rows: int) -> None:
+    """Every listener told of a whole result of `rows` rows; one that raises is dropped."""
+    for callback in tuple(_listeners):
+        try:
+            callback(rows)
+        except Exception as exc:  # noqa: BLE001 - never break the program's query
+            unlisten(callback)
+            sys.stderr.write(f"sqldiag: no census at whole results: "
+                             f"{type(exc).__name__}: {exc}\n")
