@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from sqldiag.capture import child
+from sqldiag.capture.calibration import fit_model, off_the_line
 from sqldiag.capture.plan import (
     TRACE_BUDGET_ROW_LOADS,
     PassKind,
@@ -16,6 +18,9 @@ from sqldiag.capture.plan import (
     TraceMode,
     plan_run,
 )
+from sqldiag.capture.results import PassResult
+from sqldiag.record.parts import Breakdown, Timeline
+from sqldiag.record.phases import PEAK
 from sqldiag.workload.scenarios import ScenarioFile
 
 
@@ -84,3 +89,41 @@ def test_specs_travel_as_json_unchanged(trace):
     for step in plan_run(options(100_000, 10, trace, repeat=3), cpus=2).steps:
         for spec in step.passes:
             assert PassSpec.from_json(spec.to_json()) == spec
+
+
+def _calibration_result(rows: int, peak_total: int) -> PassResult:
+    return PassResult(kind=PassKind.TRACED, rows=rows, workers=10, failure=None,
+                      wall_time_s=1.0, sample_period_s=0.05, timeline=Timeline(), phases=(),
+                      t0_unix=0.0, breakdowns={PEAK: Breakdown(
+                          total=peak_total, categories={"orm_objects": peak_total})})
+
+
+def test_a_calibration_run_off_the_line_is_run_again_and_the_better_kept(monkeypatch):
+    """Three points 1,000 bytes a row with a fixed 100,000, the middle one 8% high (ten
+    workers' rows held at once more often than usual): it alone is run again, and the
+    run that lies on the line replaces it; one that lies further off would not."""
+    sizes = (TableSize("c1", 400), TableSize("c2", 800), TableSize("c3", 1200))
+    spec = PassSpec(kind=PassKind.BARE, scenario_name="leak_repro", scenario_path=None,
+                    table="users", rows=100_000, workers=10, calibration=sizes)
+
+    def calibrate(second_try: int) -> tuple[list[PassResult], list[int]]:
+        asked: list[int] = []
+        outcomes = iter([500_000, 972_000, 1_300_000, second_try])
+
+        def run(spec, url, bare, size):
+            asked.append(size.rows)
+            return _calibration_result(size.rows, next(outcomes))
+
+        monkeypatch.setattr(child, "_calibration_run", run)
+        results: list[PassResult] = []
+        assert child._calibrate(spec, make_url("sqlite://"), None, results) == 0
+        return results, asked
+
+    assert off_the_line([_calibration_result(400, 500_000), _calibration_result(
+        800, 900_000), _calibration_result(1200, 1_300_000)]) is None
+    results, asked = calibrate(second_try=900_500)
+    assert asked == [400, 800, 1200, 800]
+    assert [r.breakdowns[PEAK].total for r in results] == [500_000, 900_500, 1_300_000]
+    assert fit_model(tuple(results)).linearity[PEAK] < 0.001
+    results, asked = calibrate(second_try=1_000_000)
+    assert [r.breakdowns[PEAK].total for r in results] == [500_000, 972_000, 1_300_000]

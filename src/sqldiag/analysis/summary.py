@@ -26,16 +26,21 @@ from sqldiag.record.categories import (
     row_scale,
 )
 from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import Breakdown, Holder, HoldersAt, Method, QueryAt, Record
+from sqldiag.record.parts import (
+    MODEL_MAX_RESIDUAL,
+    Breakdown,
+    Holder,
+    HoldersAt,
+    Method,
+    QueryAt,
+    Record,
+)
 from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, MOMENTS, PEAK, READY, WORKLOAD_END
 
 # A prediction above this share of the measured RSS growth cannot be live memory: the
 # workload's memory did not grow with the row count (streaming, paging), so the model is
 # rejected and the largest calibration run's own figures are used unscaled.
 MODEL_REJECT_RATIO = 1.25
-# Calibration points further than this from their line: the workload is not linear in
-# rows at these sizes (a batch or page limit, or a missed transient peak).
-MODEL_MAX_RESIDUAL = 0.03
 # A census taken below the peak RSS is extended to it (census_fill) by at most this
 # factor in all: by the Python bytes measured at the peak, or, without the allocators'
 # figures, by the RSS growth.

@@ -1,7 +1,7 @@
 """The calibration fit: traced bytes per category as fixed + per-row cost.
 
 The full-size workload runs bare; tracing runs at three small sizes with the same number
-of workers. For each moment (peak, end) and category, a least-squares line through the
+of workers (a run whose peak lies off the line is run once more: off_the_line). For each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
 predicts the full size from it). Linearity is kept as how far the points lie from their
 line. What the allocators add to the traced bytes, and native memory (C memory in use
@@ -16,8 +16,8 @@ from itertools import pairwise
 
 from sqldiag.capture.results import PassResult
 from sqldiag.record.categories import STATEMENT_CACHE, TRACED
-from sqldiag.record.parts import CalibrationModel
-from sqldiag.record.phases import MOMENTS
+from sqldiag.record.parts import MODEL_MAX_RESIDUAL, CalibrationModel
+from sqldiag.record.phases import MOMENTS, PEAK
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -39,6 +39,28 @@ def fit_if_growing(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return _fit(xs, ys) if growing else (sum(ys) / len(ys), 0.0)
 
 
+def _residuals(rows: list[float], totals: list[float]) -> list[float]:
+    """How far each point lies from the line through all, relative to its own total (0
+    for a point with nothing traced)."""
+    fixed, per_row = _fit(rows, totals)
+    return [abs(t - (fixed + per_row * r)) / t if t else 0.0 for r, t in zip(rows, totals)]
+
+
+def off_the_line(calibrations: list[PassResult]) -> int | None:
+    """The index of the calibration run whose peak lies furthest from the line, when it
+    lies further than MODEL_MAX_RESIDUAL (a model that would be rejected); else None.
+    A peak is the most traced at any moment of ten workers: how many of them held their
+    rows at once varies from run to run, and one run of three off its line by 3.01%
+    cost a whole run its model."""
+    peaks = [c.breakdowns.get(PEAK) for c in calibrations]
+    if len(peaks) < 3 or any(p is None for p in peaks):
+        return None
+    residuals = _residuals([float(c.rows) for c in calibrations],
+                           [float(p.total) for p in peaks])  # type: ignore[union-attr]
+    worst = max(range(len(residuals)), key=residuals.__getitem__)
+    return worst if residuals[worst] > MODEL_MAX_RESIDUAL else None
+
+
 def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
     """The model fitted from calibration pass results, or None when none could be."""
     usable = [c for c in calibrations if c.breakdowns]
@@ -58,9 +80,7 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
                 fits[moment][category] = (max(ys), 0.0)  # compiled once, not per row
             else:
                 fits[moment][category] = _fit(rows, ys)
-        totals = [float(p.total) for p in points]  # type: ignore[union-attr]
-        fixed, per_row = _fit(rows, totals)
-        residuals = [abs(t - (fixed + per_row * r)) / t for r, t in zip(rows, totals) if t]
+        residuals = _residuals(rows, [float(p.total) for p in points])  # type: ignore[union-attr]
         linearity[moment] = round(max(residuals), 4) if len(rows) > 2 and residuals else None
         added = [p.allocation_overhead for p in points]  # type: ignore[union-attr]
         if all(a is not None for a in added):

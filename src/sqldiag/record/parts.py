@@ -223,6 +223,11 @@ class Reduction(JsonValue):
     rss_after: int | None = None
 
 
+# Calibration points further than this from their line: the workload is not linear in
+# rows at these sizes (a batch or page limit, or a missed transient peak).
+MODEL_MAX_RESIDUAL = 0.03
+
+
 @dataclass(frozen=True)
 class CalibrationModel(JsonValue):
     """Per moment and category, a least-squares line (fixed, per row) through the
