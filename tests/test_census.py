@@ -13,8 +13,8 @@ import tracemalloc
 from collections import Counter
 
 import pytest
-from sqlalchemy import Integer, String, Text, create_engine, event, insert, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import ForeignKey, Integer, String, Text, create_engine, event, insert, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from sqldiag.capture.attribution.breakdown import breakdown_traces
 from sqldiag.capture.probes import gil, live
@@ -191,6 +191,50 @@ def test_an_orm_result_read_by_iterating_is_seen_as_its_loader_hands_it_over(eng
     found = probe.highest.census.categories
     assert found["orm_objects"] > ROWS * 300, found
     assert found["driver_rows"] > ROWS * 60, found  # the raw tuples the loader read
+
+
+class NestedBase(DeclarativeBase):
+    pass
+
+
+class Shelf(NestedBase):
+    __tablename__ = "census_shelves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    books: Mapped[list[Book]] = relationship(lazy="selectin")
+
+
+class Book(NestedBase):
+    __tablename__ = "census_books"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shelf_id: Mapped[int] = mapped_column(ForeignKey("census_shelves.id"))
+    title: Mapped[str] = mapped_column(String(50))
+
+
+def test_a_load_nested_in_another_is_seen_with_it_at_the_outer_end(tmp_path, monkeypatch):
+    """A relationship's selectinload runs its own ORM load inside the parent's chunk:
+    the census comes once, as the parent's chunk is handed over with every book loaded,
+    not at the books' chunk too (the parents' load was not over then)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'shelves.db'}")
+    NestedBase.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Shelf), [{"id": i} for i in range(1, 1501)])
+        conn.execute(insert(Book), [{"id": i, "shelf_id": i % 1500 + 1, "title": f"b{i}"}
+                                    for i in range(1, 3001)])
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: 1 << 40
+    try:
+        probe.watching = True
+        with Session(engine) as session:
+            books = sum(len(shelf.books) for shelf in session.scalars(select(Shelf)))
+    finally:
+        probe.watching = False
+        probe.stop()
+        engine.dispose()
+    assert books == 3000
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+    assert probe.highest.census.categories["orm_objects"] > 4500 * 300
 
 
 @pytest.mark.parametrize("threads", [1, 2])

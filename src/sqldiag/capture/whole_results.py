@@ -26,8 +26,9 @@ from sqldiag.capture.probes.queries import CORE_MODULE, _AfterImport, _imported
 WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 
 _listeners: list[Callable[[int], object]] = []
-# the threads building the whole chunk of an ORM result now (told of when it is built)
-_building: set[int] = set()
+# per thread building the whole chunk of an ORM result now (told of when it is built),
+# how deep: a relationship's selectinload runs its own load inside the parent's chunk
+_building: dict[int, int] = {}
 
 
 def building_alone() -> bool:
@@ -93,14 +94,16 @@ def _wrap_chunks(chunked: type | None) -> None:
             thread = threading.get_ident()
             while True:
                 if whole:
-                    _building.add(thread)
+                    _building[thread] = _building.get(thread, 0) + 1
                 try:
                     chunk = next(chunks_of_size)
                 except StopIteration:
                     return
                 finally:
-                    _building.discard(thread)
-                if whole and chunk:
+                    if whole:
+                        outermost = _left(thread)
+                # a load nested in another's chunk is not the top: the outer one's end is
+                if whole and outermost and chunk:
                     _tell(len(chunk))
                 yield chunk
 
@@ -108,6 +111,14 @@ def _wrap_chunks(chunked: type | None) -> None:
 
     __init__._sqldiag = True  # type: ignore[attr-defined]
     chunked.__init__ = __init__  # type: ignore[misc]
+
+
+def _left(thread: int) -> bool:
+    """`thread` is out of one chunk it was building; True when it builds no other."""
+    depth = _building.pop(thread, 1) - 1
+    if depth:
+        _building[thread] = depth
+    return not depth
 
 
 def _tell(rows: int) -> None:
