@@ -7,6 +7,7 @@ tests pin down that rows land in driver_rows and orm_objects, not in other_pytho
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import subprocess
 import sys
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run_view
+from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqldiag.capture import whole_results
 
 PROGRAM = Path(__file__).parent / "programs" / "async_load.py"
 ROWS = 5000  # enough that a load is well above what importing the stack traces
@@ -67,3 +73,51 @@ def test_asyncio_program_untraced(request, tmp_path):
     cats = record["categories"]["peak"]
     assert cats["orm_objects"] > 2 * ROWS * 300, cats  # two loads and more were alive
     assert cats["driver_rows"] > 2 * ROWS * 120, cats
+
+
+class ToldBase(DeclarativeBase):
+    pass
+
+
+class Reading(ToldBase):
+    __tablename__ = "told_readings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(40))
+
+
+def test_results_streamed_by_tasks_at_once_are_each_told_whole(pg_url):
+    """Four tasks stream ORM results at once (server-side cursors, no prebuffering): each
+    builds its chunk in its own greenlet while the others' builds wait on the network in
+    the same thread. Marked per thread, a build that ended while another was under way
+    counted as nested, and two of the four results were never told of (no census as
+    they were handed over)."""
+    async def main() -> list[int]:
+        url = make_url(pg_url).set(drivername="postgresql+asyncpg")
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(ToldBase.metadata.drop_all)
+                await conn.run_sync(ToldBase.metadata.create_all)
+                await conn.execute(insert(Reading), [{"id": i, "label": f"reading {i}"}
+                                                     for i in range(1, 1501)])
+
+            async def load() -> int:
+                async with AsyncSession(engine) as session:
+                    streamed = await session.stream_scalars(select(Reading))
+                    return len(await streamed.all())
+
+            return await asyncio.gather(*(load() for _ in range(4)))
+        finally:
+            async with engine.begin() as conn:
+                await conn.run_sync(ToldBase.metadata.drop_all)
+            await engine.dispose()
+
+    told: list[int] = []
+    whole_results.listen(told.append)
+    try:
+        loaded = asyncio.run(main())
+    finally:
+        whole_results.unlisten(told.append)
+    assert loaded == [1500] * 4
+    assert told.count(1500) == 4, told
+    assert not whole_results._building

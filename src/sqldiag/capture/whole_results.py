@@ -17,8 +17,8 @@ in the traceback of every row a traced `.all()` loads.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from sqldiag.capture.probes.queries import CORE_MODULE, _AfterImport, _imported
@@ -26,14 +26,18 @@ from sqldiag.capture.probes.queries import CORE_MODULE, _AfterImport, _imported
 WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 
 _listeners: list[Callable[[int], object]] = []
-# per thread building the whole chunk of an ORM result now (told of when it is built),
-# how deep: a relationship's selectinload runs its own load inside the parent's chunk
-_building: dict[int, int] = {}
+# How deep the code running now is in building whole chunks of ORM results (a
+# relationship's selectinload runs its own load inside the parent's chunk), and the
+# mark of its outermost one. Context variables, not per thread: asyncio tasks that
+# stream results build theirs in one thread, each in its own greenlet and context.
+_depth: ContextVar[int] = ContextVar("sqldiag_chunk_depth", default=0)
+_outermost: ContextVar[object | None] = ContextVar("sqldiag_chunk_builder", default=None)
+_building: set[object] = set()  # the marks of the outermost chunks being built now
 
 
 def building_alone() -> bool:
-    """Whether exactly one thread is building the objects of a whole ORM result: its
-    end is told (listen()), a census before it would see part of the load."""
+    """Whether exactly one whole ORM result has its objects being built: its end is
+    told (listen()), a census before it would see part of the load."""
     return len(_building) == 1
 
 
@@ -91,17 +95,16 @@ def _wrap_chunks(chunked: type | None) -> None:
     def __init__(self, cursor_metadata, chunks, *args, **kwargs):
         def told(size: int | None) -> Iterator[Any]:
             whole, chunks_of_size = size is None, iter(chunks(size))
-            thread = threading.get_ident()
             while True:
                 if whole:
-                    _building[thread] = _building.get(thread, 0) + 1
+                    _entered()
                 try:
                     chunk = next(chunks_of_size)
                 except StopIteration:
                     return
                 finally:
                     if whole:
-                        outermost = _left(thread)
+                        outermost = _left()
                 # a load nested in another's chunk is not the top: the outer one's end is
                 if whole and outermost and chunk:
                     _tell(len(chunk))
@@ -113,12 +116,25 @@ def _wrap_chunks(chunked: type | None) -> None:
     chunked.__init__ = __init__  # type: ignore[misc]
 
 
-def _left(thread: int) -> bool:
-    """`thread` is out of one chunk it was building; True when it builds no other."""
-    depth = _building.pop(thread, 1) - 1
+def _entered() -> None:
+    """The code running now starts building a chunk."""
+    depth = _depth.get()
+    if not depth:
+        mark = object()
+        _outermost.set(mark)
+        _building.add(mark)
+    _depth.set(depth + 1)
+
+
+def _left() -> bool:
+    """The code running now is out of one chunk it was building; True when it builds no
+    other."""
+    depth = max(0, _depth.get() - 1)
+    _depth.set(depth)
     if depth:
-        _building[thread] = depth
-    return not depth
+        return False
+    _building.discard(_outermost.get())
+    return True
 
 
 def _tell(rows: int) -> None:
