@@ -1,7 +1,8 @@
 """The calibration fit: traced bytes per category as fixed + per-row cost.
 
 The full-size workload runs bare; tracing runs at three small sizes with the same number
-of workers (a run whose peak lies off the line is run once more: off_the_line). For each moment (peak, end) and category, a least-squares line through the
+of workers (a run whose peak lies off the line is run once more: off_the_line). For
+each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
 predicts the full size from it). Linearity is kept as how far the points lie from their
 line. What the allocators add to the traced bytes, and native memory (C memory in use
@@ -39,11 +40,27 @@ def fit_if_growing(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return _fit(xs, ys) if growing else (sum(ys) / len(ys), 0.0)
 
 
-def _residuals(rows: list[float], totals: list[float]) -> list[float]:
-    """How far each point lies from the line through all, relative to its own total (0
-    for a point with nothing traced)."""
+def _residuals(rows: list[float], totals: list[float]) -> list[float | None]:
+    """How far each point lies from the line through all, relative to its own total
+    (None for a point with nothing traced)."""
     fixed, per_row = _fit(rows, totals)
-    return [abs(t - (fixed + per_row * r)) / t if t else 0.0 for r, t in zip(rows, totals)]
+    return [abs(t - (fixed + per_row * r)) / t if t else None for r, t in zip(rows, totals)]
+
+
+def _peak_residuals(calibrations: list[PassResult]) -> list[float | None] | None:
+    """_residuals of the calibration runs' peaks (None unless three or more have one)."""
+    peaks = [c.breakdowns.get(PEAK) for c in calibrations]
+    if len(peaks) < 3 or any(p is None for p in peaks):
+        return None
+    return _residuals([float(c.rows) for c in calibrations],
+                      [float(p.total) for p in peaks])  # type: ignore[union-attr]
+
+
+def peak_linearity(calibrations: list[PassResult]) -> float:
+    """The worst residual of the runs' peaks (the model's linearity at peak), infinite
+    when it cannot be told."""
+    found = [r for r in _peak_residuals(calibrations) or () if r is not None]
+    return max(found, default=float("inf"))
 
 
 def off_the_line(calibrations: list[PassResult]) -> int | None:
@@ -52,11 +69,9 @@ def off_the_line(calibrations: list[PassResult]) -> int | None:
     A peak is the most traced at any moment of ten workers: how many of them held their
     rows at once varies from run to run, and one run of three off its line by 3.01%
     cost a whole run its model."""
-    peaks = [c.breakdowns.get(PEAK) for c in calibrations]
-    if len(peaks) < 3 or any(p is None for p in peaks):
+    residuals = [r or 0.0 for r in _peak_residuals(calibrations) or ()]
+    if not residuals:
         return None
-    residuals = _residuals([float(c.rows) for c in calibrations],
-                           [float(p.total) for p in peaks])  # type: ignore[union-attr]
     worst = max(range(len(residuals)), key=residuals.__getitem__)
     return worst if residuals[worst] > MODEL_MAX_RESIDUAL else None
 
@@ -80,7 +95,8 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
                 fits[moment][category] = (max(ys), 0.0)  # compiled once, not per row
             else:
                 fits[moment][category] = _fit(rows, ys)
-        residuals = _residuals(rows, [float(p.total) for p in points])  # type: ignore[union-attr]
+        totals = [float(p.total) for p in points]  # type: ignore[union-attr]
+        residuals = [r for r in _residuals(rows, totals) if r is not None]
         linearity[moment] = round(max(residuals), 4) if len(rows) > 2 and residuals else None
         added = [p.allocation_overhead for p in points]  # type: ignore[union-attr]
         if all(a is not None for a in added):

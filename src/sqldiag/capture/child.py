@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from sqldiag.capture.calibration import fit_model, off_the_line
+from sqldiag.capture.calibration import off_the_line, peak_linearity
 from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import Interrupted
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, PassKind, PassSpec, TableSize
@@ -163,15 +163,9 @@ def _calibrate(spec: PassSpec, url: URL, bare: ScenarioPass,
     if isinstance(again, int):
         return again
     retried = [*results[:worst], again, *results[worst + 1:]]
-    if _worst_residual(retried) < _worst_residual(results):
+    if peak_linearity(retried) < peak_linearity(results):
         results[worst] = again
     return EXIT_OK
-
-
-def _worst_residual(results: list[PassResult]) -> float:
-    model = fit_model(tuple(results))
-    residual = model.linearity.get(PEAK) if model is not None else None
-    return residual if residual is not None else float("inf")
 
 
 def _calibration_run(spec: PassSpec, url: URL, bare: ScenarioPass,

@@ -65,17 +65,17 @@ def _wrap(importing: bool = False) -> bool:
     if not _listeners or not _imported(CORE_MODULE, importing):
         return False
     module = sys.modules.get("sqlalchemy.engine.result")
-    _wrap_chunks(getattr(module, "ChunkedIteratorResult", None))
+    chunked = getattr(module, "ChunkedIteratorResult", None)
+    _wrap_chunks(chunked)
     internal = getattr(module, "ResultInternal", None)
     allrows = getattr(internal, "_allrows", None)
     if not callable(allrows) or getattr(allrows, "_sqldiag", False):
         return True
-    chunked = getattr(module, "ChunkedIteratorResult", ())
 
     def _allrows(self):
         rows = allrows(self)
         # an ORM result's objects were told of as its chunk was built (_wrap_chunks)
-        if rows and not isinstance(getattr(self, "_real_result", self), chunked):
+        if rows and not isinstance(getattr(self, "_real_result", self), chunked or ()):
             _tell(len(rows))
         return rows
 
@@ -94,19 +94,20 @@ def _wrap_chunks(chunked: type | None) -> None:
 
     def __init__(self, cursor_metadata, chunks, *args, **kwargs):
         def told(size: int | None) -> Iterator[Any]:
-            whole, chunks_of_size = size is None, iter(chunks(size))
+            if size is not None:  # yield_per's batches: no whole result
+                yield from chunks(size)
+                return
+            whole = iter(chunks(None))
             while True:
-                if whole:
-                    _entered()
+                _entered()
                 try:
-                    chunk = next(chunks_of_size)
+                    chunk = next(whole)
                 except StopIteration:
                     return
                 finally:
-                    if whole:
-                        outermost = _left()
+                    outermost = _left()
                 # a load nested in another's chunk is not the top: the outer one's end is
-                if whole and outermost and chunk:
+                if outermost and chunk:
                     _tell(len(chunk))
                 yield chunk
 

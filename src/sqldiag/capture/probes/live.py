@@ -1101,7 +1101,8 @@ class CensusProbe:
         handed over sees all of them (see _whole_result). Censuses part-way through a
         short load cost more than the load (0.44 s in a 0.3 s load of 60,000 instances)
         and left too little budget for that one. With several threads building, the
-        censuses between their ends go on."""
+        censuses between their ends go on. A wait is noted (_deferred): the load's end
+        then takes the census whatever its size or RSS."""
         if whole_results.building_alone():
             self._deferred = True
             return True
