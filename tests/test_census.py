@@ -11,6 +11,8 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import ForeignKey, Integer, String, Text, create_engine, event, insert, select
@@ -117,6 +119,23 @@ def test_probe_keeps_the_census_that_found_most_and_never_runs_when_not_watching
     assert not any(t.name == "sqldiag-census" for t in threading.enumerate())
 
 
+@contextmanager
+def _whole_results_only(monkeypatch, rss: int) -> Iterator[live.CensusProbe]:
+    """A census probe watching whose polls are an hour apart, with RSS read as `rss` and
+    no census from the program's collections (from 3.12 they would, at each): whole
+    results alone call for a census."""
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    probe.start(clock=time.monotonic)
+    probe._rss = lambda: rss
+    try:
+        probe.watching = True
+        yield probe
+    finally:
+        probe.watching = False
+        probe.stop()
+
+
 def test_a_whole_result_handed_over_is_seen_though_dropped_before_any_poll(engine,
                                                                           monkeypatch):
     """A load turned into something small at once (labels from 6,000 instances) can live
@@ -124,16 +143,8 @@ def test_a_whole_result_handed_over_is_seen_though_dropped_before_any_poll(engin
     it was exceeded): a census comes as SQLAlchemy hands the whole result over, all of it
     alive. Here polls are an hour apart, RSS is always at a new high, and the program's
     collections take no census (from 3.12 they would, at each)."""
-    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
-    probe = live.CensusProbe(period=3600, free_seconds=5.0)
-    probe.start(clock=time.monotonic)
-    probe._rss = lambda: 1 << 40
-    try:
-        probe.watching = True
+    with _whole_results_only(monkeypatch, rss=1 << 40) as probe:
         labels = [item.label for item in _load(engine)]
-    finally:
-        probe.watching = False
-        probe.stop()
     assert len(labels) == ROWS
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
     assert probe.highest is not None
@@ -146,20 +157,12 @@ def test_results_accumulated_in_small_slices_are_seen_at_each_doubling(engine, m
     before. Each result is small beside what a census lists, so none alone calls for a
     census; the results handed over since the last census call for one when they hold as
     many rows as all before them. Polls here are an hour apart and RSS never rises."""
-    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
-    probe = live.CensusProbe(period=3600, free_seconds=5.0)
-    probe.start(clock=time.monotonic)
-    probe._rss = lambda: 0
     kept = []
-    try:
-        probe.watching = True
+    with _whole_results_only(monkeypatch, rss=0) as probe:
         for low in range(0, ROWS, 1000):
             with Session(engine) as session:
                 kept.append(session.query(Item).filter(Item.id > low,
                                                        Item.id <= low + 1000).all())
-    finally:
-        probe.watching = False
-        probe.stop()
     assert sum(map(len, kept)) == ROWS
     # 1,000 rows × 20 is below what each census listed: only the doubling called them
     assert all(mark.objects > 1000 * live.WHOLE_RESULT_SHARE for mark in probe.taken)
@@ -175,17 +178,8 @@ def test_an_orm_result_read_by_iterating_is_seen_as_its_loader_hands_it_over(eng
     every instance as one chunk, and the census as it hands the chunk over sees them all
     with the driver's rows still beside them. Polls are an hour apart, RSS always at a
     new high, no census from collections."""
-    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
-    probe = live.CensusProbe(period=3600, free_seconds=5.0)
-    probe.start(clock=time.monotonic)
-    probe._rss = lambda: 1 << 40
-    try:
-        probe.watching = True
-        with Session(engine) as session:
-            labels = [item.label for item in session.scalars(select(Item))]
-    finally:
-        probe.watching = False
-        probe.stop()
+    with _whole_results_only(monkeypatch, rss=1 << 40) as probe, Session(engine) as session:
+        labels = [item.label for item in session.scalars(select(Item))]
     assert len(labels) == ROWS
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
     found = probe.highest.census.categories
@@ -220,17 +214,10 @@ def test_a_load_nested_in_another_is_seen_with_it_at_the_outer_end(tmp_path, mon
         conn.execute(insert(Shelf), [{"id": i} for i in range(1, 1501)])
         conn.execute(insert(Book), [{"id": i, "shelf_id": i % 1500 + 1, "title": f"b{i}"}
                                     for i in range(1, 3001)])
-    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
-    probe = live.CensusProbe(period=3600, free_seconds=5.0)
-    probe.start(clock=time.monotonic)
-    probe._rss = lambda: 1 << 40
     try:
-        probe.watching = True
-        with Session(engine) as session:
+        with _whole_results_only(monkeypatch, rss=1 << 40) as probe, Session(engine) as session:
             books = sum(len(shelf.books) for shelf in session.scalars(select(Shelf)))
     finally:
-        probe.watching = False
-        probe.stop()
         engine.dispose()
     assert books == 3000
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
