@@ -267,6 +267,50 @@ def test_censuses_wait_for_the_one_load_being_built(engine, threads):
         assert partial, orm
 
 
+def test_parallel_loads_are_seen_at_their_end_when_the_budget_allows_no_other(engine,
+                                                                               monkeypatch):
+    """Two threads load at once and keep their results; censuses are over their budget
+    (here: any that is not the top's). The end of the load that leaves none being built,
+    at a new high, is the top of such a workload (the original report's ten workers: a
+    census part-way saw seven workers' driver rows and sessions in flight, 27% more
+    driver_rows than at the top). A census comes there, once, and sees both loads. The
+    instances are built slowly (a load listener) and the second thread starts building
+    while the first still does."""
+    def slowly(target, context):
+        time.sleep(0.0002)
+
+    rss = iter(range(1 << 30, 1 << 40, 1 << 20))  # up a MB at each read
+    with _whole_results_only(monkeypatch, rss=0) as probe:
+        probe._rss = lambda: next(rss)
+        monkeypatch.setattr(probe, "_affordable",
+                            lambda share=1.0: share >= live.QUIET_TOP_BUDGET)
+        first_building = threading.Event()
+        kept: list[list] = []
+
+        def load(name: str) -> None:
+            with Session(engine) as session:
+                if name == "first":
+                    event.listen(session, "loaded_as_persistent",
+                                 lambda *_: first_building.set(), once=True)
+                else:
+                    first_building.wait(10)
+                kept.append(session.scalars(select(Item)).all())
+
+        event.listen(Item, "load", slowly)
+        try:
+            workers = [threading.Thread(target=load, args=(name,))
+                       for name in ("first", "second")]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        finally:
+            event.remove(Item, "load", slowly)
+    assert [len(items) for items in kept] == [ROWS, ROWS]
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+    assert probe.taken[0].categories["orm_objects"] > 2 * ROWS * 300, probe.taken
+
+
 def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():
     """A census may come while the program's class statement is being mapped: its
     manager exists, its mapper not yet (registry.mappers then raised UnmappedClassError,

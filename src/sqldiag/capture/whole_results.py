@@ -41,6 +41,11 @@ def building_alone() -> bool:
     return len(_building) == 1
 
 
+def building_none() -> bool:
+    """Whether no whole ORM result has its objects being built (in any thread or task)."""
+    return not _building
+
+
 def listen(callback: Callable[[int], object]) -> None:
     """`callback(rows)` after each whole result with rows, from the thread that asked
     for it, until unlisten(). Results of fewer than WHOLE_RESULT_ROWS are not worth a

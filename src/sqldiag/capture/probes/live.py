@@ -744,6 +744,13 @@ def _sampled_by_type(picked: list, counts: Counter,
     return out
 
 
+def _other_program_threads() -> bool:
+    """Whether the program runs threads besides the current one (sqldiag's are not)."""
+    current = threading.current_thread()
+    return any(thread is not current and not thread.name.startswith("sqldiag")
+               for thread in threading.enumerate())
+
+
 def _drop_inherited_callbacks() -> None:
     """A forked child is only sampled (see CensusProbe): no census from its collections."""
     gc.callbacks[:] = [callback for callback in gc.callbacks
@@ -846,6 +853,14 @@ WHOLE_RESULT_SHARE = 20
 # small results (a loop over slices of a table) is seen at each doubling of its load,
 # not only at steps of RSS, which the allocator may fill from memory freed earlier
 WHOLE_RESULTS_DOUBLED_MIN_ROWS = 1000
+# A whole result whose end leaves no other being built, at a new high of RSS (this
+# share of the program's growth above a census taken between loads), is the top of a
+# workload of parallel loads: its census may use up to this many times the budget (see
+# _quiet_top)
+QUIET_TOP_GROWTH, QUIET_TOP_BUDGET = 0.1, 2.0
+# ... taken this long after it, so that the threads whose loads ended just before have
+# closed their results and sessions (their driver rows and identity maps are freed)
+QUIET_SETTLE_S = 0.02
 # A census at a higher RSS that found at least this share of what the one that found
 # the most found is the better candidate for the peak (see CensusProbe._higher)
 LIVE_ALIKE = 0.9
@@ -892,6 +907,8 @@ class CensusProbe:
         self._rows_since = 0  # ... and since it
         # a census was due while an ORM load was being built (see _deferred_to_the_load)
         self._deferred = False
+        self._settling = False  # a top's census is about to be taken (see _whole_result)
+        self._partway = False  # the last census was taken while ORM loads were being built
         self.after_census: Callable[[], object] | None = None  # called after each one
         self._rss = rss_reader()
         self._clock: Callable[[], float] = time.monotonic
@@ -951,6 +968,7 @@ class CensusProbe:
         at = CensusAt(label, t, rss, taken)
         self.spent += taken.seconds
         self._deferred = False
+        self._partway = not whole_results.building_none()
         self._rows_before += self._rows_since
         self._rows_since = 0
         self.taken.append(CensusMark(label, round(at.t, 4), at.rss, taken.seconds,
@@ -1029,7 +1047,8 @@ class CensusProbe:
         allocator reusing what the program had freed, went unseen), or the results since
         the last census doubled the rows handed over (_doubled). A load built and
         dropped between two polls of RSS (a test's 60,000 instances turned into names
-        within 0.3 s) was missed, and the test passed a budget it exceeded."""
+        within 0.3 s) was missed, and the test passed a budget it exceeded. The end of
+        parallel loads (_quiet_top) takes one with a larger budget."""
         if not self.watching:
             return
         # counted without the lock, so that a small result never waits for a census
@@ -1038,6 +1057,16 @@ class CensusProbe:
         if rows < WHOLE_RESULT_ROWS and not self._deferred and \
                 not (self._cheap() and self._doubled()):
             return
+        quiet = self._quiet_top(rows)
+        if quiet and _other_program_threads():
+            # the threads whose loads ended just before close their results and sessions;
+            # the polls and collections wait for this census meanwhile
+            self._settling = True
+            try:
+                time.sleep(QUIET_SETTLE_S)
+            finally:
+                self._settling = False
+            quiet = self._quiet_top(rows)
         with self._lock:  # after the census under way, if one is: then it is judged anew
             # More budget while censuses are cheap: a load that lives less than a
             # census is a small one. A large load lasts seconds and the polls see it;
@@ -1050,12 +1079,27 @@ class CensusProbe:
                 rows * WHOLE_RESULT_SHARE >= self.taken[-1].objects
             high = rows >= WHOLE_RESULT_ROWS and self._rss() >= self._next_at
             wanted = large or high or self._deferred or (cheap and self._doubled())
+            if quiet:
+                wanted, share = True, max(share, QUIET_TOP_BUDGET)
             if not (self._affordable(share) and wanted):
                 return
             if self._attempt(HIGH) is None:
                 return
         if self.after_census is not None:
             self.after_census()
+
+    def _quiet_top(self, rows: int) -> bool:
+        """Whether this whole result ends the loads under way (no other is being built)
+        at a new high of RSS: the moment a workload of parallel loads has all of them
+        built and none of the others' driver rows or sessions in flight, which a census
+        part-way (at a step of RSS, ten workers building) does not show. Above a census
+        taken part-way, any new high (`min_bytes`) is; above one taken between loads,
+        QUIET_TOP_GROWTH of the program's growth."""
+        if rows < WHOLE_RESULT_ROWS or not whole_results.building_none():
+            return False
+        last = self.taken[-1].rss if self.taken else self._start_rss
+        grown = 0.0 if self._partway else QUIET_TOP_GROWTH * max(0, last - self._start_rss)
+        return self._rss() >= last + max(self.min_bytes, grown)
 
     def _cheap(self) -> bool:
         """Whether the last census cost less than COSTLY_CENSUS_S (or none was taken)."""
@@ -1102,8 +1146,12 @@ class CensusProbe:
         short load cost more than the load (0.44 s in a 0.3 s load of 60,000 instances)
         and left too little budget for that one. With several threads building, the
         censuses between their ends go on. A wait is noted (_deferred): the load's end
-        then takes the census whatever its size or RSS."""
-        if whole_results.building_alone():
+        then takes the census whatever its size or RSS. While the census at the top of
+        parallel loads waits for their threads to settle (_quiet_top), others wait too."""
+        if self._settling:
+            return True
+        if whole_results.building_alone() or \
+                (not self._cheap() and not whole_results.building_none()):
             self._deferred = True
             return True
         return False
