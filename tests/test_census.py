@@ -267,48 +267,81 @@ def test_censuses_wait_for_the_one_load_being_built(engine, threads):
         assert partial, orm
 
 
-def test_parallel_loads_are_seen_at_their_end_when_the_budget_allows_no_other(engine,
-                                                                               monkeypatch):
-    """Two threads load at once and keep their results; censuses are over their budget
-    (here: any that is not the top's). The end of the load that leaves none being built,
-    at a new high, is the top of such a workload (the original report's ten workers: a
-    census part-way saw seven workers' driver rows and sessions in flight, 27% more
-    driver_rows than at the top). A census comes there, once, and sees both loads. The
-    instances are built slowly (a load listener) and the second thread starts building
-    while the first still does."""
+def _two_parallel_loads(engine) -> list[list]:
+    """Two threads load the whole table and keep their results, the second starting to
+    build its instances while the first still does; instances are built slowly (a
+    load listener). Returns what they kept."""
     def slowly(target, context):
         time.sleep(0.0002)
 
+    first_building = threading.Event()
+    kept: list[list] = []
+
+    def load(name: str) -> None:
+        with Session(engine) as session:
+            if name == "first":
+                event.listen(session, "loaded_as_persistent",
+                             lambda *_: first_building.set(), once=True)
+            else:
+                first_building.wait(10)
+            kept.append(session.scalars(select(Item)).all())
+
+    event.listen(Item, "load", slowly)
+    try:
+        workers = [threading.Thread(target=load, args=(name,)) for name in ("first", "second")]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        event.remove(Item, "load", slowly)
+    return kept
+
+
+def test_parallel_loads_are_seen_at_their_end_when_the_budget_allows_no_other(engine,
+                                                                               monkeypatch):
+    """Censuses are over their budget here (any but the top's). The end of the load that
+    leaves none being built, at a new high, is the top of a workload of parallel loads
+    (the original report's ten workers: a census part-way saw seven workers' driver rows
+    and sessions in flight, 27% more driver_rows than at the top). A census comes there,
+    once, and sees both loads."""
     rss = iter(range(1 << 30, 1 << 40, 1 << 20))  # up a MB at each read
     with _whole_results_only(monkeypatch, rss=0) as probe:
         probe._rss = lambda: next(rss)
         monkeypatch.setattr(probe, "_affordable",
                             lambda share=1.0: share >= live.QUIET_TOP_BUDGET)
-        first_building = threading.Event()
-        kept: list[list] = []
-
-        def load(name: str) -> None:
-            with Session(engine) as session:
-                if name == "first":
-                    event.listen(session, "loaded_as_persistent",
-                                 lambda *_: first_building.set(), once=True)
-                else:
-                    first_building.wait(10)
-                kept.append(session.scalars(select(Item)).all())
-
-        event.listen(Item, "load", slowly)
-        try:
-            workers = [threading.Thread(target=load, args=(name,))
-                       for name in ("first", "second")]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-        finally:
-            event.remove(Item, "load", slowly)
+        kept = _two_parallel_loads(engine)
     assert [len(items) for items in kept] == [ROWS, ROWS]
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
     assert probe.taken[0].categories["orm_objects"] > 2 * ROWS * 300, probe.taken
+
+
+@pytest.mark.parametrize("wait", [30.0, 0.0])
+def test_costly_censuses_wait_for_the_end_of_parallel_loads(engine, monkeypatch, wait):
+    """Once censuses are costly (here: all are), one that is due while loads are being
+    built waits for their end, the top, instead of seeing them part-way at the cost of
+    the top's: after the first census (part-way), the next is the top's. It waits
+    PARTWAY_WAIT_S at most after the last census: with none, the end of the first load
+    (the second still being built) takes one too. Polls are 5 ms apart, RSS rises a MB
+    at each read, the budget is ample."""
+    monkeypatch.setattr(live, "COSTLY_CENSUS_S", 0.0)
+    monkeypatch.setattr(live, "PARTWAY_WAIT_S", wait)
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
+    probe.start(clock=time.monotonic)
+    rss = iter(range(1 << 30, 1 << 40, 1 << 20))
+    probe._rss = lambda: next(rss)
+    try:
+        probe.watching = True
+        kept = _two_parallel_loads(engine)
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert [len(items) for items in kept] == [ROWS, ROWS]
+    orm = [mark.categories.get("orm_objects", 0) for mark in probe.taken]
+    both = 2 * ROWS * 300
+    assert orm[0] < both < orm[-1], orm
+    assert len(orm) == (2 if wait else 3), orm
 
 
 def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():

@@ -861,6 +861,9 @@ QUIET_TOP_GROWTH, QUIET_TOP_BUDGET = 0.1, 2.0
 # ... taken this long after it, so that the threads whose loads ended just before have
 # closed their results and sessions (their driver rows and identity maps are freed)
 QUIET_SETTLE_S = 0.02
+# A costly census due while loads are being built waits for their end (the top) this
+# long at most after the last census (see _waits_for_the_top)
+PARTWAY_WAIT_S = 30.0
 # A census at a higher RSS that found at least this share of what the one that found
 # the most found is the better candidate for the peak (see CensusProbe._higher)
 LIVE_ALIKE = 0.9
@@ -909,6 +912,7 @@ class CensusProbe:
         self._deferred = False
         self._settling = False  # a top's census is about to be taken (see _whole_result)
         self._partway = False  # the last census was taken while ORM loads were being built
+        self._last_census_at = 0.0
         self.after_census: Callable[[], object] | None = None  # called after each one
         self._rss = rss_reader()
         self._clock: Callable[[], float] = time.monotonic
@@ -969,6 +973,7 @@ class CensusProbe:
         self.spent += taken.seconds
         self._deferred = False
         self._partway = not whole_results.building_none()
+        self._last_census_at = time.monotonic()
         self._rows_before += self._rows_since
         self._rows_since = 0
         self.taken.append(CensusMark(label, round(at.t, 4), at.rss, taken.seconds,
@@ -1081,6 +1086,8 @@ class CensusProbe:
             wanted = large or high or self._deferred or (cheap and self._doubled())
             if quiet:
                 wanted, share = True, max(share, QUIET_TOP_BUDGET)
+            elif self._waits_for_the_top():
+                return
             if not (self._affordable(share) and wanted):
                 return
             if self._attempt(HIGH) is None:
@@ -1100,6 +1107,16 @@ class CensusProbe:
         last = self.taken[-1].rss if self.taken else self._start_rss
         grown = 0.0 if self._partway else QUIET_TOP_GROWTH * max(0, last - self._start_rss)
         return self._rss() >= last + max(self.min_bytes, grown)
+
+    def _waits_for_the_top(self) -> bool:
+        """Whether a costly census now, while other loads are still being built, waits
+        for their end (_quiet_top), which is the top: one part-way costs as much, shows
+        their driver rows and sessions in flight, and spends the budget the top's needs.
+        It waits PARTWAY_WAIT_S at most after the last census (loads that overlap
+        without end)."""
+        if self._cheap() or whole_results.building_none():
+            return False
+        return time.monotonic() - self._last_census_at < PARTWAY_WAIT_S
 
     def _cheap(self) -> bool:
         """Whether the last census cost less than COSTLY_CENSUS_S (or none was taken)."""
