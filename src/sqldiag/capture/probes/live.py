@@ -1161,8 +1161,9 @@ class CensusProbe:
         when one thread builds the objects of a whole result, the census as it is
         handed over sees all of them (see _whole_result). Censuses part-way through a
         short load cost more than the load (0.44 s in a 0.3 s load of 60,000 instances)
-        and left too little budget for that one. With several threads building, the
-        censuses between their ends go on. A wait is noted (_deferred): the load's end
+        and left too little budget for that one. With several threads building, cheap
+        censuses between their ends go on; costly ones wait for a load's end too (and
+        there, see _waits_for_the_top). A wait is noted (_deferred): the load's end
         then takes the census whatever its size or RSS. While the census at the top of
         parallel loads waits for their threads to settle (_quiet_top), others wait too."""
         if self._settling:
