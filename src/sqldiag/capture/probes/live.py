@@ -744,10 +744,15 @@ def _sampled_by_type(picked: list, counts: Counter,
     return out
 
 
+def _sqldiags(thread: threading.Thread) -> bool:
+    """Whether `thread` is one of sqldiag's own (their names say so), not the program's."""
+    return thread.name.startswith("sqldiag")
+
+
 def _other_program_threads() -> bool:
     """Whether the program runs threads besides the current one (sqldiag's are not)."""
     current = threading.current_thread()
-    return any(thread is not current and not thread.name.startswith("sqldiag")
+    return any(thread is not current and not _sqldiags(thread)
                for thread in threading.enumerate())
 
 
@@ -1114,9 +1119,12 @@ class CensusProbe:
         their driver rows and sessions in flight, and spends the budget the top's needs.
         It waits PARTWAY_WAIT_S at most after the last census (loads that overlap
         without end)."""
-        if self._cheap() or whole_results.building_none():
-            return False
-        return time.monotonic() - self._last_census_at < PARTWAY_WAIT_S
+        return self._costly_part_way() and \
+            time.monotonic() - self._last_census_at < PARTWAY_WAIT_S
+
+    def _costly_part_way(self) -> bool:
+        """Whether censuses are costly and ORM loads are being built now."""
+        return not self._cheap() and not whole_results.building_none()
 
     def _cheap(self) -> bool:
         """Whether the last census cost less than COSTLY_CENSUS_S (or none was taken)."""
@@ -1141,7 +1149,7 @@ class CensusProbe:
         if now < self._rss_read_at:
             return
         self._rss_read_at = now + RSS_READ_EVERY_S
-        if threading.current_thread().name.startswith("sqldiag"):
+        if _sqldiags(threading.current_thread()):
             return  # sqldiag's own threads: their allocations are not the program's
         self._collected_at = now
         if not self._affordable() or not self._due() or self._deferred_to_the_load():
@@ -1168,8 +1176,7 @@ class CensusProbe:
         parallel loads waits for their threads to settle (_quiet_top), others wait too."""
         if self._settling:
             return True
-        if whole_results.building_alone() or \
-                (not self._cheap() and not whole_results.building_none()):
+        if whole_results.building_alone() or self._costly_part_way():
             self._deferred = True
             return True
         return False
