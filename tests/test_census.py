@@ -269,15 +269,23 @@ def test_censuses_wait_for_the_one_load_being_built(engine, threads):
 
 def _two_parallel_loads(engine) -> list[list]:
     """Two threads load the whole table and keep their results, the second starting to
-    build its instances while the first still does; instances are built slowly (a
-    load listener). Returns what they kept."""
-    def slowly(target, context):
-        time.sleep(0.0002)
-
-    first_building = threading.Event()
+    build its instances while the first still does and building its second half after
+    the first's `.all()` has returned (left to the scheduler, the two ends came so close
+    on 3.12 that both were built before the first's end was seen); instances are built
+    slowly (a load listener). Returns what they kept."""
+    first_building, first_done = threading.Event(), threading.Event()
+    second_built = [0]
     kept: list[list] = []
 
-    def load(name: str) -> None:
+    def slowly(target, context):
+        time.sleep(0.0002)
+        if threading.current_thread().name == "second":
+            second_built[0] += 1
+            if second_built[0] == ROWS // 2:
+                first_done.wait(10)
+
+    def load() -> None:
+        name = threading.current_thread().name
         with Session(engine) as session:
             if name == "first":
                 event.listen(session, "loaded_as_persistent",
@@ -285,10 +293,12 @@ def _two_parallel_loads(engine) -> list[list]:
             else:
                 first_building.wait(10)
             kept.append(session.scalars(select(Item)).all())
+        if name == "first":
+            first_done.set()
 
     event.listen(Item, "load", slowly)
     try:
-        workers = [threading.Thread(target=load, args=(name,)) for name in ("first", "second")]
+        workers = [threading.Thread(target=load, name=name) for name in ("first", "second")]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -340,8 +350,10 @@ def test_costly_censuses_wait_for_the_end_of_parallel_loads(engine, monkeypatch,
     assert [len(items) for items in kept] == [ROWS, ROWS]
     orm = [mark.categories.get("orm_objects", 0) for mark in probe.taken]
     both = 2 * ROWS * 300
-    assert orm[0] < both < orm[-1], orm
-    assert len(orm) == (2 if wait else 3), orm
+    assert orm[0] < both < max(orm), orm
+    # the polls after the top may take more (RSS still rises here): not counted
+    part_way = [found for found in orm if found < 0.9 * max(orm)]
+    assert len(part_way) == (1 if wait else 2), orm
 
 
 def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():
