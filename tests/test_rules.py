@@ -225,6 +225,21 @@ def test_stdlib_pool_results_are_result_lists():
     assert classify([(filename, line)], 800)[0] == RESULT_LISTS
 
 
+def test_a_pools_own_threads_and_queues_are_not_result_lists():
+    """Pool.__init__ builds the pool's threads, queues and locks (53 KB for ten threads),
+    which are no task's return value."""
+    import multiprocessing.pool as pool_module
+
+    filename = pool_module.__file__
+    lines = Path(filename).read_text().splitlines()
+    start = next(n for n, text in enumerate(lines, 1) if text.startswith("class Pool("))
+    setup = [n for n, text in enumerate(lines, 1) if n > start and
+             ("self._cache = _PoolCache(" in text or "self._taskqueue = queue" in text)]
+    assert len(setup) == 2 and function_at(filename, setup[0]) == "__init__"
+    for line in setup:
+        assert classify([(filename, line)], 800)[0] != RESULT_LISTS, lines[line - 1]
+
+
 def test_the_measuring_own_allocations_are_recognised_by_their_files():
     """The probes' and the reducer's own frames are left out of every category: the
     markers must match where those modules really are."""

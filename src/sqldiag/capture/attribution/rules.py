@@ -95,9 +95,13 @@ RULES: tuple[Rule, ...] = (
          function=r"all|_allrows|_raw_all_rows|fetchall|_fetchall_impl|instances|chunks|scalars|_iter",
          why="one large block where rows are collected is the list that holds them"),
     Rule(RESULT_LISTS, r"/multiprocessing/pool\.py",
-         function=r"__init__|_set|map|_map_async|get|_handle_results",
+         function=r"_set|map|_map_async|get|_handle_results",
          why="a pool's result list keeps every task's return value until fetched; its "
              "result thread unpickles what the workers send"),
+    Rule(RESULT_LISTS, r"/multiprocessing/pool\.py", function=r"__init__",
+         line=r"\[None\]\s*\*",
+         why="MapResult.__init__'s list of return values (not Pool.__init__'s threads, "
+             "queues and locks, nor any other __init__ there)"),
     Rule(RESULT_LISTS, r"/concurrent/futures/process\.py",
          function=r"wait_result_broken_or_wakeup|run|process_result_item",
          why="a ProcessPoolExecutor's manager thread unpickles each worker's return value, "
