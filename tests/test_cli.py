@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 CANARY = "Canary-Pa55word-7f3a"
@@ -80,3 +82,13 @@ def test_scenario_that_raises_keeps_a_partial_record(cli, sqlite_url, tmp_path):
     record_dir = next((Path(tmp_path) / "reports").iterdir())
     html = (record_dir / "report.html").read_text()
     assert "Incomplete run" in html and "boom &lt;b&gt;" in html
+
+
+def test_run_starts_the_program_before_importing_the_database_stack():
+    """`sqldiag run` starts its program first and imports what reports on it (SQLAlchemy
+    among them, half a second) while the program runs."""
+    probe = ("import sys, sqldiag.cli, sqldiag.commands.run; "
+             "print(sorted(m for m in ('sqlalchemy', 'rich', 'jinja2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout

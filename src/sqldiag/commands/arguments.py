@@ -7,15 +7,17 @@ import argparse
 import re
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-from sqlalchemy.engine import URL
 
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH, RunOptions, TraceMode
 from sqldiag.errors import SqldiagError
-from sqldiag.redact import safe_url
 from sqldiag.units import parse_size
 from sqldiag.workload.scenarios import ScenarioFile
+
+if TYPE_CHECKING:  # not imported here: `sqldiag run` starts its program before SQLAlchemy
+    from sqlalchemy.engine import URL
 
 DEFAULT_MAX_RSS_SHARE = 0.75
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -145,6 +147,8 @@ def run_options(args: argparse.Namespace, scenario: ScenarioFile, url: URL) -> R
 
 def _reproduce(args: argparse.Namespace, scenario: ScenarioFile, url: URL) -> str:
     """The command line that reproduces this run, without the password."""
+    from sqldiag.redact import safe_url  # imports SQLAlchemy (see TYPE_CHECKING above)
+
     spec = scenario.name if scenario.is_builtin else str(scenario.path)
     parts = ["python", "-m", "sqldiag", "scenario", spec, "--url", safe_url(url),
              "--rows", str(args.rows), "--workers", str(args.workers)]

@@ -10,8 +10,8 @@ program's own output is unchanged.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import shlex
 import signal
 import subprocess
 import sys
@@ -20,11 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rich.console import Console
-
-from sqldiag.analysis.analyse import analyse
-from sqldiag.analysis.budgets import check_budgets, doubtful_passes, parse_budget
-from sqldiag.capture.assemble import assemble_record
+from sqldiag.analysis.budgets import parse_budget
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
 from sqldiag.capture.program import ProgramSpec, recovered
 from sqldiag.capture.results import PassResult
@@ -34,13 +30,13 @@ from sqldiag.commands.arguments import (
     max_rss_bytes,
     trace_depth,
 )
-from sqldiag.errors import EXIT_INTERRUPTED, BudgetExceeded, SqldiagError
+from sqldiag.errors import EXIT_INTERRUPTED, SqldiagError
 from sqldiag.record.codec import RecordError
-from sqldiag.record.parts import Database, Scenario
-from sqldiag.redact import scrub
-from sqldiag.reporters.json_output import run_json
-from sqldiag.reporters.run_folder import save_run
-from sqldiag.reporters.terminal import print_summary
+
+# What turns the program's measurement into a record and a report (SQLAlchemy for the
+# URL scrubbing, the analysis, the reporters: about half a second of imports) is
+# imported while the program runs, not before it starts (see _run_program).
+OUTCOME = "sqldiag.commands.run_outcome"
 
 
 def _port(text: str) -> int:
@@ -145,31 +141,9 @@ memory guard stopped it, 1 when it could not be started."""
                            metrics_port=args.metrics_port)
         created = datetime.now(timezone.utc)
         code, result = _run_program(spec)
-        if result.failure:  # the program's own error text may carry a URL's password
-            result = replace(result, failure=scrub(result.failure))
-        record = assemble_record(
-            created=created,
-            scenario=Scenario(name=name, source="run", description=f"run: {target}"),
-            database=Database(), command=_reproduce(args, argv), bare=result, traced=result,
-            full_rows=None, failure=result.failure,
-            repeated=result if result.iterations else None)
-        analysis = analyse(record)
-        run_dir = save_run(record, analysis, args.reports_dir, name)
-        sys.stdout.flush()
-        if args.json:
-            print(run_json(record, analysis, run_dir))
-        else:
-            print_summary(record, analysis, Console(stderr=True), str(run_dir))
-        broken = check_budgets(analysis, budgets)
-        for doubt in doubtful_passes(analysis, budgets):
-            print(f"sqldiag: warning: {doubt} (--trace-depth 8 sees every transient peak)",
-                  file=sys.stderr)
-        if broken and code == 0:
-            raise BudgetExceeded("budget exceeded: " + "; ".join(broken) +
-                                 f" (record: {run_dir / 'record.json'})")
-        if broken:  # the program's own failure decides the exit code
-            print(f"sqldiag: budget exceeded: {'; '.join(broken)}", file=sys.stderr)
-        return code
+        from sqldiag.commands.run_outcome import report_outcome
+
+        return report_outcome(args, argv, budgets, name, target, created, code, result)
 
 
 def program_marked(argv: list[str]) -> list[str]:
@@ -203,6 +177,10 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
                                  str(spec_path), str(out)])
         previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
+            try:
+                importlib.import_module(OUTCOME)  # meanwhile, beside the program
+            except KeyboardInterrupt:
+                pass  # the terminal sent it to the program too; imported again later
             while True:
                 try:
                     code = proc.wait()
@@ -229,14 +207,3 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
     if code < 0:
         code = EXIT_INTERRUPTED if code in (-signal.SIGINT, -signal.SIGTERM) else 128 - code
     return code, replace(result, exit_code=code)
-
-
-def _reproduce(args: argparse.Namespace, argv: list[str]) -> str:
-    parts = ["sqldiag", "run"]
-    if args.trace_depth:
-        parts += ["--trace-depth", str(args.trace_depth)]
-    if args.repeat:
-        parts += ["--repeat", str(args.repeat)]
-    if args.module:
-        parts += ["-m", args.module]
-    return scrub(shlex.join([*parts, *argv]))
