@@ -975,7 +975,9 @@ class CensusProbe:
         began, t, rss = time.monotonic(), self._clock(), self._rss()
         taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
         at = CensusAt(label, t, rss, taken)
-        self.spent += taken.seconds
+        # spent on the clock, not on the census's CPU: with the program's threads busy,
+        # a census keeps them waiting up to three times its CPU time (see few_thread_switches)
+        self.spent += time.monotonic() - began
         self._deferred = False
         self._partway = not whole_results.building_none()
         self._last_census_at = time.monotonic()
