@@ -356,6 +356,39 @@ def test_costly_censuses_wait_for_the_end_of_parallel_loads(engine, monkeypatch,
     assert len(part_way) == (1 if wait else 2), orm
 
 
+@pytest.mark.parametrize("listed", [10**9, 0])
+def test_a_census_that_would_be_costly_waits_for_the_end_of_parallel_loads(engine,
+                                                                          monkeypatch,
+                                                                          listed):
+    """Censuses are cheap so far (the first, before the loads), but the next would list
+    so many objects that it would be costly: due while two loads are being built, it
+    waits for their end, where the top's sees both; only one part-way census is taken
+    (with few objects to list, cheap censuses go on part-way). Polls are 5 ms apart, RSS
+    rises a MB at each read, the budget is ample."""
+    monkeypatch.setattr(live, "COSTLY_CENSUS_S", 10.0)
+    monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
+    monkeypatch.setattr(live, "listed_count", lambda: listed)
+    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
+    probe.start(clock=time.monotonic)
+    rss = iter(range(1 << 30, 1 << 40, 1 << 20))
+    probe._rss = lambda: next(rss)
+    try:
+        probe.watching = True
+        probe.census(live.HIGH)  # cheap: the program before its loads
+        kept = _two_parallel_loads(engine)
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert [len(items) for items in kept] == [ROWS, ROWS]
+    orm = [mark.categories.get("orm_objects", 0) for mark in probe.taken]
+    assert max(orm) > 2 * ROWS * 300, orm
+    part_way = [found for found in orm if found < 0.9 * max(orm)]
+    if listed:
+        assert len(part_way) == 1, orm
+    else:
+        assert len(part_way) > 2, orm
+
+
 def test_a_census_while_a_class_is_being_mapped_sees_the_mapped_ones():
     """A census may come while the program's class statement is being mapped: its
     manager exists, its mapper not yet (registry.mappers then raised UnmappedClassError,
