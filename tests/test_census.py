@@ -326,6 +326,83 @@ def test_parallel_loads_are_seen_at_their_end_when_the_budget_allows_no_other(en
     assert probe.taken[0].categories["orm_objects"] > 2 * ROWS * 300, probe.taken
 
 
+@pytest.mark.parametrize("longest", [live.QUIET_SETTLE_MAX_S, 0.0])
+def test_the_top_waits_for_the_threads_still_closing_their_sessions(engine, monkeypatch,
+                                                                    longest):
+    """At the end of the last of parallel loads, a thread whose load ended before may
+    still be closing its session (here its commit takes 0.15 s, its identity map alive
+    meanwhile): the census there waits while it runs SQLAlchemy's code, and comes once
+    that session is closed (with no wait beyond QUIET_SETTLE_S, before)."""
+    monkeypatch.setattr(live, "QUIET_SETTLE_MAX_S", longest)
+    first_building, closing, closed = threading.Event(), threading.Event(), threading.Event()
+    second_built = [0]
+    kept: list[list] = []
+
+    def last_waits(target, context):
+        if threading.current_thread().name == "second":
+            second_built[0] += 1
+            if second_built[0] == ROWS:
+                closing.wait(10)  # the first has its load, and closes its session now
+
+    def load() -> None:
+        first = threading.current_thread().name == "first"
+        with Session(engine) as session:
+            if first:
+                event.listen(session, "loaded_as_persistent",
+                             lambda *_: first_building.set(), once=True)
+                event.listen(session, "after_commit",
+                             lambda *_: (closing.set(), time.sleep(0.15)))
+            else:
+                first_building.wait(10)
+            kept.append(session.scalars(select(Item)).all())
+            if first:
+                session.commit()
+        if first:
+            closed.set()
+
+    with _whole_results_only(monkeypatch, rss=1 << 40) as probe:
+        monkeypatch.setattr(probe, "_affordable",
+                            lambda share=1.0: share >= live.QUIET_TOP_BUDGET)
+        after_closing: list[bool] = []  # at the start of each census
+        take = live.take_census
+        monkeypatch.setattr(live, "take_census", lambda *args, **kwargs: (
+            after_closing.append(closed.is_set()), take(*args, **kwargs))[1])
+        event.listen(Item, "load", last_waits)
+        try:
+            workers = [threading.Thread(target=load, name=name)
+                       for name in ("first", "second")]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        finally:
+            event.remove(Item, "load", last_waits)
+    assert [len(items) for items in kept] == [ROWS, ROWS]
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+    assert probe.taken[0].categories["orm_objects"] > 2 * ROWS * 300, probe.taken
+    assert after_closing == [bool(longest)]
+
+
+def test_a_poll_waiting_for_a_census_under_way_does_not_take_another():
+    """The polls find a census due while another thread takes one (the top's, for
+    seconds): once it is done, the census it took makes the poll's needless, and none
+    follows (a second census of 7 million objects came right after the top's)."""
+    probe = live.CensusProbe(period=0.005, free_seconds=0.0, budget=100.0, spacing=1000.0)
+    probe.start(clock=time.monotonic)
+    start = probe._start_rss
+    probe._rss = lambda: start + (10 << 20)  # a new high for the polls
+    try:
+        with probe._lock:  # a census under way in this thread
+            probe.watching = True
+            time.sleep(0.1)  # the polls find it due meanwhile, and wait
+            probe._attempt(live.HIGH)
+        time.sleep(0.05)
+    finally:
+        probe.watching = False
+        probe.stop()
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+
+
 @pytest.mark.parametrize("wait", [30.0, 0.0])
 def test_costly_censuses_wait_for_the_end_of_parallel_loads(engine, monkeypatch, wait):
     """Once censuses are costly (here: all are), one that is due while loads are being

@@ -769,6 +769,33 @@ def _other_program_threads() -> bool:
                for thread in threading.enumerate())
 
 
+def _settle() -> None:
+    """Let the program's other threads run QUIET_SETTLE_S, and on while one of them runs
+    SQLAlchemy's code (closing its session or result), up to QUIET_SETTLE_MAX_S."""
+    until = time.monotonic() + QUIET_SETTLE_MAX_S
+    time.sleep(QUIET_SETTLE_S)
+    while _others_in_sqlalchemy() and time.monotonic() < until:
+        time.sleep(QUIET_SETTLE_S)
+
+
+def _others_in_sqlalchemy() -> bool:
+    """Whether a program thread other than the current one has a frame of SQLAlchemy's
+    code in its stack now."""
+    current = threading.get_ident()
+    theirs = {thread.ident for thread in threading.enumerate() if not _sqldiags(thread)}
+    for ident, frame in sys._current_frames().items():
+        if ident == current or ident not in theirs:
+            continue
+        while frame is not None:
+            if _SQLALCHEMY_CODE in frame.f_code.co_filename.replace("\\", "/"):
+                return True
+            frame = frame.f_back
+    return False
+
+
+_SQLALCHEMY_CODE = "/sqlalchemy/"
+
+
 def _drop_inherited_callbacks() -> None:
     """A forked child is only sampled (see CensusProbe): no census from its collections."""
     gc.callbacks[:] = [callback for callback in gc.callbacks
@@ -877,8 +904,11 @@ WHOLE_RESULTS_DOUBLED_MIN_ROWS = 1000
 # _quiet_top)
 QUIET_TOP_GROWTH, QUIET_TOP_BUDGET = 0.1, 2.0
 # ... taken this long after it, so that the threads whose loads ended just before have
-# closed their results and sessions (their driver rows and identity maps are freed)
-QUIET_SETTLE_S = 0.02
+# closed their results and sessions (their driver rows and identity maps are freed), and
+# longer while other threads still run SQLAlchemy's code, up to the most (closing a
+# Session of 100,000 instances takes tens of ms, and a top's census saw three workers'
+# sessions still open: driver_rows +17%, identity_map +31%)
+QUIET_SETTLE_S, QUIET_SETTLE_MAX_S = 0.02, 0.3
 # A costly census due while loads are being built waits for their end (the top) this
 # long at most after the last census (see _waits_for_the_top)
 PARTWAY_WAIT_S = 30.0
@@ -1086,13 +1116,13 @@ class CensusProbe:
         if rows < WHOLE_RESULT_ROWS and not self._deferred and \
                 not (self._cheap() and self._doubled()):
             return
-        quiet = self._quiet_top(rows)
+        quiet, taken = self._quiet_top(rows), len(self.taken)
         if quiet and _other_program_threads():
             # the threads whose loads ended just before close their results and sessions;
             # the polls and collections wait for this census meanwhile
             self._settling = True
             try:
-                time.sleep(QUIET_SETTLE_S)
+                _settle()
             finally:
                 self._settling = False
             quiet = self._quiet_top(rows)
@@ -1108,6 +1138,8 @@ class CensusProbe:
                 rows * WHOLE_RESULT_SHARE >= self.taken[-1].objects
             high = rows >= WHOLE_RESULT_ROWS and self._rss() >= self._next_at
             wanted = large or high or self._deferred or (cheap and self._doubled())
+            if quiet and len(self.taken) != taken:  # another thread's census meanwhile
+                quiet = self._quiet_top(rows)
             if quiet:
                 wanted, share = True, max(share, QUIET_TOP_BUDGET)
             elif self._waits_for_the_top():
@@ -1116,6 +1148,11 @@ class CensusProbe:
                 return
             if self._attempt(HIGH) is None:
                 return
+            if quiet:
+                # a top's, though a load may have started to be built while it settled
+                # or was taken: the end of that load is a top only at QUIET_TOP_GROWTH
+                # above it (a second census of 7 million objects came 3 s after the first)
+                self._partway = False
         if self.after_census is not None:
             self.after_census()
 
@@ -1235,4 +1272,16 @@ class CensusProbe:
             if time.monotonic() - self._collected_at < COLLECTED_RECENTLY_S:
                 continue  # the program's own collections take them (see _on_collection)
             if self._due() and not self._deferred_to_the_load():
-                self.census(HIGH)
+                self._census_if_still_due()
+
+    def _census_if_still_due(self) -> None:
+        """A census from the polls, unless one that was under way (a top's, taken by the
+        program's thread) made it needless: judged again with the lock held (the polls
+        took a second census of 7 million objects right after the top's)."""
+        with self._lock:
+            if not (self.watching and self._due() and self._affordable()) or \
+                    self._deferred_to_the_load():
+                return
+            at = self._attempt(HIGH)
+        if at is not None and self.after_census is not None:
+            self.after_census()
