@@ -11,7 +11,7 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -267,36 +267,43 @@ def test_censuses_wait_for_the_one_load_being_built(engine, threads):
         assert partial, orm
 
 
-def _two_parallel_loads(engine) -> list[list]:
+def _two_parallel_loads(engine, pause_at: int = ROWS // 2, build_s: float = 0.0002,
+                        first_then: Callable[[Session, Callable[[], None]], object] | None
+                        = None) -> list[list]:
     """Two threads load the whole table and keep their results, the second starting to
-    build its instances while the first still does and building its second half after
-    the first's `.all()` has returned (left to the scheduler, the two ends came so close
-    on 3.12 that both were built before the first's end was seen); instances are built
-    slowly (a load listener). Returns what they kept."""
-    first_building, first_done = threading.Event(), threading.Event()
+    build its instances while the first still does, and pausing at its `pause_at`-th
+    instance until the first lets it go on: once the first's session is closed, or when
+    `first_then(session, go_on)`, run with that session still open after its load, calls
+    go_on() (left to the scheduler, the two ends came so close on 3.12 that both were
+    built before the first's end was seen). Each instance takes `build_s` more to build
+    (a load listener). Returns what they kept."""
+    first_building, go_on = threading.Event(), threading.Event()
     second_built = [0]
     kept: list[list] = []
 
-    def slowly(target, context):
-        time.sleep(0.0002)
+    def build(target, context):
+        if build_s:
+            time.sleep(build_s)
         if threading.current_thread().name == "second":
             second_built[0] += 1
-            if second_built[0] == ROWS // 2:
-                first_done.wait(10)
+            if second_built[0] == pause_at:
+                go_on.wait(10)
 
     def load() -> None:
-        name = threading.current_thread().name
+        first = threading.current_thread().name == "first"
         with Session(engine) as session:
-            if name == "first":
+            if first:
                 event.listen(session, "loaded_as_persistent",
                              lambda *_: first_building.set(), once=True)
             else:
                 first_building.wait(10)
             kept.append(session.scalars(select(Item)).all())
-        if name == "first":
-            first_done.set()
+            if first and first_then is not None:
+                first_then(session, go_on.set)
+        if first:
+            go_on.set()
 
-    event.listen(Item, "load", slowly)
+    event.listen(Item, "load", build)
     try:
         workers = [threading.Thread(target=load, name=name) for name in ("first", "second")]
         for worker in workers:
@@ -304,7 +311,7 @@ def _two_parallel_loads(engine) -> list[list]:
         for worker in workers:
             worker.join()
     finally:
-        event.remove(Item, "load", slowly)
+        event.remove(Item, "load", build)
     return kept
 
 
@@ -334,49 +341,23 @@ def test_the_top_waits_for_the_threads_still_closing_their_sessions(engine, monk
     meanwhile): the census there waits while it runs SQLAlchemy's code, and comes once
     that session is closed (with no wait beyond QUIET_SETTLE_S, before)."""
     monkeypatch.setattr(live, "QUIET_SETTLE_MAX_S", longest)
-    first_building, closing, closed = threading.Event(), threading.Event(), threading.Event()
-    second_built = [0]
-    kept: list[list] = []
+    sessions: list[Session] = []
 
-    def last_waits(target, context):
-        if threading.current_thread().name == "second":
-            second_built[0] += 1
-            if second_built[0] == ROWS:
-                closing.wait(10)  # the first has its load, and closes its session now
-
-    def load() -> None:
-        first = threading.current_thread().name == "first"
-        with Session(engine) as session:
-            if first:
-                event.listen(session, "loaded_as_persistent",
-                             lambda *_: first_building.set(), once=True)
-                event.listen(session, "after_commit",
-                             lambda *_: (closing.set(), time.sleep(0.15)))
-            else:
-                first_building.wait(10)
-            kept.append(session.scalars(select(Item)).all())
-            if first:
-                session.commit()
-        if first:
-            closed.set()
+    def commit_slowly(session: Session, go_on: Callable[[], None]) -> None:
+        sessions.append(session)
+        event.listen(session, "after_commit", lambda *_: (go_on(), time.sleep(0.15)))
+        session.commit()
 
     with _whole_results_only(monkeypatch, rss=1 << 40) as probe:
         monkeypatch.setattr(probe, "_affordable",
                             lambda share=1.0: share >= live.QUIET_TOP_BUDGET)
         after_closing: list[bool] = []  # at the start of each census
         take = live.take_census
+        # closing the session empties its identity map (a commit keeps it)
         monkeypatch.setattr(live, "take_census", lambda *args, **kwargs: (
-            after_closing.append(closed.is_set()), take(*args, **kwargs))[1])
-        event.listen(Item, "load", last_waits)
-        try:
-            workers = [threading.Thread(target=load, name=name)
-                       for name in ("first", "second")]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-        finally:
-            event.remove(Item, "load", last_waits)
+            after_closing.append(not sessions[0].identity_map), take(*args, **kwargs))[1])
+        kept = _two_parallel_loads(engine, pause_at=ROWS, build_s=0.0,
+                                   first_then=commit_slowly)
     assert [len(items) for items in kept] == [ROWS, ROWS]
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
     assert probe.taken[0].categories["orm_objects"] > 2 * ROWS * 300, probe.taken
