@@ -999,10 +999,14 @@ class CensusProbe:
         whole_results.unlisten(self._whole_result)
         self.ledger.stop()
 
-    def census(self, label: str) -> CensusAt | None:
+    def census(self, label: str,
+               still_wanted: Callable[[], bool] | None = None) -> CensusAt | None:
         """A census now (from a mark or the watching thread); the other threads wait for
-        it (see few_thread_switches). None when it failed (see _attempt)."""
+        it (see few_thread_switches). None when it failed (see _attempt), or when
+        `still_wanted`, asked with the lock held (after a census under way), says no."""
         with self._lock:
+            if still_wanted is not None and not still_wanted():
+                return None
             at = self._attempt(label)
         if at is not None and self.after_census is not None:
             self.after_census()
@@ -1272,16 +1276,11 @@ class CensusProbe:
             if time.monotonic() - self._collected_at < COLLECTED_RECENTLY_S:
                 continue  # the program's own collections take them (see _on_collection)
             if self._due() and not self._deferred_to_the_load():
-                self._census_if_still_due()
+                self.census(HIGH, still_wanted=self._still_due)
 
-    def _census_if_still_due(self) -> None:
-        """A census from the polls, unless one that was under way (a top's, taken by the
-        program's thread) made it needless: judged again with the lock held (the polls
-        took a second census of 7 million objects right after the top's)."""
-        with self._lock:
-            if not (self.watching and self._due() and self._affordable()) or \
-                    self._deferred_to_the_load():
-                return
-            at = self._attempt(HIGH)
-        if at is not None and self.after_census is not None:
-            self.after_census()
+    def _still_due(self) -> bool:
+        """A poll's census, judged again once a census under way (a top's, taken by the
+        program's thread) is done: that one may have made it needless (the polls took a
+        second census of 7 million objects right after the top's)."""
+        return self.watching and self._due() and self._affordable() and \
+            not self._deferred_to_the_load()
