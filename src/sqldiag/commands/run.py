@@ -10,7 +10,6 @@ program's own output is unchanged.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 
 from sqldiag.analysis.budgets import parse_budget
 from sqldiag.capture.plan import DEFAULT_TRACE_DEPTH
@@ -33,10 +33,14 @@ from sqldiag.commands.arguments import (
 from sqldiag.errors import EXIT_INTERRUPTED, SqldiagError
 from sqldiag.record.codec import RecordError
 
-# What turns the program's measurement into a record and a report (SQLAlchemy for the
-# URL scrubbing, the analysis, the reporters: about half a second of imports) is
-# imported while the program runs, not before it starts (see _run_program).
-OUTCOME = "sqldiag.commands.run_outcome"
+
+def _outcome() -> ModuleType:
+    """What turns the program's measurement into a record and a report (SQLAlchemy for the
+    URL scrubbing, the analysis, the reporters: about half a second of imports), imported
+    while the program runs, not before it starts (see _run_program)."""
+    from sqldiag.commands import run_outcome
+
+    return run_outcome
 
 
 def _port(text: str) -> int:
@@ -141,9 +145,8 @@ memory guard stopped it, 1 when it could not be started."""
                            metrics_port=args.metrics_port)
         created = datetime.now(timezone.utc)
         code, result = _run_program(spec)
-        from sqldiag.commands.run_outcome import report_outcome
-
-        return report_outcome(args, argv, budgets, name, target, created, code, result)
+        return _outcome().report_outcome(args, argv, budgets, name, target, created, code,
+                                         result)
 
 
 def program_marked(argv: list[str]) -> list[str]:
@@ -178,7 +181,7 @@ def _run_program(spec: ProgramSpec) -> tuple[int, PassResult]:
         previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
             try:
-                importlib.import_module(OUTCOME)  # meanwhile, beside the program
+                _outcome()  # meanwhile, beside the program
             except KeyboardInterrupt:
                 pass  # the terminal sent it to the program too; imported again later
             while True:
