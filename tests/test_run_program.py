@@ -82,6 +82,11 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     after = record["summary"]["parts_end"]
     assert after["mapped_files"] > 1 << 20, after
     assert after["rest"] <= 0.10 * after["growth"], after
+    # ... and its code is counted in other_python, though the collector does not list it
+    census = record["breakdowns"]["peak"]
+    assert census["imported_code"] > 4 << 20 and census["imported_modules"] > 100, census
+    assert peak["other_python"] > census["imported_code"]
+    assert f"the code of the {census['imported_modules']:,} modules imported" in verdict
     assert (run_dir / "report.html").is_file()
     assert "record and report" in run.stderr
 

@@ -608,6 +608,16 @@ def measured_basis(record: Record, summary: Summary) -> str:
     return "traced at full size"
 
 
+def _imported_text(record: Record) -> str:
+    """What of other_python at the peak is imported code, as a census counted it."""
+    peak = record.breakdowns.get(PEAK)
+    if peak is None or not peak.imported_code or not peak.imported_modules:
+        return ""
+    modules = "module" if peak.imported_modules == 1 else "modules"
+    return (f", {fmt_bytes(peak.imported_code)} of it the code of the "
+            f"{peak.imported_modules:,} {modules} imported during the work")
+
+
 @rule(Section.CONTEXT)
 def explained_share(facts: Facts) -> tuple[str, dict] | None:
     s = facts.summary
@@ -617,7 +627,7 @@ def explained_share(facts: Facts) -> tuple[str, dict] | None:
     traced = s.traced_peak_snapshot or 1
     text = (f"The categories ({measured_basis(facts.record, s)}) explain "
             f"{s.explained_share:.0%} of the RSS growth at peak ({other / traced:.0%} of "
-            "traced bytes fell in other_python)")
+            f"traced bytes fell in other_python{_imported_text(facts.record)})")
     figures = {"explained_share": s.explained_share, "other_python_share": other / traced}
     parts = s.parts_peak
     if parts is None or parts.named_share is None:

@@ -185,6 +185,10 @@ class Breakdown(JsonValue):
     # runs only
     allocation_overhead: int | None = None
     native: int | None = None
+    # censuses only: the part of other_python that is the code of the modules imported
+    # during the work (see capture/probes/imported_code.py), and how many modules
+    imported_code: int | None = None
+    imported_modules: int | None = None
 
     def category(self, name: str) -> int:
         return int(self.categories.get(name, 0))

@@ -41,6 +41,7 @@ from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorTy
 
 from sqldiag.capture import whole_results
 from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
+from sqldiag.capture.probes.imported_code import ImportedCode
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
@@ -99,13 +100,15 @@ def release(items: list) -> None:
 
 @dataclass(frozen=True)
 class Baseline:
-    """What was alive before the work: tracked bytes, and the long lists that already
-    existed (the interpreter's and the test runner's own lines, paths and names)."""
+    """What was alive before the work: tracked bytes, the long lists that already
+    existed (the interpreter's and the test runner's own lines, paths and names), and
+    the modules then imported (the code of those imported since is counted: `code`)."""
 
     tracked: int = 0
     # each by its address and its first item's: an address alone may be a new list's,
     # once the old one is freed
     lists: frozenset[tuple[int, int]] = frozenset()
+    code: ImportedCode | None = None
 
 
 def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
@@ -252,7 +255,7 @@ def take_baseline() -> Baseline:
         _, tracked, lists = _picked({list: "list"}, None)
         long_lists = frozenset((id(o), id(o[0])) for o in _long_lists(lists))
         release(lists)  # a frame it holds may hold it: no cycle outlives the baseline
-    return Baseline(tracked, long_lists)
+    return Baseline(tracked, long_lists, ImportedCode())
 
 
 def _long_lists(lists: Iterable[list]) -> Iterator[list]:
@@ -272,6 +275,9 @@ class LiveCensus:
     seconds: float
     # who keeps the lists of whole results alive, by the root they were found from
     holders: tuple[Holder, ...] = ()
+    # the part of other_python that is the code of modules imported since the baseline:
+    # bytes, modules
+    imported: tuple[int, int] = (0, 0)
 
 
 def _singleton(value: object) -> bool:
@@ -864,7 +870,10 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     _size_driver_results(sizer, [o for o in few if wanted[type(o)] == "driver"], ledger)
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
     classified = sum(sizer.tracked.values())
-    sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified)
+    # the code of modules imported since the baseline: objects the collector does not list
+    imported = baseline.code.untracked_bytes() if baseline.code is not None else (0, 0)
+    sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified) \
+        + imported[0]
     categories = {c: int(b) for c, b in sizer.bytes.items()}
     queries = {key: ({c: int(b) for c, b in by.items()},
                      int(sizer.objects_by_query.get(key, 0)))
@@ -873,7 +882,8 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
                               [o for o in few if wanted[type(o)] == "suspended"])
     del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
-                      seconds=round(time.thread_time() - started, 3), holders=holders)
+                      seconds=round(time.thread_time() - started, 3), holders=holders,
+                      imported=imported)
 
 
 @dataclass(frozen=True)
