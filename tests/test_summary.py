@@ -157,6 +157,25 @@ def test_samples_taken_during_a_census_are_not_the_programs_peak():
     assert summarise(rec).peak_rss == 870 * MB  # 960 MB was the census's own lists
 
 
+def test_a_small_programs_census_lists_are_not_its_peak_either():
+    """In a program of 180 MB a census of 713,000 objects raised RSS by 8 MB: fewer
+    objects than a large program's census, but as large a share of its RSS. A census of
+    a few thousand objects leaves the samples around it as they are."""
+
+    rec = handmade.record(method=Method.CENSUS, start=25 * MB, peak=170 * MB,
+                          peak_cats={"orm_objects": 70 * MB})
+    timeline = Timeline(t=(0.0, 1.0, 2.0, 2.05, 2.1, 2.5),
+                        rss=(25 * MB, 120 * MB, 178 * MB, 188 * MB, 188 * MB, 180 * MB))
+    census = CensusMark("census at an RSS high", t=2.01, rss=180 * MB, seconds=0.18,
+                        objects=713_000, wall_s=0.18)
+    rec = replace(rec, timeline=timeline,
+                  measurement=replace(rec.measurement, censuses=(census,)))
+    assert summarise(rec).peak_rss == 180 * MB  # its reading as it began
+    few = replace(census, objects=5_000, seconds=0.001, wall_s=0.001)
+    small = replace(rec, measurement=replace(rec.measurement, censuses=(few,)))
+    assert summarise(small).peak_rss == 188 * MB
+
+
 def test_a_census_reading_between_samples_can_be_the_peak():
     """RSS as a census began is the program's own (its lists come after): a high the
     watcher's samples, 50 ms apart, missed. After the workload's end it is sqldiag's."""

@@ -29,6 +29,7 @@ from sqldiag.record.codec import JsonValue
 from sqldiag.record.parts import (
     MODEL_MAX_RESIDUAL,
     Breakdown,
+    CensusMark,
     Holder,
     HoldersAt,
     Method,
@@ -50,8 +51,13 @@ MAX_CENSUS_SCALE = 1.5
 CENSUS_RSS_LEVEL = 0.02
 # A sample this close to a census (the watcher samples every 50 ms) may have seen it.
 CENSUS_MARGIN_S = 0.06
-# Only a census of this many objects makes lists that matter beside the program (8 bytes
-# an object: 8 MB and more); smaller ones leave the timeline as it is.
+# A census's lists (the collector's listing, 8 bytes an object, and the objects it picks
+# from it) raised RSS by 11 bytes an object (8.1 MB at 713,000 objects). A census whose
+# lists could reach this share of the RSS it read, or this many objects, has its window
+# left out of the timeline; smaller ones leave it as it is (a short program takes one as
+# often as every 50 ms: their windows would cover all of its samples).
+CENSUS_LISTS_BYTES_PER_OBJECT = 16
+CENSUS_LISTS_SHARE = 0.02
 CENSUS_LISTS_OBJECTS = 1_000_000
 
 
@@ -100,7 +106,7 @@ def program_rss(record: Record) -> list[int]:
     # a census is filed at its start; from there to its end (the program waits while
     # it holds the GIL, and runs on between its turns when it takes them)
     windows = [(c.t - CENSUS_MARGIN_S, c.t + (c.wall_s or c.seconds) + CENSUS_MARGIN_S)
-               for c in record.measurement.censuses if c.objects >= CENSUS_LISTS_OBJECTS]
+               for c in record.measurement.censuses if _lists_matter(c)]
     # after the workload's end what runs is sqldiag's (the census of types at the end,
     # the holders' walk, gc.collect, the malloc_trim probe): a type census of 400,000
     # objects raised a bare run's RSS 5% above the workload's own peak
@@ -124,6 +130,13 @@ def _census_readings(record: Record) -> list[tuple[float, int]]:
     ended = record.phase(WORKLOAD_END)
     return [(c.t, c.rss) for c in record.measurement.censuses
             if c.rss and (ended is None or c.t <= ended.t)]
+
+
+def _lists_matter(census: CensusMark) -> bool:
+    """Whether a census's own lists may have shown in RSS beside the program's memory."""
+    return (census.objects >= CENSUS_LISTS_OBJECTS
+            or census.objects * CENSUS_LISTS_BYTES_PER_OBJECT
+            >= CENSUS_LISTS_SHARE * census.rss)
 
 
 def _peak(record: Record) -> tuple[int | None, float | None]:
