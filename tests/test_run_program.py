@@ -87,6 +87,8 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     assert census["imported_code"] > 4 << 20 and census["imported_modules"] > 100, census
     assert peak["other_python"] > census["imported_code"]
     assert f"the code of the {census['imported_modules']:,} modules imported" in verdict
+    # what sqldiag's own modules and threads took before the program started is told
+    assert 2 << 20 < record["measurement"]["own_rss"] < 60 << 20, record["measurement"]
     assert (run_dir / "report.html").is_file()
     assert "record and report" in run.stderr
 

@@ -93,6 +93,13 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
 def how_measured(record: Record, summary: Summary) -> list[str]:
     """The method, then what it cost and what it may miss."""
     sentences = [_rss_source(record)]
+    own = record.measurement.own_rss
+    if own:
+        sentences.append(
+            f"RSS is the whole process's: sqldiag's own modules and threads had raised it "
+            f"{fmt_bytes(own)} above the interpreter's before the program started. Not all "
+            "of that is measuring's cost: the standard library modules among them are "
+            "shared with the program, which would import many of them alone.")
     categories = _categories_source(record, summary)
     if categories:
         sentences.append(categories)

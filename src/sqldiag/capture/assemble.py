@@ -84,7 +84,8 @@ def assemble_record(*, created: datetime, scenario: Scenario, database: Database
             end_total=c.breakdowns[END].total if END in c.breakdowns else None)
             for c in calibration),
         full_rows=full_rows,
-        censuses=traced.censuses if traced else ())
+        censuses=traced.censuses if traced else (),
+        own_rss=bare.own_rss)
     return Record(
         format=FORMAT, schema_version=SCHEMA_VERSION, sqldiag_version=__version__,
         created_utc=created.isoformat(timespec="seconds"),

@@ -95,6 +95,8 @@ class MeasuredPass:
         self.wall_time = 0.0
         self.failure: str | None = None
         self.in_workload = False  # True while the scenario's own code runs
+        # the process's RSS before sqldiag's modules were imported (`sqldiag run` reads it)
+        self.interpreter_rss: int | None = None
         self._started = time.monotonic()
         self.digest: RowDigest | None = None
         self.server_version = "unknown"
@@ -332,7 +334,16 @@ class MeasuredPass:
             iterations=self._iterations(),
             digest=Digest(**self.digest.to_dict()) if self.digest is not None else None,
             statements=statements(self.ledger) if self.ledger is not None else (),
+            own_rss=self._own_rss(),
         )
+
+    def _own_rss(self) -> int | None:
+        """RSS at "ready" above the interpreter's before sqldiag's imports (see
+        Measurement.own_rss), where that was read."""
+        ready = next((p for p in self.phases if p.name == READY), None)
+        if self.interpreter_rss is None or ready is None:
+            return None
+        return max(0, ready.rss - self.interpreter_rss)
 
 
 def timeline_of(samples: list[Sample]) -> Timeline:

@@ -17,6 +17,13 @@ process killed outright (the kernel's OOM killer sends SIGKILL) leaves what it m
 
 from __future__ import annotations
 
+# the interpreter's RSS is read before sqldiag's modules are imported
+# isort: off
+from sqldiag.capture.probes.rss import rss_reader
+
+INTERPRETER_RSS = rss_reader()()  # what the program alone would start from
+# isort: on
+
 import dataclasses
 import gc
 import importlib.util
@@ -167,6 +174,7 @@ def main(argv: list[str]) -> int:
     folder = Path(spec.checkpoints) if spec.checkpoints else None
     measured = MeasuredPass(_pass_spec(spec), follower,
                             watch_file=str(folder / WATCHED) if folder else None)
+    measured.interpreter_rss = INTERPRETER_RSS
 
     def on_guard_signal(signum, frame) -> None:  # SIGUSR1 from the RSS watcher
         measured.failure = "stopped by the memory guard: RSS passed --max-rss"

@@ -60,6 +60,7 @@ class PassResult(JsonValue):
     iterations: tuple[Iteration, ...] = ()
     digest: Digest | None = None
     statements: tuple[QueryAt, ...] = ()  # what the pass's ledger counted (no bytes)
+    own_rss: int | None = None  # see Measurement.own_rss
     # filled in after the pass's own work, in the same process or by the runner
     calibration: tuple[PassResult, ...] = ()
     retention: Retention | None = None
