@@ -86,6 +86,11 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     census = record["breakdowns"]["peak"]
     assert census["imported_code"] > 4 << 20 and census["imported_modules"] > 100, census
     assert peak["other_python"] > census["imported_code"]
+    # its dicts' tables, classes and long code objects are in glibc's blocks, measured:
+    # the split does not call them native memory
+    assert census["outside_pymalloc"] > 1 << 20, census
+    assert record["summary"]["parts_peak"]["python_outside_pymalloc"] \
+        >= census["outside_pymalloc"], record["summary"]["parts_peak"]
     assert f"the code of the {census['imported_modules']:,} modules imported" in verdict
     # what sqldiag's own modules and threads took before the program started is told
     assert 2 << 20 < record["measurement"]["own_rss"] < 60 << 20, record["measurement"]

@@ -126,6 +126,33 @@ def test_rss_at_peak_is_a_sum_of_measured_parts():
     assert "measured parts name 91% of it" in " ".join(analysis.verdict)
 
 
+def test_python_bytes_a_census_measured_in_glibcs_blocks_are_not_native_memory():
+    """A census sizes the identity maps' tables, long lists and imported classes one by
+    one, and knows which are over pymalloc's 512 bytes: those are glibc's in use, so
+    native memory is glibc's growth less them, and what pymalloc holds beyond the rest
+    of the categories is Python memory no category counted. Without the figure, all the
+    categories are taken to be in pymalloc's blocks while they fit."""
+    # the same allocators as above: pymalloc 705 MB in use, glibc 160 MB grown; the
+    # census counted 800 MB, 150 MB of it in blocks over 512 bytes
+    def census_run(outside: int | None):
+        rec = handmade.with_allocators(
+            handmade.record(method=Method.CENSUS, start=50 * MB, peak=1050 * MB),
+            start_arenas=10 * MB, end_arenas=30 * MB, start_used=5 * MB, end_used=12 * MB,
+            start_in_use=10 * MB, end_in_use=20 * MB, peak=(730 * MB, 705 * MB, 170 * MB,
+                                                             30 * MB))
+        peak = replace(rec.breakdowns["peak"], outside_pymalloc=outside)
+        return analyse(replace(rec, breakdowns={**rec.breakdowns, "peak": peak}))
+
+    parts = census_run(150 * MB).summary.parts_peak
+    assert parts.python_outside_pymalloc == 150 * MB
+    assert parts.native == 10 * MB and parts.python_unattributed == 50 * MB
+    assert parts.rest == 90 * MB  # the same bytes, named by what they are
+    # measured below what the allocators imply: the allocators' figure stands
+    parts = census_run(40 * MB).summary.parts_peak
+    assert (parts.python_outside_pymalloc, parts.native) == (100 * MB, 60 * MB)
+    assert census_run(None).summary.parts_peak.native == 60 * MB
+
+
 def test_parts_that_add_to_more_than_rss_are_not_resident_never_negative():
     # glibc says 150 MB of free chunks, but RSS grew only 100 MB: malloc_trim handed
     # pages of them back; what RSS cannot hold is shown apart and no part goes negative

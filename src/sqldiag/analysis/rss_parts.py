@@ -9,7 +9,8 @@ At a moment (the peak, or after the work) RSS above the "ready" phase is split i
   native           C memory in use that is not a Python object: glibc's bytes in use
                    (its heap and mmapped chunks) grown by more than the live Python
                    bytes that sit outside pymalloc (objects over 512 bytes: lists,
-                   dicts). A C driver's result buffers (libpq's PGresult, libmysqlclient's
+                   dicts; a census measures them, else they are what the categories
+                   count beyond pymalloc's bytes in use). A C driver's result buffers (libpq's PGresult, libmysqlclient's
                    MYSQL_RES), SQLite's page cache and glibc's chunk headers are here.
   overhead         pymalloc's own: pool headers, blocks rounded up to their size class,
                    arena alignment
@@ -34,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqldiag.record.codec import JsonValue
-from sqldiag.record.parts import Mallinfo, PymallocStats, Record
-from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, READY
+from sqldiag.record.parts import Mallinfo, Method, PymallocStats, Record
+from sqldiag.record.phases import AFTER_GC, AFTER_TRIM, END, PEAK, READY
 
 # RSS moments whose allocator figures a record can hold
 AT_PEAK = "peak"
@@ -71,10 +72,12 @@ class RssParts(JsonValue):
 
 def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats],
           now: tuple[Mallinfo, PymallocStats], tracemalloc_bytes: int = 0,
-          mapped_files: int = 0) -> RssParts | None:
+          mapped_files: int = 0, outside_pymalloc: int | None = None) -> RssParts | None:
     """The parts of `growth` given the live Python bytes and both allocators' figures at
     "ready" and at the moment (`tracemalloc_bytes`: tracemalloc's own tables then, in
-    glibc's bytes in use and not the program's); None where glibc's figures are missing."""
+    glibc's bytes in use and not the program's); None where glibc's figures are missing.
+    `outside_pymalloc`: of the live Python bytes, those measured in glibc's blocks (a
+    census sizes them); without it, those beyond pymalloc's bytes in use."""
     (glibc_start, py_start), (glibc_now, py_now) = start, now
     in_use_start, in_use_now = glibc_start.all_in_use, glibc_now.all_in_use
     if in_use_start is None or in_use_now is None:
@@ -85,7 +88,9 @@ def split(growth: int, python_objects: int, start: tuple[Mallinfo, PymallocStats
     overhead = max(0, py_now.overhead_bytes - py_start.overhead_bytes)
     pymalloc_free = max(0, arenas - used - overhead)
     outside = max(0, python_objects - max(used, 0))
-    unattributed = max(0, used - python_objects)
+    if outside_pymalloc is not None:
+        outside = max(outside, min(outside_pymalloc, python_objects))
+    unattributed = max(0, used - (python_objects - outside))
     native = max(0, in_use_now - in_use_start - outside)
     glibc_free = max(0, (glibc_now.free_bytes or 0) - (glibc_start.free_bytes or 0))
     measured = (python_objects + unattributed + native + overhead + pymalloc_free
@@ -130,4 +135,7 @@ def rss_parts(record: Record, key: str, growth: int | None,
     file_start = files.get(READY)
     mapped = max(0, file_now - file_start) if file_now is not None and \
         file_start is not None else 0
-    return split(growth, python_objects, start, now, own, mapped)
+    census = record.breakdowns.get(PEAK if key == AT_PEAK else END) \
+        if record.measurement.method is Method.CENSUS else None
+    return split(growth, python_objects, start, now, own, mapped,
+                 census.outside_pymalloc if census is not None else None)

@@ -360,10 +360,11 @@ def census_breakdown(at: CensusAt, ledger: QueryLedger) -> Breakdown:
     """A census as a breakdown: categories and the statements that loaded them, no
     allocation sites (nothing was traced)."""
     categories = dict(at.census.categories)
-    code, modules = at.census.imported
+    imported = at.census.imported
     return Breakdown(total=sum(categories.values()), categories=categories, label=at.label,
                      t=round(at.t, 4), rss=at.rss, queries=statements(ledger, at.census.queries),
-                     imported_code=code, imported_modules=modules)
+                     imported_code=imported.total, imported_modules=imported.modules,
+                     outside_pymalloc=at.census.outside_pymalloc)
 
 
 def statements(ledger: QueryLedger, held: dict | None = None) -> tuple[QueryAt, ...]:

@@ -189,6 +189,9 @@ class Breakdown(JsonValue):
     # during the work (see capture/probes/imported_code.py), and how many modules
     imported_code: int | None = None
     imported_modules: int | None = None
+    # censuses only: of `categories`, the bytes measured in blocks that glibc serves (over
+    # pymalloc's 512 bytes), which the split of RSS takes from glibc's bytes in use
+    outside_pymalloc: int | None = None
 
     def category(self, name: str) -> int:
         return int(self.categories.get(name, 0))

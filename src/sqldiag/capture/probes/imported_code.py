@@ -14,8 +14,11 @@ import gc
 import sys
 import types
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 _OWN_PREFIX = "sqldiag"
+# pymalloc serves requests up to this size; larger ones are glibc's (malloc)
+SMALL_REQUEST = 512
 _EMPTY_TUPLE = sys.getsizeof(())
 _EMPTY_BYTES = sys.getsizeof(b"")
 # 3.11 keeps a code object's bytecode inside it (getsizeof counts it) and builds
@@ -29,13 +32,14 @@ class ImportedCode:
 
     def __init__(self, present: Iterable[str] | None = None) -> None:
         self._before = frozenset(sys.modules if present is None else present)
-        # per module name: (id of the module object, untracked bytes it defines)
-        self._sized: dict[str, tuple[int, int]] = {}
+        # per module name: id of the module object, and the untracked bytes it defines,
+        # all and in blocks larger than SMALL_REQUEST (outside pymalloc)
+        self._sized: dict[str, tuple[int, int, int]] = {}
 
-    def untracked_bytes(self) -> tuple[int, int]:
-        """(bytes, modules) of the modules imported since, that are still imported. Only
-        modules not sized before are walked; a module's objects reached first from
-        another module of the same walk are that module's."""
+    def untracked_bytes(self) -> ImportedBytes:
+        """What the modules imported since define, that are still imported. Only modules
+        not sized before are walked; a module's objects reached first from another module
+        of the same walk are that module's."""
         modules = [(name, module) for name, module in list(sys.modules.items())
                    if name not in self._before and module is not None
                    and not name.startswith(_OWN_PREFIX)]
@@ -44,29 +48,48 @@ class ImportedCode:
         if fresh:
             seen: set[int] = set()
             for name, module in fresh:
-                self._sized[name] = (id(module), _walk(module, name, seen))
-        total = sum(self._sized[name][1] for name, _ in modules)
-        return total, len(modules)
+                self._sized[name] = (id(module), *_walk(module, name, seen))
+        return ImportedBytes(sum(self._sized[name][1] for name, _ in modules),
+                             sum(self._sized[name][2] for name, _ in modules), len(modules))
 
 
-def _walk(module: types.ModuleType, name: str, seen: set[int]) -> int:
-    """Untracked bytes reached from `module`'s dict through what it defines itself:
-    its functions' code (and the code nested in it), its classes' attributes, and the
-    strings, bytes, numbers and tuples among them."""
+class ImportedBytes(NamedTuple):
+    """What imported modules define: the bytes the collector does not list; the bytes in
+    blocks outside pymalloc, listed or not (their dicts' tables, classes, code objects
+    with long bytecode); how many modules."""
+
+    total: int = 0
+    large: int = 0
+    modules: int = 0
+
+
+NOTHING_IMPORTED = ImportedBytes()
+
+
+def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int]:
+    """Untracked bytes reached from `module`'s dict through what it defines itself (its
+    functions' code and the code nested in it, its classes and their attributes, and
+    the strings, bytes, numbers and tuples among them), and the bytes in large blocks
+    of all it reached, tracked or not (see ImportedBytes)."""
     namespace = getattr(module, "__dict__", None)
     if not isinstance(namespace, dict):
-        return 0
+        return 0, 0
     getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
-    total = 0
+    total = large = 0
     stack: list[object] = [namespace]
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if not is_tracked(obj):
-            total += getsizeof(obj)
         kind = type(obj)
+        if isinstance(obj, type) and obj.__module__ != name:
+            continue  # another module's class, imported into this one
+        size = getsizeof(obj)
+        if not is_tracked(obj):
+            total += size
+        if size > SMALL_REQUEST:
+            large += size
         if kind is dict:
             _extend_from(stack, obj)
         elif kind is tuple or kind is frozenset:
@@ -78,13 +101,15 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> int:
         elif kind is types.CodeType:
             total += _code_parts(obj, stack)  # type: ignore[arg-type]
         elif isinstance(obj, type):
-            if obj.__module__ == name:
-                _extend_from(stack, vars(obj))
+            _extend_from(stack, vars(obj))
+            # its namespace is a dict of its own, behind the mappingproxy vars() gives
+            large += sum(getsizeof(part) for part in gc.get_referents(obj)
+                         if type(part) is dict and getsizeof(part) > SMALL_REQUEST)
         elif kind is staticmethod or kind is classmethod:
             stack.append(obj.__func__)  # type: ignore[attr-defined]
         elif kind is property:
             stack.extend((obj.fget, obj.fset, obj.fdel))  # type: ignore[attr-defined]
-    return total
+    return total, large
 
 
 def _extend_from(stack: list[object], namespace: Mapping[object, object]) -> None:

@@ -41,7 +41,12 @@ from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorTy
 
 from sqldiag.capture import whole_results
 from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
-from sqldiag.capture.probes.imported_code import ImportedCode
+from sqldiag.capture.probes.imported_code import (
+    NOTHING_IMPORTED,
+    SMALL_REQUEST,
+    ImportedBytes,
+    ImportedCode,
+)
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
@@ -275,9 +280,12 @@ class LiveCensus:
     seconds: float
     # who keeps the lists of whole results alive, by the root they were found from
     holders: tuple[Holder, ...] = ()
-    # the part of other_python that is the code of modules imported since the baseline:
-    # bytes, modules
-    imported: tuple[int, int] = (0, 0)
+    # the part of other_python that is the code of modules imported since the baseline
+    imported: ImportedBytes = NOTHING_IMPORTED
+    # of the categories, bytes in blocks over pymalloc's SMALL_REQUEST, which glibc serves:
+    # those it sized one by one (identity maps' tables, long lists, large code objects);
+    # the objects sized by sample and other_python's growth are taken to be pymalloc's
+    outside_pymalloc: int = 0
 
 
 def _singleton(value: object) -> bool:
@@ -395,9 +403,13 @@ class _Sizer:
         self.query: Key | None = None
         self.by_query: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.objects_by_query: dict[Key, float] = defaultdict(float)
+        self.large = 0.0  # of all added, bytes in blocks outside pymalloc (SMALL_REQUEST)
 
     def add(self, category: str, obj: object, weight: float = 1.0) -> None:
-        size = sys.getsizeof(obj) * weight
+        one = sys.getsizeof(obj)
+        size = one * weight
+        if one > SMALL_REQUEST:
+            self.large += size
         self.bytes[category] += size
         if self.query is not None:
             self.by_query[self.query][category] += size
@@ -871,9 +883,10 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
     classified = sum(sizer.tracked.values())
     # the code of modules imported since the baseline: objects the collector does not list
-    imported = baseline.code.untracked_bytes() if baseline.code is not None else (0, 0)
+    imported = baseline.code.untracked_bytes() if baseline.code is not None \
+        else NOTHING_IMPORTED
     sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified) \
-        + imported[0]
+        + imported.total
     categories = {c: int(b) for c, b in sizer.bytes.items()}
     queries = {key: ({c: int(b) for c, b in by.items()},
                      int(sizer.objects_by_query.get(key, 0)))
@@ -883,7 +896,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
                       seconds=round(time.thread_time() - started, 3), holders=holders,
-                      imported=imported)
+                      imported=imported, outside_pymalloc=int(sizer.large + imported.large))
 
 
 @dataclass(frozen=True)
