@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,36 @@ def test_a_calibration_run_off_the_line_is_run_again_and_the_better_kept(monkeyp
     assert fit_model(tuple(results)).linearity[PEAK] < 0.001
     results, asked = calibrate(second_try=1_000_000)
     assert [r.breakdowns[PEAK].total for r in results] == [500_000, 972_000, 1_300_000]
+
+
+def test_a_category_caught_at_another_moment_is_left_out_of_its_line():
+    """Measured on leak_repro: at 400 rows the traced high came mid-load, before the
+    workers' result lists existed (1.1 bytes a row of result_lists, against 86.6 and
+    83.2 at 800 and 1,200 rows). A line through all three gave 124 bytes a row, 12 MB
+    at 100,000 rows where a full trace has 8.3 MB. The other categories, on their line
+    at every size, keep all three runs."""
+    per_row = {400: (1.1, 7990.4, 484.4), 800: (86.6, 7957.1, 147.8),
+               1200: (83.2, 7943.8, 84.6)}
+    results = []
+    for rows, (lists, orm, other) in per_row.items():
+        categories = {"result_lists": int(lists * rows), "orm_objects": int(orm * rows),
+                      "other_python": int(other * rows)}
+        results.append(PassResult(
+            kind=PassKind.TRACED, rows=rows, workers=10, failure=None, wall_time_s=1.0,
+            sample_period_s=0.05, timeline=Timeline(), phases=(), t0_unix=0.0,
+            breakdowns={PEAK: Breakdown(total=sum(categories.values()),
+                                        categories=categories)}))
+    model = fit_model(tuple(results))
+    predicted = model.predict(PEAK, 100_000)
+    assert 7.5e6 < predicted["result_lists"] < 9.0e6, predicted
+    # orm_objects: the least-squares line through all three, as before
+    assert abs(predicted["orm_objects"] / (7920 * 100_000) - 1) < 0.01, predicted
+    # other_python is a fixed cost (imports), many times the bytes a row at 400 rows:
+    # not a run at another moment; its line keeps all three runs (it falls, as fitted)
+    assert model.fits[PEAK]["other_python"][1] < -100, model.fits[PEAK]
+    # nor when its noise rises at the largest run: two runs that disagree on their bytes
+    # a row (147.8 and 208) are no line to extrapolate from
+    noisy = [replace(r, breakdowns={PEAK: replace(r.breakdowns[PEAK], categories={
+        **r.breakdowns[PEAK].categories, "other_python": other})})
+        for r, other in zip(results, (193_760, 118_240, 250_000))]
+    assert fit_model(tuple(noisy)).fits[PEAK]["other_python"][1] < 100

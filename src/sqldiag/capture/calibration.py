@@ -4,7 +4,8 @@ The full-size workload runs bare; tracing runs at three small sizes with the sam
 of workers (a run whose peak lies off the line is run once more: off_the_line). For
 each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
-predicts the full size from it). Linearity is kept as how far the points lie from their
+predicts the full size from it); a run whose peak caught a category at another moment
+of the work is left out of that category's line (_on_the_moment). Linearity is kept as how far the points lie from their
 line. What the allocators add to the traced bytes, and native memory (C memory in use
 that is no Python object: attribution.overhead), get lines too: the predicted peak is of
 RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for
@@ -28,6 +29,46 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     var = sum((x - mean_x) ** 2 for x in xs)
     slope = 0.0 if var == 0 else sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
     return mean_y - slope * mean_x, slope
+
+
+# A category's bytes per row at a calibration run this many times above or below those
+# at the largest run: that run's peak came at another moment of the work (at 400 rows
+# the traced high came mid-load, before the workers' result lists existed: result_lists
+# 1.1 bytes a row, against 83-87 from 800 to 4,800 rows, and a line through it gave 124
+# a row, 12 MB at 100,000 rows against 8.3).
+OFF_MOMENT_FACTOR = 2.0
+# ... for a category that grows with the rows (the largest run's bytes at least twice the
+# smallest's: not a fixed cost such as other_python's imports) and holds at least this
+# share of the largest run's traced bytes (result_lists: 0.7%)
+MATERIAL_SHARE = 0.001
+# ... and only when the runs left agree on its bytes per row within this factor: a
+# fixed cost's noise (other_python at peak: 84.6 to 484 bytes a row) must not become a
+# slope through two runs
+ON_MOMENT_AGREEMENT = 1.25
+
+
+def _on_the_moment(rows: list[float], ys: list[float], total: float) -> list[int]:
+    """The runs a category's line goes through: all but those whose bytes per row lie
+    OFF_MOMENT_FACTOR away from the largest run's, when two or more runs remain that
+    agree (ON_MOMENT_AGREEMENT)."""
+    largest = max(range(len(rows)), key=rows.__getitem__)
+    per_row = ys[largest] / rows[largest]
+    grows = ys[largest] >= 2 * max(min(ys), 1.0)
+    if per_row <= 0 or not grows or ys[largest] < MATERIAL_SHARE * total:
+        return list(range(len(rows)))
+    kept = [i for i, (r, y) in enumerate(zip(rows, ys))
+            if per_row / OFF_MOMENT_FACTOR <= y / r <= per_row * OFF_MOMENT_FACTOR]
+    rates = [ys[i] / rows[i] for i in kept]
+    if len(kept) < 2 or max(rates) > ON_MOMENT_AGREEMENT * min(rates):
+        return list(range(len(rows)))
+    return kept
+
+
+def _fit_category(rows: list[float], ys: list[float], total: float) -> tuple[float, float]:
+    """(intercept, slope) of a category's line, through the runs on its moment (see
+    _on_the_moment); `total`: the largest run's traced bytes."""
+    kept = _on_the_moment(rows, ys, total)
+    return _fit([rows[i] for i in kept], [ys[i] for i in kept])
 
 
 def fit_if_growing(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -89,13 +130,14 @@ def fit_model(calibrations: tuple[PassResult, ...]) -> CalibrationModel | None:
         if len(points) < 2 or any(p is None for p in points):
             continue
         fits[moment] = {}
+        totals = [float(p.total) for p in points]  # type: ignore[union-attr]
+        largest = totals[max(range(len(rows)), key=rows.__getitem__)]
         for category in TRACED:
             ys = [float(p.category(category)) for p in points]  # type: ignore[union-attr]
             if category == STATEMENT_CACHE:
                 fits[moment][category] = (max(ys), 0.0)  # compiled once, not per row
             else:
-                fits[moment][category] = _fit(rows, ys)
-        totals = [float(p.total) for p in points]  # type: ignore[union-attr]
+                fits[moment][category] = _fit_category(rows, ys, largest)
         residuals = [r for r in _residuals(rows, totals) if r is not None]
         linearity[moment] = round(max(residuals), 4) if len(rows) > 2 and residuals else None
         added = [p.allocation_overhead for p in points]  # type: ignore[union-attr]
