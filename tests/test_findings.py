@@ -219,6 +219,16 @@ def test_followed_children_are_summed():
     assert "2 child processes were followed (fork x2)" in text
     assert "held 60 MB of Python objects" in text and "200 MB RSS summed" in text
     assert "child_processes_rss" not in found
+    # forked and untraced, they were only sampled: no "0 B of Python objects ()"
+    sampled = tuple(replace(child, categories={}) for child in children)
+    text = fired(replace(handmade.record(), processes=Processes(children=sampled))
+                 )["followed_children"].text
+    assert "held 200 MB RSS summed" in text and "Python objects" not in text
+    assert "only sampled for RSS" in text and "--trace-depth N" in text
+    one = fired(replace(handmade.record(), processes=Processes(children=(
+        children[0], sampled[1]))))["followed_children"].text
+    assert "held 30 MB of Python objects" in one
+    assert "1 of them forked and only sampled for RSS" in one
 
 
 def test_unfollowed_children_by_rss_only():

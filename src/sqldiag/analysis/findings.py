@@ -540,10 +540,19 @@ def children_sentence(children: tuple[ChildProcess, ...]) -> str:
     held = summed([child.categories.get(PEAK, {}) for child in children])
     how = ", ".join(f"{method} x{count}" for method, count in sorted(methods.items()))
     peaks = [child.peak_rss or 0 for child in children]
+    rss = f"{fmt_bytes(sum(peaks))} RSS summed (largest {fmt_bytes(max(peaks))})"
+    sampled = sum(1 for child in children if not child.categories.get(PEAK))
+    if sampled == len(children):  # forked and untraced: no census in them
+        return (f"{len(children)} child processes were followed ({how}); at their own peaks "
+                f"they held {rss}. Their objects were not counted: a forked child is "
+                "only sampled for RSS (a census there would count all it inherited from "
+                "its parent); `--trace-depth N` traces them. The figures above are the "
+                "main process's, the processes table has each one.")
+    unmeasured = (f"; {sampled} of them forked and only sampled for RSS" if sampled else "")
     return (f"{len(children)} child processes were followed ({how}); at their own peaks they "
             f"held {fmt_bytes(sum(held.values()))} of Python objects ({_named(held)}) and "
-            f"{fmt_bytes(sum(peaks))} RSS summed (largest {fmt_bytes(max(peaks))}); the "
-            "figures above are the main process's, the processes table has each one.")
+            f"{rss}{unmeasured}; the figures above are the main process's, the processes "
+            "table has each one.")
 
 
 @rule(Section.CONTEXT)
