@@ -313,14 +313,14 @@ gc.collect()
 traced = tracemalloc.get_traced_memory()[0]
 tracemalloc.stop()
 grown = tracked() - before
-walked, large, modules = code.untracked_bytes()
+walked, large, modules = code.bytes_now()
 import sqldiag.units
-own = code.untracked_bytes()
-pydoc_alone = code.untracked_bytes()[0]
+own = code.bytes_now()
+pydoc_alone = code.bytes_now()[0]
 del sys.modules["pydoc"]
 print(json.dumps({"traced": traced, "grown": grown, "walked": walked, "modules": modules,
                   "large": large,
-                  "own": own, "without_pydoc": code.untracked_bytes()[0],
+                  "own": own, "without_pydoc": code.bytes_now()[0],
                   "with_pydoc": pydoc_alone}))
 '''
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,

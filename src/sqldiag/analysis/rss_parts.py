@@ -10,8 +10,9 @@ At a moment (the peak, or after the work) RSS above the "ready" phase is split i
                    (its heap and mmapped chunks) grown by more than the live Python
                    bytes that sit outside pymalloc (objects over 512 bytes: lists,
                    dicts; a census measures them, else they are what the categories
-                   count beyond pymalloc's bytes in use). A C driver's result buffers (libpq's PGresult, libmysqlclient's
-                   MYSQL_RES), SQLite's page cache and glibc's chunk headers are here.
+                   count beyond pymalloc's bytes in use). A C driver's result buffers
+                   (libpq's PGresult, libmysqlclient's MYSQL_RES), SQLite's page cache
+                   and glibc's chunk headers are here.
   overhead         pymalloc's own: pool headers, blocks rounded up to their size class,
                    arena alignment
   pymalloc_free    free blocks and unused pools inside pymalloc's arenas (an arena goes

@@ -5,10 +5,10 @@ of workers (a run whose peak lies off the line is run once more: off_the_line). 
 each moment (peak, end) and category, a least-squares line through the
 three points gives a fixed cost and a cost per row (record.parts.CalibrationModel
 predicts the full size from it); a run whose peak caught a category at another moment
-of the work is left out of that category's line (_on_the_moment). Linearity is kept as how far the points lie from their
-line. What the allocators add to the traced bytes, and native memory (C memory in use
-that is no Python object: attribution.overhead), get lines too: the predicted peak is of
-RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for
+of the work is left out of that category's line (_on_the_moment). Linearity is kept as
+how far the points lie from their line. What the allocators add to the traced bytes,
+and native memory (C memory in use that is no Python object: attribution.overhead), get
+lines too: the predicted peak is of RSS, not of live Python bytes only. The fit is how the calibration runs are reduced for
 the record, as snapshots are reduced to breakdowns: the runs' own breakdowns are not kept.
 """
 

@@ -36,7 +36,7 @@ class ImportedCode:
         # all and in blocks larger than SMALL_REQUEST (outside pymalloc)
         self._sized: dict[str, tuple[int, int, int]] = {}
 
-    def untracked_bytes(self) -> ImportedBytes:
+    def bytes_now(self) -> ImportedBytes:
         """What the modules imported since define, that are still imported. Only modules
         not sized before are walked; a module's objects reached first from another module
         of the same walk are that module's."""

@@ -883,7 +883,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     _size_statement_caches(sizer, [o for o in few if wanted[type(o)] == "engine"])
     classified = sum(sizer.tracked.values())
     # the code of modules imported since the baseline: objects the collector does not list
-    imported = baseline.code.untracked_bytes() if baseline.code is not None \
+    imported = baseline.code.bytes_now() if baseline.code is not None \
         else NOTHING_IMPORTED
     sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified) \
         + imported.total
