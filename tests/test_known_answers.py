@@ -335,3 +335,44 @@ print(json.dumps({"traced": traced, "grown": grown, "walked": walked, "modules":
     # code objects with long bytecode, long docstrings: glibc's blocks, not pymalloc's
     assert 0 < out["large"] < out["walked"] / 2, out
     assert 0 < out["with_pydoc"] - out["without_pydoc"] < out["walked"] / 2, out
+
+
+def test_measuring_imported_code_runs_none_of_the_programs_code(tmp_path, monkeypatch):
+    """A lazy module (importlib's LazyLoader runs it on its first attribute) stays
+    unloaded, and an object whose __class__ or __sizeof__ would run code (a proxy, a
+    lazy settings object) is not asked: measuring must not change what the program
+    does, nor fail on it."""
+    import importlib.util
+
+    from sqldiag.capture.probes.imported_code import ImportedCode
+
+    (tmp_path / "measured_lazy_target.py").write_text(
+        "import builtins\nbuiltins.SQLDIAG_LAZY_RAN = True\n")
+    (tmp_path / "measured_with_proxy.py").write_text(
+        "class Proxy:\n"
+        "    @property\n"
+        "    def __class__(self):\n"
+        "        raise RuntimeError('working outside of application context')\n"
+        "    def __sizeof__(self):\n"
+        "        raise RuntimeError('asked for its size')\n"
+        "current = Proxy()\n"
+        "def helper():\n"
+        "    return 'x' * 100\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = ImportedCode()
+    spec = importlib.util.find_spec("measured_lazy_target")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    lazy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "measured_lazy_target", lazy)
+    loader.exec_module(lazy)
+    import measured_with_proxy  # noqa: F401
+
+    try:
+        sized = code.bytes_now()
+    finally:
+        sys.modules.pop("measured_with_proxy", None)
+    import builtins
+
+    assert not hasattr(builtins, "SQLDIAG_LAZY_RAN")
+    assert sized.modules == 2 and sized.total > 0, sized  # helper's code was counted

@@ -66,13 +66,45 @@ class ImportedBytes(NamedTuple):
 NOTHING_IMPORTED = ImportedBytes()
 
 
+# The kinds the walk sizes and looks into: the interpreter's own, whose size and parts it
+# reads without running any code of the program's. Instances of other classes (a proxy,
+# a lazy object: Django's settings, werkzeug's LocalProxy) are left alone; asking them
+# anything (their __class__, their __sizeof__) may run their code. They are gc-tracked,
+# and other_python counts them with the collector's growth.
+_ATOMS = frozenset({str, bytes, int, float, complex, type(None), bool})
+_CONTAINERS = frozenset({dict, tuple, frozenset})
+_CALLABLES = frozenset({types.FunctionType, types.CodeType, staticmethod, classmethod,
+                        property})
+_NAMESPACE = vars(types.ModuleType)["__dict__"]  # a module's dict, asked of no module code
+
+
+def _namespace(module: object) -> dict | None:
+    """A module's dict, read by the descriptor of ModuleType: never by the module's own
+    __getattribute__ (importlib's LazyLoader loads a lazy module on any attribute)."""
+    if not issubclass(type(module), types.ModuleType):  # sys.modules may hold others
+        return None
+    namespace = _NAMESPACE.__get__(module)
+    return namespace if type(namespace) is dict else None
+
+
+def _class_namespace(kind: type) -> dict | None:
+    """A class's own dict, as the collector reaches it (not through a metaclass)."""
+    return next((part for part in gc.get_referents(kind) if type(part) is dict), None)
+
+
+def _named(module_name: object, name: str) -> bool:
+    """Whether a __module__ is `name` (compared only when it is a str: a program may set
+    anything there, and an object's own __eq__ is its code)."""
+    return type(module_name) is str and module_name == name
+
+
 def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int]:
     """Untracked bytes reached from `module`'s dict through what it defines itself (its
     functions' code and the code nested in it, its classes and their attributes, and
     the strings, bytes, numbers and tuples among them), and the bytes in large blocks
     of all it reached, tracked or not (see ImportedBytes)."""
-    namespace = getattr(module, "__dict__", None)
-    if not isinstance(namespace, dict):
+    namespace = _namespace(module)
+    if namespace is None:
         return 0, 0
     getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
     total = large = 0
@@ -83,28 +115,28 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
             continue
         seen.add(id(obj))
         kind = type(obj)
-        if isinstance(obj, type) and obj.__module__ != name:
-            continue  # another module's class, imported into this one
+        if issubclass(kind, type):  # a class: its own (not another module's, imported)
+            own = _class_namespace(obj)  # type: ignore[arg-type]
+            if own is None or not _named(own.get("__module__"), name):
+                continue
+            stack.append(own)
+        elif kind not in _ATOMS and kind not in _CONTAINERS and kind not in _CALLABLES:
+            continue
         size = getsizeof(obj)
         if not is_tracked(obj):
             total += size
         if size > SMALL_REQUEST:
             large += size
         if kind is dict:
-            _extend_from(stack, obj)
+            _extend_from(stack, obj)  # type: ignore[arg-type]
         elif kind is tuple or kind is frozenset:
             stack.extend(obj)  # type: ignore[call-overload]
         elif kind is types.FunctionType:
-            if getattr(obj, "__module__", None) == name:
+            if _named(obj.__module__, name):  # type: ignore[attr-defined]
                 stack.append(obj.__code__)  # type: ignore[attr-defined]
                 stack.append(obj.__doc__)  # type: ignore[attr-defined]
         elif kind is types.CodeType:
             total += _code_parts(obj, stack)  # type: ignore[arg-type]
-        elif isinstance(obj, type):
-            _extend_from(stack, vars(obj))
-            # its namespace is a dict of its own, behind the mappingproxy vars() gives
-            large += sum(getsizeof(part) for part in gc.get_referents(obj)
-                         if type(part) is dict and getsizeof(part) > SMALL_REQUEST)
         elif kind is staticmethod or kind is classmethod:
             stack.append(obj.__func__)  # type: ignore[attr-defined]
         elif kind is property:
