@@ -1029,3 +1029,47 @@ def test_reading_a_parked_threads_locals_leaves_them_bound():
         thread.join()
     assert not errors, errors
     assert any(label.startswith("local kept of work()") for label, _ in seen), seen[:5]
+
+
+def test_naming_holders_runs_none_of_the_programs_code(tmp_path, monkeypatch):
+    """The search for who holds a result looks into the program's module globals and
+    their attributes: a proxy there whose __class__ or __dict__ would run code (outside
+    a request, werkzeug's LocalProxy raises) is passed by, a lazy module of the program
+    stays unloaded, and a result held under the proxy's plain neighbour is still named."""
+    import builtins
+    import importlib.util
+
+    from sqldiag.capture.probes.roots import find_roots
+
+    (tmp_path / "census_lazy_target.py").write_text(
+        "import builtins\nbuiltins.CENSUS_LAZY_RAN = True\n")
+    (tmp_path / "census_app.py").write_text(
+        "class Proxy:\n"
+        "    @property\n"
+        "    def __class__(self):\n"
+        "        raise RuntimeError('working outside of application context')\n"
+        "    @property\n"
+        "    def __dict__(self):\n"
+        "        raise RuntimeError('working outside of application context')\n"
+        "class Cache:\n"
+        "    def __init__(self):\n"
+        "        self.pages = {}\n"
+        "current = Proxy()\n"
+        "cache = Cache()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("census_lazy_target")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    lazy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "census_lazy_target", lazy)
+    loader.exec_module(lazy)
+    import census_app
+
+    try:
+        held = [object() for _ in range(20)]
+        census_app.cache.pages["users"] = held
+        found = find_roots([held])
+    finally:
+        sys.modules.pop("census_app", None)
+    assert not hasattr(builtins, "CENSUS_LAZY_RAN")
+    assert found[id(held)][0] == "census_app.cache", found

@@ -16,6 +16,8 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from sqldiag.capture.probes.untouched import class_namespace, module_namespace
+
 _OWN_PREFIX = "sqldiag"
 # pymalloc serves requests up to this size; larger ones are glibc's (malloc)
 SMALL_REQUEST = 512
@@ -75,23 +77,6 @@ _ATOMS = frozenset({str, bytes, int, float, complex, type(None), bool})
 _CONTAINERS = frozenset({dict, tuple, frozenset})
 _CALLABLES = frozenset({types.FunctionType, types.CodeType, staticmethod, classmethod,
                         property})
-_NAMESPACE = vars(types.ModuleType)["__dict__"]  # a module's dict, asked of no module code
-
-
-def _namespace(module: object) -> dict | None:
-    """A module's dict, read by the descriptor of ModuleType: never by the module's own
-    __getattribute__ (importlib's LazyLoader loads a lazy module on any attribute)."""
-    if not issubclass(type(module), types.ModuleType):  # sys.modules may hold others
-        return None
-    namespace = _NAMESPACE.__get__(module)
-    return namespace if type(namespace) is dict else None
-
-
-def _class_namespace(kind: type) -> dict | None:
-    """A class's own dict, as the collector reaches it (not through a metaclass)."""
-    return next((part for part in gc.get_referents(kind) if type(part) is dict), None)
-
-
 def _named(module_name: object, name: str) -> bool:
     """Whether a __module__ is `name` (compared only when it is a str: a program may set
     anything there, and an object's own __eq__ is its code)."""
@@ -103,7 +88,7 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
     functions' code and the code nested in it, its classes and their attributes, and
     the strings, bytes, numbers and tuples among them), and the bytes in large blocks
     of all it reached, tracked or not (see ImportedBytes)."""
-    namespace = _namespace(module)
+    namespace = module_namespace(module)
     if namespace is None:
         return 0, 0
     getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
@@ -116,7 +101,7 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
         seen.add(id(obj))
         kind = type(obj)
         if issubclass(kind, type):  # a class: its own (not another module's, imported)
-            own = _class_namespace(obj)  # type: ignore[arg-type]
+            own = class_namespace(obj)  # type: ignore[arg-type]
             if own is None or not _named(own.get("__module__"), name):
                 continue
             stack.append(own)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from sqldiag.capture.attribution.paths import install_prefixes
 from sqldiag.capture.probes.gil import PARK_CODE
 from sqldiag.capture.probes.slots import is_full
+from sqldiag.capture.probes.untouched import instance_dict, module_namespace
 
 DEPTH = 2  # steps below a root
 MAX_VISITED = 2_000_000  # references looked at (at C speed) per search, at most
@@ -49,13 +50,10 @@ def _items(value: object) -> Iterable[object] | None:
         return value.values()  # type: ignore[attr-defined]
     if kind in _CONTAINERS:  # not a list that C code is filling (see slots.py)
         return value if kind is not list or is_full(value) else None  # type: ignore[return-value]
-    if isinstance(value, _OPAQUE):
+    if issubclass(kind, _OPAQUE):
         return None
-    try:
-        attributes = object.__getattribute__(value, "__dict__")
-    except (AttributeError, TypeError):
-        return None
-    return attributes.values() if type(attributes) is dict else None
+    attributes = instance_dict(value)
+    return attributes.values() if attributes is not None else None
 
 
 def _modules() -> Iterator[tuple[str, object]]:
@@ -63,11 +61,11 @@ def _modules() -> Iterator[tuple[str, object]]:
     for name, module in list(sys.modules.items()):
         if module is None or name.partition(".")[0] == "sqldiag":
             continue
-        path = getattr(module, "__file__", None) or ""
-        if name != "__main__" and (not path or _library(path)):
+        namespace = module_namespace(module)
+        if namespace is None:
             continue
-        namespace = getattr(module, "__dict__", None)
-        if type(namespace) is not dict:
+        path = namespace.get("__file__")
+        if name != "__main__" and (type(path) is not str or not path or _library(path)):
             continue
         for variable, value in list(namespace.items()):
             if not variable.startswith("__"):
