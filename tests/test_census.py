@@ -1073,3 +1073,20 @@ def test_naming_holders_runs_none_of_the_programs_code(tmp_path, monkeypatch):
         sys.modules.pop("census_app", None)
     assert not hasattr(builtins, "CENSUS_LAZY_RAN")
     assert found[id(held)][0] == "census_app.cache", found
+
+
+def test_a_class_whose_own_sizeof_raises_fails_no_census():
+    """sys.getsizeof runs a class's own __sizeof__ (pandas has one; a proxy may pass it
+    on and raise): the census sizes such an object by its base size instead of failing,
+    and so does the census of types."""
+    from sqldiag.capture.probes.census import type_census
+
+    class Unsizable:
+        def __sizeof__(self):
+            raise RuntimeError("working outside of application context")
+
+    baseline = live.take_baseline()
+    kept = [Unsizable() for _ in range(1000)]
+    census = live.take_census(baseline)
+    assert census.categories["other_python"] > 1000 * object.__sizeof__(kept[0])
+    assert any(t.type.endswith("Unsizable") for t in type_census(top=200).types)

@@ -23,6 +23,15 @@ MAX_REFS_PER_WALK = 256
 TOP_TYPES = 25
 
 
+def size_of(obj: object) -> int:
+    """sys.getsizeof, or the object's base size where its class's own __sizeof__ (code
+    of the program's: a proxy's, pandas') raises: a census must not fail on it."""
+    try:
+        return sys.getsizeof(obj)
+    except Exception:  # noqa: BLE001
+        return object.__sizeof__(obj)
+
+
 def _type_name(kind: type) -> str:
     module = getattr(kind, "__module__", "builtins")
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
@@ -43,7 +52,7 @@ def type_census(top: int = TOP_TYPES, exclude: Iterable[object] = ()) -> TypeCen
     atom_step = max(1, total // MAX_ATOM_WALKS)
     counts: Counter[type] = Counter()
     sizes: Counter[type] = Counter()
-    getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
+    getsizeof, is_tracked = size_of, gc.is_tracked
     for obj in containers[::step]:
         kind = type(obj)
         counts[kind] += step

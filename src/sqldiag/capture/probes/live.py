@@ -40,6 +40,7 @@ from operator import attrgetter, ge, is_, is_not, mul
 from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture import whole_results
+from sqldiag.capture.probes.census import size_of
 from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
 from sqldiag.capture.probes.imported_code import (
     NOTHING_IMPORTED,
@@ -706,7 +707,14 @@ def tracked_bytes(objects: list, chunk: int | None = None) -> int:
     would be cheaper but wrong: sizes vary too much (one identity map's dict can be a
     hundred MB) and the collector lists an ORM object's parts in a repeating order that
     an even stride aliases with."""
-    return sum(sum(map(sys.getsizeof, part)) for part in in_chunks(objects, chunk))
+    total = 0
+    for part in in_chunks(objects, chunk):
+        try:
+            total += sum(map(sys.getsizeof, part))
+        except Exception:  # noqa: BLE001 - a class's own __sizeof__ failed: see size_of
+            total += sum(map(size_of, part))
+    return total
+
 
 
 def _picked(wanted: dict[type, object], chunk: int | None) -> tuple[int, int, list]:
