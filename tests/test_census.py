@@ -1090,3 +1090,33 @@ def test_a_class_whose_own_sizeof_raises_fails_no_census():
     census = live.take_census(baseline)
     assert census.categories["other_python"] > 1000 * object.__sizeof__(kept[0])
     assert any(t.type.endswith("Unsizable") for t in type_census(top=200).types)
+
+
+def test_the_census_of_types_asks_no_module_for_its_referents(monkeypatch):
+    """gc.get_referents of _asyncio's module object, on 3.12 before 3.12.6, hands out
+    its freed future iterators and corrupts their free list: the next collection never
+    ends (CPython gh-122695). The census of types walks containers' referents for the
+    strings and numbers they hold; a module's own are in its dict, listed on its own."""
+    import asyncio
+    import types as pytypes
+
+    from sqldiag.capture.probes.census import type_census
+
+    async def main() -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(1)
+        await future  # an iterator of the future, freed to the free list
+
+    asyncio.run(main())
+    asked = []
+    real = gc.get_referents
+
+    def spy(*objects):
+        asked.extend(objects)
+        return real(*objects)
+
+    monkeypatch.setattr(gc, "get_referents", spy)
+    census = type_census(top=50)
+    monkeypatch.undo()
+    assert census.types and asked
+    assert not [obj for obj in asked if isinstance(obj, pytypes.ModuleType)]

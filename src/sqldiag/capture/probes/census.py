@@ -11,6 +11,7 @@ import gc
 import sys
 from collections import Counter
 from collections.abc import Iterable
+from types import ModuleType
 
 from sqldiag.record.parts import TypeCensus, TypeCount
 
@@ -59,6 +60,13 @@ def type_census(top: int = TOP_TYPES, exclude: Iterable[object] = ()) -> TypeCen
         sizes[kind] += getsizeof(obj) * step
     atoms: dict[int, tuple[object, int]] = {}
     for obj in containers[::atom_step]:
+        # Not a module's: its dict is listed on its own, and its C code's traverse may
+        # visit anything. _asyncio's, on 3.12 before 3.12.6, visits the free list of its
+        # future iterators: freed memory that gc.get_referents hands out as objects, freed
+        # again when the list is dropped, after which the free list loops and the next
+        # collection never ends (CPython gh-122695; a test process hung in gc.collect).
+        if issubclass(type(obj), ModuleType):
+            continue
         refs = gc.get_referents(obj)
         weight = atom_step
         if len(refs) > MAX_REFS_PER_WALK:  # a huge list: walk an even sample of it
