@@ -19,9 +19,9 @@ from __future__ import annotations
 
 # the interpreter's RSS is read before sqldiag's modules are imported
 # isort: off
-from sqldiag.capture.probes.rss import rss_reader
+from sqldiag.capture.probes.rss import rss_once
 
-INTERPRETER_RSS = rss_reader()()  # what the program alone would start from
+INTERPRETER_RSS = rss_once()  # what the program alone would start from
 # isort: on
 
 import dataclasses

@@ -19,6 +19,21 @@ def rss_reader() -> Callable[[], int]:
         return lambda: process.memory_info().rss
 
     def read() -> int:
-        return int(os.pread(fd, 128, 0).split()[1]) * page
+        return _resident(os.pread(fd, 128, 0), page)
 
     return read
+
+
+def rss_once() -> int:
+    """This process's RSS now, read once: no file is left open (the program's process
+    reads it before anything of sqldiag's is imported, and sees its own files only)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return _resident(statm.read(), os.sysconf("SC_PAGE_SIZE"))
+    except OSError:
+        return rss_reader()()
+
+
+def _resident(statm: bytes, page: int) -> int:
+    """RSS in bytes from /proc/self/statm's line (its second field, in pages)."""
+    return int(statm.split()[1]) * page
