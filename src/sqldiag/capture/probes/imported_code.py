@@ -16,11 +16,10 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from sqldiag.capture.attribution.overhead import SMALL_REQUEST
 from sqldiag.capture.probes.untouched import class_namespace, module_namespace
 
 _OWN_PREFIX = "sqldiag"
-# pymalloc serves requests up to this size; larger ones are glibc's (malloc)
-SMALL_REQUEST = 512
 _EMPTY_TUPLE = sys.getsizeof(())
 _EMPTY_BYTES = sys.getsizeof(b"")
 # 3.11 keeps a code object's bytecode inside it (getsizeof counts it) and builds

@@ -40,19 +40,16 @@ from operator import attrgetter, ge, is_, is_not, mul
 from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture import whole_results
+from sqldiag.capture.attribution.overhead import SMALL_REQUEST
 from sqldiag.capture.probes.census import size_of
 from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
-from sqldiag.capture.probes.imported_code import (
-    NOTHING_IMPORTED,
-    SMALL_REQUEST,
-    ImportedBytes,
-    ImportedCode,
-)
+from sqldiag.capture.probes.imported_code import NOTHING_IMPORTED, ImportedBytes, ImportedCode
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
 from sqldiag.capture.probes.sampler import leave_signals_to_the_main_thread
 from sqldiag.capture.probes.slots import is_full
+from sqldiag.capture.probes.untouched import defined
 from sqldiag.capture.whole_results import WHOLE_RESULT_ROWS
 from sqldiag.record.categories import (
     DRIVER_ROWS,
@@ -246,11 +243,8 @@ def _runs_python_code() -> bool:
 
 
 def _sizes_in_python(kind: type) -> bool:
-    for base in kind.__mro__:
-        own = base.__dict__.get("__sizeof__")
-        if own is not None:
-            return not isinstance(own, _IN_C)
-    return False
+    own = defined(kind, "__sizeof__")
+    return own is not None and not issubclass(type(own), _IN_C)
 
 
 _IN_C = (WrapperDescriptorType, MethodDescriptorType, BuiltinFunctionType)
@@ -714,7 +708,6 @@ def tracked_bytes(objects: list, chunk: int | None = None) -> int:
         except Exception:  # noqa: BLE001 - a class's own __sizeof__ failed: see size_of
             total += sum(map(size_of, part))
     return total
-
 
 
 def _picked(wanted: dict[type, object], chunk: int | None) -> tuple[int, int, list]:

@@ -16,7 +16,8 @@ import weakref
 
 # the member of ModuleType that holds a module's dict, read without its __getattribute__
 _MODULE_DICT = vars(types.ModuleType)["__dict__"]
-_MRO = vars(type)["__mro__"]  # a class's MRO, whatever its metaclass defines
+# a class's MRO and own attributes, whatever its metaclass defines
+_MRO, _CLASS_DICT = vars(type)["__mro__"], vars(type)["__dict__"]
 
 
 def module_namespace(module: object) -> dict | None:
@@ -48,15 +49,21 @@ def instance_dict(value: object) -> dict | None:
     return attributes if type(attributes) is dict else None
 
 
+def defined(kind: type, name: str) -> object | None:
+    """What the first class along `kind`'s MRO defines as `name` itself (a descriptor
+    as it is, not bound), or None: read from the classes' own dicts."""
+    for klass in _MRO.__get__(kind):
+        own = _CLASS_DICT.__get__(klass).get(name)
+        if own is not None:
+            return own
+    return None
+
+
 def _dict_descriptor(kind: type) -> types.GetSetDescriptorType | None:
     """The standard __dict__ descriptor the class's instances use, or None (no __dict__,
     or one of the program's own making)."""
-    for klass in _MRO.__get__(kind):
-        own = class_namespace(klass)
-        descriptor = own.get("__dict__") if own is not None else None
-        if descriptor is not None:
-            return descriptor if type(descriptor) is types.GetSetDescriptorType else None
-    return None
+    descriptor = defined(kind, "__dict__")
+    return descriptor if type(descriptor) is types.GetSetDescriptorType else None
 
 
 # per class, its instances' __dict__ descriptor (or None); a class that is freed leaves
