@@ -142,3 +142,22 @@ def run_view(target: str | Path) -> dict:
     if view.get("repeat") is not None and analysis.leak is not None:
         view["repeat"] = view["repeat"] | analysis.to_json()["leak"]
     return view
+
+
+def lazy_module(folder: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    """A module `name` written to `folder` and put in sys.modules unloaded, as
+    importlib's LazyLoader does (it runs the module on its first attribute); returns a
+    function that tells whether it has run."""
+    import builtins
+    import importlib.util
+
+    flag = f"{name.upper()}_RAN"
+    (folder / f"{name}.py").write_text(f"import builtins\nbuiltins.{flag} = True\n")
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    lazy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, lazy)
+    loader.exec_module(lazy)
+    return lambda: hasattr(builtins, flag)

@@ -1036,13 +1036,10 @@ def test_naming_holders_runs_none_of_the_programs_code(tmp_path, monkeypatch):
     their attributes: a proxy there whose __class__ or __dict__ would run code (outside
     a request, werkzeug's LocalProxy raises) is passed by, a lazy module of the program
     stays unloaded, and a result held under the proxy's plain neighbour is still named."""
-    import builtins
-    import importlib.util
+    from conftest import lazy_module
 
     from sqldiag.capture.probes.roots import find_roots
 
-    (tmp_path / "census_lazy_target.py").write_text(
-        "import builtins\nbuiltins.CENSUS_LAZY_RAN = True\n")
     (tmp_path / "census_app.py").write_text(
         "class Proxy:\n"
         "    @property\n"
@@ -1056,13 +1053,7 @@ def test_naming_holders_runs_none_of_the_programs_code(tmp_path, monkeypatch):
         "        self.pages = {}\n"
         "current = Proxy()\n"
         "cache = Cache()\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = importlib.util.find_spec("census_lazy_target")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    lazy = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "census_lazy_target", lazy)
-    loader.exec_module(lazy)
+    lazy_ran = lazy_module(tmp_path, monkeypatch, "census_lazy_target")
     import census_app
 
     try:
@@ -1071,7 +1062,7 @@ def test_naming_holders_runs_none_of_the_programs_code(tmp_path, monkeypatch):
         found = find_roots([held])
     finally:
         sys.modules.pop("census_app", None)
-    assert not hasattr(builtins, "CENSUS_LAZY_RAN")
+    assert not lazy_ran()
     assert found[id(held)][0] == "census_app.cache", found
 
 

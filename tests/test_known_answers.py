@@ -342,12 +342,10 @@ def test_measuring_imported_code_runs_none_of_the_programs_code(tmp_path, monkey
     unloaded, and an object whose __class__ or __sizeof__ would run code (a proxy, a
     lazy settings object) is not asked: measuring must not change what the program
     does, nor fail on it."""
-    import importlib.util
+    from conftest import lazy_module
 
     from sqldiag.capture.probes.imported_code import ImportedCode
 
-    (tmp_path / "measured_lazy_target.py").write_text(
-        "import builtins\nbuiltins.SQLDIAG_LAZY_RAN = True\n")
     (tmp_path / "measured_with_proxy.py").write_text(
         "class Proxy:\n"
         "    @property\n"
@@ -358,21 +356,13 @@ def test_measuring_imported_code_runs_none_of_the_programs_code(tmp_path, monkey
         "current = Proxy()\n"
         "def helper():\n"
         "    return 'x' * 100\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
     code = ImportedCode()
-    spec = importlib.util.find_spec("measured_lazy_target")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    lazy = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "measured_lazy_target", lazy)
-    loader.exec_module(lazy)
+    lazy_ran = lazy_module(tmp_path, monkeypatch, "measured_lazy_target")
     import measured_with_proxy  # noqa: F401
 
     try:
         sized = code.bytes_now()
     finally:
         sys.modules.pop("measured_with_proxy", None)
-    import builtins
-
-    assert not hasattr(builtins, "SQLDIAG_LAZY_RAN")
+    assert not lazy_ran()
     assert sized.modules == 2 and sized.total > 0, sized  # helper's code was counted

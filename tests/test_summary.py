@@ -168,6 +168,12 @@ def test_parts_that_add_to_more_than_rss_are_not_resident_never_negative():
     assert parts.python_objects + parts.native + parts.overhead + parts.free == 100 * MB
 
 
+def _with_censuses(rec, *censuses: CensusMark, timeline: Timeline | None = None):
+    """`rec` with these censuses in its measurement (and this timeline)."""
+    rec = replace(rec, measurement=replace(rec.measurement, censuses=censuses))
+    return rec if timeline is None else replace(rec, timeline=timeline)
+
+
 def test_samples_taken_during_a_census_are_not_the_programs_peak():
     """A census lists every live object: its lists are sqldiag's memory, not the
     program's, and the program waits while it runs."""
@@ -179,8 +185,7 @@ def test_samples_taken_during_a_census_are_not_the_programs_peak():
     # filed at its start, with the RSS it read then; it ran until 2.7
     census = CensusMark("census at an RSS high", t=2.3, rss=860 * MB, seconds=0.4,
                         objects=7_000_000, wall_s=0.4)
-    rec = replace(rec, timeline=timeline,
-                  measurement=replace(rec.measurement, censuses=(census,)))
+    rec = _with_censuses(rec, census, timeline=timeline)
     assert summarise(rec).peak_rss == 870 * MB  # 960 MB was the census's own lists
 
 
@@ -195,12 +200,10 @@ def test_a_small_programs_census_lists_are_not_its_peak_either():
                         rss=(25 * MB, 120 * MB, 178 * MB, 188 * MB, 188 * MB, 180 * MB))
     census = CensusMark("census at an RSS high", t=2.01, rss=180 * MB, seconds=0.18,
                         objects=713_000, wall_s=0.18)
-    rec = replace(rec, timeline=timeline,
-                  measurement=replace(rec.measurement, censuses=(census,)))
+    rec = _with_censuses(rec, census, timeline=timeline)
     assert summarise(rec).peak_rss == 180 * MB  # its reading as it began
     few = replace(census, objects=5_000, seconds=0.001, wall_s=0.001)
-    small = replace(rec, measurement=replace(rec.measurement, censuses=(few,)))
-    assert summarise(small).peak_rss == 188 * MB
+    assert summarise(_with_censuses(rec, few)).peak_rss == 188 * MB
 
 
 def test_a_census_reading_between_samples_can_be_the_peak():
@@ -213,7 +216,7 @@ def test_a_census_reading_between_samples_can_be_the_peak():
                          objects=40_000, wall_s=0.01)
     late = CensusMark("after gc.collect()", t=5.2, rss=990 * MB, seconds=0.01,
                       objects=40_000, wall_s=0.01)
-    seen = replace(rec, measurement=replace(rec.measurement, censuses=(between, late)))
+    seen = _with_censuses(rec, between, late)
     summary = summarise(seen)
     assert (summary.peak_rss, summary.peak_t) == (940 * MB, 3.5)
     assert summarise(rec).peak_rss == 900 * MB  # without it: the timeline's
@@ -261,9 +264,9 @@ def _census_below_the_peak(census_rss: int = 700 * MB, **allocators: int):
                                                   "identity_map": 12 * MB})
     last = CensusMark("census at an RSS high", t=3.0, rss=700 * MB, seconds=0.1,
                       objects=2000, categories=found)
-    rec = replace(rec, breakdowns={**rec.breakdowns,
-                                   "peak": replace(rec.breakdowns["peak"], rss=census_rss)},
-                  measurement=replace(rec.measurement, censuses=(before, last)))
+    rec = _with_censuses(replace(rec, breakdowns={
+        **rec.breakdowns, "peak": replace(rec.breakdowns["peak"], rss=census_rss)}),
+        before, last)
     if allocators:
         rec = handmade.with_allocators(rec, start_arenas=0, end_arenas=0, end_used=0,
                                        peak=(900 * MB, allocators["used"], 0, 0))
