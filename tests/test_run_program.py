@@ -94,6 +94,11 @@ def test_program_runs_as_python_would_and_is_explained(tmp_path):
     assert f"the code of the {census['imported_modules']:,} modules imported" in verdict
     # what sqldiag's own modules and threads took before the program started is told
     assert 2 << 20 < record["measurement"]["own_rss"] < 60 << 20, record["measurement"]
+    # python keeps __main__'s globals until it exits: what `kept` holds stays after the
+    # work, and is named by its global (runpy alone would have let it go unnamed)
+    held = {h["holder"]: h for h in record["kept_alive"]}
+    assert held["results held by __main__.kept"]["objects"] == 3, held
+    assert record["categories"]["end"]["orm_objects"] > 3 * 3000 * 300
     assert (run_dir / "report.html").is_file()
     assert "record and report" in run.stderr
 
@@ -179,6 +184,22 @@ def test_program_that_raises_keeps_record_marked_incomplete(tmp_path):
     record = run_view(next((tmp_path / "reports").iterdir()))
     assert record["status"]["complete"] is False
     assert "RuntimeError: boom" in record["status"]["reason"]
+
+
+def test_what_a_program_that_raised_keeps_in_its_globals_is_named(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "from sqlalchemy import create_engine, text\n"
+        "QUERY = text('WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < 50000) SELECT i, printf(\"%040d\", i) FROM n')\n"
+        "with create_engine('sqlite://').connect() as connection:\n"
+        "    rows = connection.execute(QUERY).fetchall()\n"
+        "def main():\n    raise RuntimeError('boom')\n\nmain()\n")
+    run = _sqldiag_run(tmp_path, str(script))
+    assert run.returncode == 1, run.stderr
+    record = run_view(next((tmp_path / "reports").iterdir()))
+    held = {h["holder"]: h for h in record["kept_alive"]}
+    assert held["results held by __main__.rows"]["bytes"] > 50_000 * 100, held
 
 
 def _sqldiag_run(tmp_path, *args, stdin: str = ""):

@@ -42,6 +42,7 @@ from sqldiag.capture.follow import Follower
 from sqldiag.capture.measure import MeasuredPass, timeline_of
 from sqldiag.capture.plan import PassKind, PassSpec
 from sqldiag.capture.probes.census import live_type_counts
+from sqldiag.capture.probes.roots import keep_namespace
 from sqldiag.capture.probes.sampler import (
     Sample,
     leave_signals_to_the_main_thread,
@@ -125,24 +126,47 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _program_globals(tb: TracebackType | None) -> dict | None:
+    """The globals of the program's __main__ module, from the frames an exception
+    passed through."""
+    while tb is not None:
+        namespace = tb.tb_frame.f_globals
+        if not _own_frame(tb) and namespace.get("__name__") == "__main__":
+            return namespace
+        tb = tb.tb_next
+    return None
+
+
 def _run_once(spec: ProgramSpec) -> tuple[int, str | None]:
-    """Run the program once as python would; (exit code, failure or None)."""
+    """Run the program once as python would; (exit code, failure or None). Its module's
+    globals stay alive after it, as python keeps them until the process exits (runpy
+    would let them go): what they hold is part of what the program leaves, and a census
+    names it ("__main__.results")."""
     try:
         if spec.module is not None:
             sys.argv = [spec.module, *spec.argv]
-            runpy.run_module(spec.module, run_name="__main__", alter_sys=True)
+            namespace = runpy.run_module(spec.module, run_name="__main__", alter_sys=True)
         else:
             sys.argv = list(spec.argv)
-            runpy.run_path(spec.argv[0], run_name="__main__")
+            namespace = runpy.run_path(spec.argv[0], run_name="__main__")
     except SystemExit as exc:  # its own choice, at its end: a complete run
+        _keep_globals(_program_globals(exc.__traceback__))
         return _exit_code(exc), None
     except KeyboardInterrupt as exc:
+        _keep_globals(_program_globals(exc.__traceback__))
         print_program_traceback(exc)
         return EXIT_INTERRUPTED, "interrupted by Ctrl-C (SIGINT)"
     except BaseException as exc:  # noqa: BLE001 - the program is the user's
+        _keep_globals(_program_globals(exc.__traceback__))
         print_program_traceback(exc)
         return EXIT_RAISED, f"the program raised {type(exc).__name__}: {exc}"
+    _keep_globals(namespace)
     return 0, None
+
+
+def _keep_globals(namespace: dict | None) -> None:
+    if namespace is not None:
+        keep_namespace("__main__", namespace)
 
 
 def _pass_spec(spec: ProgramSpec) -> PassSpec:

@@ -56,8 +56,23 @@ def _items(value: object) -> Iterable[object] | None:
     return attributes.values() if attributes is not None else None
 
 
-def _modules() -> Iterator[tuple[str, object]]:
-    """Globals of the program's own modules (not the libraries', nor sqldiag's)."""
+# The globals of a program that ran to its end here (`sqldiag run`), by the module name it
+# ran as: runpy lets go of the program's module when it returns, where python keeps
+# __main__'s globals until the process exits; keep_namespace holds them as python would.
+_finished: dict[str, dict[str, object]] = {}
+
+
+def keep_namespace(name: str, namespace: dict[str, object]) -> None:
+    """Hold `namespace`, the globals of a program module that has returned, until the
+    process ends (or the next run of the program replaces it), and search it as the
+    globals of module `name`."""
+    _finished[name] = namespace
+
+
+def _namespaces() -> Iterator[tuple[str, dict[str, object]]]:
+    """(module name, globals) of the program's own modules (not the libraries', nor
+    sqldiag's), and of the programs kept by keep_namespace."""
+    yield from list(_finished.items())
     for name, module in list(sys.modules.items()):
         if module is None or name.partition(".")[0] == "sqldiag":
             continue
@@ -65,8 +80,16 @@ def _modules() -> Iterator[tuple[str, object]]:
         if namespace is None:
             continue
         path = namespace.get("__file__")
+        if type(path) is str and path.startswith(_OWN):
+            continue  # sqldiag's program runner, __main__ once the program returned
         if name != "__main__" and (type(path) is not str or not path or _library(path)):
             continue
+        yield name, namespace
+
+
+def _modules() -> Iterator[tuple[str, object]]:
+    """Globals of the program's own modules, by their names ("app.cache")."""
+    for name, namespace in _namespaces():
         for variable, value in list(namespace.items()):
             if not variable.startswith("__"):
                 yield f"{name}.{variable}", value
