@@ -13,6 +13,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import ForeignKey, Integer, String, Text, create_engine, event, insert, select
@@ -789,6 +790,42 @@ def test_a_census_names_who_keeps_the_results(engine):
                  "test_a_census_names_who_keeps_the_results()" in h.holder)
     assert local.objects == 1 and 0.8 < local.bytes / per_list < 1.2
     assert len(local_rows) == ROWS
+
+
+class Pages:
+    """A cache kept on a class of the program's own."""
+
+    by_number: ClassVar[dict] = {}
+
+
+def test_a_census_names_results_kept_on_a_class_and_by_lru_caches(engine):
+    """A class attribute and a function under functools.lru_cache (bounded or not) keep
+    results that no global holds within two steps: each is named by its own root."""
+    import functools
+
+    @functools.cache  # lru_cache(maxsize=None)
+    def every(number):
+        return _load(engine)
+
+    @functools.lru_cache(maxsize=8)
+    def recent(number):
+        return _load(engine)
+
+    baseline = live.take_baseline()
+    globals().update(every_page=every, recent_page=recent)
+    Pages.by_number[1] = _load(engine)
+    every(1), every(2), recent(1)
+    try:
+        census = live.take_census(baseline)
+    finally:
+        Pages.by_number.clear()
+        del globals()["every_page"], globals()["recent_page"]
+    holders = {h.holder: h for h in census.holders}
+    assert holders[f"{live.RESULTS_HELD_BY} {__name__}.Pages.by_number"].objects == 1, holders
+    unbounded = holders[f"{live.RESULTS_HELD_BY} {__name__}.every_page (its lru_cache)"]
+    assert unbounded.objects == 2, holders
+    bounded = holders[f"{live.RESULTS_HELD_BY} {__name__}.recent_page (its lru_cache)"]
+    assert bounded.objects == 1 and 0.8 < bounded.bytes / (unbounded.bytes / 2) < 1.2
 
 
 def test_a_census_names_the_suspended_coroutine_or_generator_that_keeps_results(engine):

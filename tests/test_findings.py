@@ -133,7 +133,10 @@ def test_session_fix_names_who_keeps_the_objects_and_blames_a_session_only_when_
 
     cache = held_by(Holder("results held by cache.seen", 5, 40 * MB))
     assert "kept by what holds them: results held by cache.seen (40 MB)" in cache
-    assert "Session" not in cache
+    assert "Session" not in cache and "lru_cache" not in cache
+    cached = held_by(Holder("results held by app.users_of (its lru_cache)", 20, 40 * MB))
+    assert "results held by app.users_of (its lru_cache) (40 MB)" in cached
+    assert "give it a maxsize" in cached and "cache_clear()" in cached
     assert "Session that is never closed" in held_by(
         Holder("Session identity maps", 1, 40 * MB),
         Holder("results held by cache.seen", 5, 40 * MB))

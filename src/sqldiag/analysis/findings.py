@@ -21,6 +21,7 @@ from sqldiag.record.categories import (
     DRIVER_ROWS,
     HOLDER_IDENTITY,
     IDENTITY_MAP,
+    LRU_CACHE_ROOT,
     ORM_OBJECTS,
     OTHER_PYTHON,
     SQLALCHEMY_ROWS,
@@ -506,10 +507,14 @@ def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
     # fix blamed a Session that was closed)
     named = _held_by(facts)
     if named:
+        cached = (" A function under functools.lru_cache keeps every result it returned, "
+                  "for as long as the process runs: give it a maxsize, cache the values "
+                  "you need rather than ORM objects, or call its cache_clear() after the "
+                  "work." if LRU_CACHE_ROOT in named else "")
         return ((f"Fix: ORM objects outlive the work, kept by what holds them: {named}; drop "
                  "them when the work is done, or keep only the values you need (plain rows "
                  "of the columns you use, select(Model.a, Model.b)) instead of the loaded "
-                 "objects."), {"orm_at_end": orm})
+                 f"objects.{cached}"), {"orm_at_end": orm})
     return (("Fix: ORM objects outlive the work, as a Session that is never closed keeps them "
             "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
             "expunge_all() between batches; scenario session_leak shows the growth."),

@@ -63,6 +63,8 @@ HOLDER_POOL = "pool results not yet fetched"
 HOLDER_DRIVER = "driver buffers"
 HOLDER_IDENTITY = "Session identity maps"
 HOLDER_CACHE = "compiled-SQL caches"
+# what a root's name ends with when it is a function functools.lru_cache wraps
+LRU_CACHE_ROOT = "(its lru_cache)"
 HOLDER_ORDER = (HOLDER_RESULT, HOLDER_POOL, HOLDER_DRIVER, HOLDER_IDENTITY, HOLDER_CACHE)
 
 

@@ -7,12 +7,15 @@ whole results) and sizes them; this only names who holds them, looking down from
 roots a user would name: the globals of the program's own modules and the locals of
 running frames (not sqldiag's own) and of suspended coroutines and generators, and
 what those hold up to two steps down (a dict's values, a list's,
-set's or tuple's items, an object's attributes). A holder reached from nowhere within
-two steps is left unnamed.
+set's or tuple's items, an object's attributes, what an lru_cache keeps); the attributes
+of the classes the program's modules define are roots too. A holder reached from
+nowhere within two steps is left unnamed.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import inspect
 import os
 import sys
@@ -23,7 +26,8 @@ from collections.abc import Iterable, Iterator
 from sqldiag.capture.attribution.paths import install_prefixes
 from sqldiag.capture.probes.gil import PARK_CODE
 from sqldiag.capture.probes.slots import is_full
-from sqldiag.capture.probes.untouched import instance_dict, module_namespace
+from sqldiag.capture.probes.untouched import class_namespace, instance_dict, module_namespace
+from sqldiag.record.categories import LRU_CACHE_ROOT
 
 DEPTH = 2  # steps below a root
 MAX_VISITED = 2_000_000  # references looked at (at C speed) per search, at most
@@ -37,6 +41,8 @@ _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
 # frame's, _locals' variable and sys.getrefcount's argument
 _SNAPSHOT_REFS = 3
 _ATOMS = frozenset({str, int, float, bool, bytes, complex, type(None)})
+# what functools.lru_cache makes of a function: it keeps each result it returned
+_LRU_CACHE = type(functools.lru_cache(None)(len))
 _OWN = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 # as configured and as resolved: a module's __file__ is matched as it is, with no system
 # call (a census that releases the GIL waits for every busy thread's long turn)
@@ -52,6 +58,8 @@ def _items(value: object) -> Iterable[object] | None:
         return value if kind is not list or is_full(value) else None  # type: ignore[return-value]
     if issubclass(kind, _OPAQUE):
         return None
+    if kind is _LRU_CACHE:  # its cache (unbounded: a dict; else its entries' results)
+        return gc.get_referents(value)
     attributes = instance_dict(value)
     return attributes.values() if attributes is not None else None
 
@@ -88,11 +96,29 @@ def _namespaces() -> Iterator[tuple[str, dict[str, object]]]:
 
 
 def _modules() -> Iterator[tuple[str, object]]:
-    """Globals of the program's own modules, by their names ("app.cache")."""
+    """Globals of the program's own modules, by their names ("app.cache"), and the
+    attributes of the classes they define ("app.Cache.pages")."""
     for name, namespace in _namespaces():
         for variable, value in list(namespace.items()):
-            if not variable.startswith("__"):
+            if variable.startswith("__"):
+                continue
+            if type(value) is _LRU_CACHE:
+                yield f"{name}.{variable} {LRU_CACHE_ROOT}", value
+            else:
                 yield f"{name}.{variable}", value
+            if issubclass(type(value), type):
+                yield from _class_attributes(f"{name}.{variable}", value, name)
+
+
+def _class_attributes(label: str, kind: type, module: str) -> Iterator[tuple[str, object]]:
+    """The attributes of class `kind` when module `module` defines it (a cache kept on
+    a class), each by `label`.attribute."""
+    own = class_namespace(kind)
+    if own is None or own.get("__module__") != module:
+        return
+    for attribute, value in list(own.items()):
+        if not attribute.startswith("__") and type(value) not in _ATOMS:
+            yield f"{label}.{attribute}", value
 
 
 def _library(path: str) -> bool:
