@@ -828,6 +828,31 @@ def test_a_census_names_results_kept_on_a_class_and_by_lru_caches(engine):
     assert bounded.objects == 1 and 0.8 < bounded.bytes / (unbounded.bytes / 2) < 1.2
 
 
+def test_a_census_names_the_session_that_holds_what_it_has_not_flushed(engine):
+    """A Session holds its clean objects weakly, those it has not flushed strongly: a
+    long-lived Session's modified objects outlive every result, held by it alone."""
+    baseline = live.take_baseline()
+    kept = _load(engine)  # the same rows loaded and kept elsewhere: their size per item
+    session = Session(engine, autoflush=False)
+    try:
+        for number, item in enumerate(session.query(Item)):
+            if number % 2:
+                item.label = "changed"
+        census = live.take_census(baseline)
+        holders = {h.holder: h for h in census.holders}
+        held = holders["Session identity maps"]
+        per_item = holders[next(h for h in holders if "local kept" in h)].bytes / ROWS
+        assert held.objects == 1 and 0.8 < held.bytes / (ROWS / 2 * per_item) < 1.2, holders
+        session.flush()  # flushed: held weakly again, and nothing else holds them
+        gc.collect()
+        assert "Session identity maps" not in {
+            h.holder for h in live.take_census(baseline).holders}
+    finally:
+        session.rollback()
+        session.close()
+    assert len(kept) == ROWS
+
+
 def test_a_census_names_the_suspended_coroutine_or_generator_that_keeps_results(engine):
     """A coroutine waiting at an await (an asyncio service's request) or a generator
     paused at a yield runs on no thread's stack: its locals are named as roots too."""

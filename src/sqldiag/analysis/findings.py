@@ -471,12 +471,17 @@ def _mapped_objects_leak(facts: Facts) -> bool:
 
 
 def _held_by(facts: Facts) -> str | None:
-    """The holders measured at the end (a megabyte or more), two at most, when none of them
-    is a Session's identity map: "results held by cache.seen (40 MB)"."""
+    """The holders measured at the end (a megabyte or more) other than Sessions' identity
+    maps, two at most: "results held by cache.seen (40 MB)"."""
+    others = [h for h in _big(facts.kept_alive) if h.holder != HOLDER_IDENTITY]
+    return ", ".join(f"{h.holder} ({fmt_bytes(h.bytes)})" for h in others[:2]) or None
+
+
+def _held_by_sessions(facts: Facts) -> bool:
+    """Whether Sessions' identity maps hold a megabyte or more at the end, or no holder
+    was measured (the usual cause)."""
     big = _big(facts.kept_alive)
-    if not big or any(h.holder == HOLDER_IDENTITY for h in big):
-        return None
-    return ", ".join(f"{h.holder} ({fmt_bytes(h.bytes)})" for h in big[:2])
+    return not big or any(h.holder == HOLDER_IDENTITY for h in big)
 
 
 @rule(Section.FIX)
@@ -506,19 +511,20 @@ def fix_session_scope(facts: Facts) -> tuple[str, dict] | None:
     # (it holds clean objects weakly; a module-level cache kept a job's objects and the
     # fix blamed a Session that was closed)
     named = _held_by(facts)
-    if named:
-        cached = (" A function under functools.lru_cache keeps every result it returned, "
-                  "for as long as the process runs: give it a maxsize, cache the values "
-                  "you need rather than ORM objects, or call its cache_clear() after the "
-                  "work." if LRU_CACHE_ROOT in named else "")
-        return ((f"Fix: ORM objects outlive the work, kept by what holds them: {named}; drop "
-                 "them when the work is done, or keep only the values you need (plain rows "
-                 "of the columns you use, select(Model.a, Model.b)) instead of the loaded "
-                 f"objects.{cached}"), {"orm_at_end": orm})
-    return (("Fix: ORM objects outlive the work, as a Session that is never closed keeps them "
-            "in its identity map: scope Sessions to one unit of work (with Session() as s:), or "
-            "expunge_all() between batches; scenario session_leak shows the growth."),
-            {"orm_at_end": orm})
+    session = ("a Session that is never closed keeps them in its identity map: scope "
+               "Sessions to one unit of work (with Session() as s:), or expunge_all() "
+               "between batches; scenario session_leak shows the growth.")
+    if not named:
+        return f"Fix: ORM objects outlive the work, as {session}", {"orm_at_end": orm}
+    cached = (" A function under functools.lru_cache keeps every result it returned, for "
+              "as long as the process runs: give it a maxsize, cache the values you need "
+              "rather than ORM objects, or call its cache_clear() after the work."
+              if LRU_CACHE_ROOT in named else "")
+    also = f" And {session}" if _held_by_sessions(facts) else ""
+    return ((f"Fix: ORM objects outlive the work, kept by what holds them: {named}; drop "
+             "them when the work is done, or keep only the values you need (plain rows "
+             "of the columns you use, select(Model.a, Model.b)) instead of the loaded "
+             f"objects.{cached}{also}"), {"orm_at_end": orm})
 
 
 @rule(Section.FIX)

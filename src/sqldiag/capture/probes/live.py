@@ -53,6 +53,7 @@ from sqldiag.capture.probes.untouched import defined
 from sqldiag.capture.whole_results import WHOLE_RESULT_ROWS
 from sqldiag.record.categories import (
     DRIVER_ROWS,
+    HOLDER_IDENTITY,
     IDENTITY_MAP,
     ORM_OBJECTS,
     OTHER_PYTHON,
@@ -605,6 +606,23 @@ def _result_holders(results: list, per_item: dict[type, float],
     return tuple(sorted(holders, key=lambda h: -h.bytes))
 
 
+def _held_by_sessions(maps: list, per_item: dict[type, float]) -> tuple[Holder, ...]:
+    """The instances live Sessions hold themselves: an identity map holds its clean
+    objects weakly, but those it has not flushed (modified, new or deleted) strongly,
+    until the Session flushes or is closed. Each at a census's average per instance of
+    its class."""
+    held, sessions = 0.0, 0
+    for identity_map in maps:
+        modified = getattr(identity_map, "_modified", None)
+        if not isinstance(modified, set) or not modified:
+            continue
+        sessions += 1
+        held += sum(per_item.get(getattr(state, "class_", None), 0.0)
+                    for state in list(modified))
+    return (Holder(holder=HOLDER_IDENTITY, objects=sessions, bytes=int(held)),) \
+        if held else ()
+
+
 def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | None = None) -> None:
     """Rows a DB-API driver buffers (PyMySQL's and mysqlclient's results and cursors keep
     them as a tuple of tuples, which the garbage collector stops tracking: they are
@@ -894,6 +912,7 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
                for key, by in sizer.by_query.items()}
     holders = _result_holders(results, per_item,
                               [o for o in few if wanted[type(o)] == "suspended"])
+    holders += _held_by_sessions([o for o in few if wanted[type(o)] == "map"], per_item)
     del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
                       seconds=round(time.thread_time() - started, 3), holders=holders,
