@@ -828,6 +828,16 @@ def test_a_census_names_results_kept_on_a_class_and_by_lru_caches(engine):
     assert bounded.objects == 1 and 0.8 < bounded.bytes / (unbounded.bytes / 2) < 1.2
 
 
+def test_a_census_moment_is_taken_once_the_program_waits_just_before_the_listing():
+    """Waiting for the program's threads may take seconds: a census that read RSS before
+    it was filed at 54 MB with 141 MB of objects. Its moment (CensusProbe reads RSS in
+    `when_held`) comes after the wait, and what is made meanwhile is counted."""
+    made: list = []
+    before = live.take_census().objects
+    census = live.take_census(when_held=lambda: made.append([[] for _ in range(50_000)]))
+    assert len(made) == 1 and census.objects >= before + 50_000, (before, census.objects)
+
+
 def test_a_census_names_the_session_that_holds_what_it_has_not_flushed(engine):
     """A Session holds its clean objects weakly, those it has not flushed strongly: a
     long-lived Session's modified objects outlive every result, held by it alone."""

@@ -847,19 +847,24 @@ if hasattr(os, "register_at_fork"):
 
 
 def take_census(baseline: Baseline | None = None, longest: float = 0.0,
-                ledger: QueryLedger | None = None, take_turns: bool = False) -> LiveCensus:
+                ledger: QueryLedger | None = None, take_turns: bool = False,
+                when_held: Callable[[], object] | None = None) -> LiveCensus:
     """The categories of what is alive now; `baseline` (take_baseline() before the work)
     is what other_python's growth is measured from, and its lists are left out. `longest`
     is how long it may take (see few_thread_switches); with a `ledger`, mapped instances
     are charged to the statement that loaded them as well. `take_turns`: let the
-    program's threads run between chunks of its work (see in_chunks). The collector waits
-    meanwhile: the census allocates, and a collection of the whole heap would follow."""
+    program's threads run between chunks of its work (see in_chunks); `when_held` is
+    called once they wait, just before the census lists what is alive (waiting for them
+    may take seconds: the moment of the census is then). The collector waits meanwhile:
+    the census allocates, and a collection of the whole heap would follow."""
     low, high = CENSUS_SWITCH_INTERVAL
     collecting = gc.isenabled()
     gc.disable()
     try:
         holding = few_thread_switches if take_turns else threads_parked
         with holding(min(high, max(low, longest))):
+            if when_held is not None:
+                when_held()
             return _census(baseline or Baseline(), ledger, CHUNK if take_turns else None)
     finally:
         if collecting:
@@ -1067,9 +1072,14 @@ class CensusProbe:
         # Its moment and RSS are those of its start, when it picks what is alive: a
         # census of millions of objects takes seconds, and the program's teardown may
         # free most of its memory right after (the peak census read RSS at its end
-        # and was filed at 209 MB, a fifth of what it had seen).
-        began, t, rss = time.monotonic(), self._clock(), self._rss()
-        taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger)
+        # and was filed at 209 MB, a fifth of what it had seen). Not before the program's
+        # threads wait for it, which may take seconds too (a census read 54 MB there and
+        # found 141 MB of objects).
+        began = time.monotonic()
+        moment: list[tuple[float, int]] = []
+        taken = take_census(self.baseline, CENSUS_SWITCH_INTERVAL[1], self.ledger,
+                            when_held=lambda: moment.append((self._clock(), self._rss())))
+        t, rss = moment[0]
         at = CensusAt(label, t, rss, taken)
         # spent on the clock, not on the census's CPU: with the program's threads busy,
         # a census keeps them waiting up to three times its CPU time (see few_thread_switches)
