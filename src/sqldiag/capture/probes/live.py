@@ -607,10 +607,9 @@ def _result_holders(results: list, per_item: dict[type, float],
 
 
 def _held_by_sessions(maps: list, per_item: dict[type, float]) -> tuple[Holder, ...]:
-    """The instances live Sessions hold themselves: an identity map holds its clean
-    objects weakly, but those it has not flushed (modified, new or deleted) strongly,
-    until the Session flushes or is closed. Each at a census's average per instance of
-    its class."""
+    """The instances live Sessions' identity maps hold themselves: clean objects weakly,
+    but those modified and not flushed yet strongly, until the Session flushes or is
+    closed. Each at a census's average per instance of its class."""
     held, sessions = 0.0, 0
     for identity_map in maps:
         modified = getattr(identity_map, "_modified", None)
