@@ -241,13 +241,17 @@ def test_the_program_imports_its_own_packages_first(tmp_path):
     script = tmp_path / "app.py"
     script.write_text("import sys\nsys.path.insert(0, sys.argv[1])\nimport sqlalchemy\n"
                       "print(sqlalchemy.MARK, sqlalchemy.__file__)\n"
-                      "print(sorted(m for m in sys.modules if m.startswith('pymysql')))\n")
+                      "print(sorted(m for m in sys.modules if m.startswith('pymysql')))\n"
+                      "print(sorted(m for m in sys.modules if m.startswith("
+                      "('multiprocessing', 'concurrent'))))\n")
     plain = subprocess.run([sys.executable, str(script), str(tmp_path / "vendored")],
                            capture_output=True, text=True, check=False, cwd=tmp_path)
     run = _sqldiag_run(tmp_path, str(script), str(tmp_path / "vendored"))
     assert run.returncode == 0, run.stderr
     assert run.stdout == plain.stdout
     assert run.stdout.startswith("the program own copy ")
+    # nor does measuring bring multiprocessing or its pools into the program's memory
+    assert run.stdout.endswith("[]\n[]\n"), run.stdout
 
 
 def test_json_budget_and_guard_have_the_meaning_they_have_for_scenarios(tmp_path):

@@ -28,12 +28,12 @@ import sys
 import tempfile
 import threading
 import tracemalloc
-from multiprocessing import process as mp_process
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import PassKind, PassSpec
+from sqldiag.capture.probes.queries import _AfterImport
 from sqldiag.capture.processes import child_entry
 from sqldiag.capture.redeliver import Redelivery
 from sqldiag.capture.results import PassResult
@@ -41,14 +41,21 @@ from sqldiag.record.codec import RecordError
 from sqldiag.record.parts import ChildProcess
 from sqldiag.record.store import write_atomic
 
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
 SPOOL_PREFIX = "child-"
 # A pool task can be over in a tenth of a second, and a child has no phase marks: its
 # traced peak is caught only by the sampler, so it samples more often than a scenario.
 CHILD_SAMPLE_PERIOD = 0.02
 
 _config: dict[str, Any] | None = None  # {"spool": folder, "depth": frames}
-_original_start = mp_process.BaseProcess.start
-_original_bootstrap = mp_process.BaseProcess._bootstrap  # type: ignore[attr-defined]
+# BaseProcess's own methods, once wrapped. Not before the program imports multiprocessing:
+# importing it here would add its 1.4 MB (3 MB with its pool) to a program that never
+# uses it.
+PROCESS_MODULE = "multiprocessing.process"
+_original_start: Any = None
+_original_bootstrap: Any = None
 
 
 class _Token:
@@ -98,15 +105,36 @@ def enable(spool: Path, trace_depth: int) -> None:
 def disable() -> None:
     global _config
     _config = None
-    mp_process.BaseProcess.start = _original_start  # type: ignore[method-assign]
-    mp_process.BaseProcess._bootstrap = _original_bootstrap  # type: ignore[attr-defined]
+    base = _base_process()
+    if base is not None and base.start is _start:
+        base.start = _original_start
+        base._bootstrap = _original_bootstrap
 
 
 def _install(config: dict[str, Any]) -> None:
+    """Follow children from now on: at once when multiprocessing is imported, else as
+    soon as the program imports it."""
     global _config
     _config = config
-    mp_process.BaseProcess.start = _start  # type: ignore[method-assign]
-    mp_process.BaseProcess._bootstrap = _bootstrap  # type: ignore[attr-defined]
+    if _base_process() is not None:
+        _wrap()
+    else:
+        _AfterImport.watch(PROCESS_MODULE, _wrap)
+
+
+def _base_process() -> Any:
+    return getattr(sys.modules.get(PROCESS_MODULE), "BaseProcess", None)
+
+
+def _wrap() -> None:
+    """Wrap BaseProcess's start and _bootstrap (once), while following."""
+    global _original_start, _original_bootstrap
+    base = _base_process()
+    if _config is None or base is None or base.start is _start:
+        return
+    _original_start, _original_bootstrap = base.start, base._bootstrap
+    base.start = _start
+    base._bootstrap = _bootstrap
 
 
 def _start(self) -> None:
@@ -140,7 +168,7 @@ def _bootstrap(self, *args, **kwargs):
 class ChildMeasure:
     """One child's traced pass, from `_bootstrap` to its end (or SIGTERM)."""
 
-    def __init__(self, process: mp_process.BaseProcess, config: dict[str, Any]) -> None:
+    def __init__(self, process: BaseProcess, config: dict[str, Any]) -> None:
         self.process = process
         self.spool = Path(config["spool"])
         depth = int(config["depth"])
@@ -196,7 +224,7 @@ class ChildMeasure:
         return True
 
 
-def _forked(process: mp_process.BaseProcess) -> bool:
+def _forked(process: BaseProcess) -> bool:
     """Whether the child is a fork of its parent (not of a forkserver, not spawned)."""
     import multiprocessing
 
@@ -204,7 +232,7 @@ def _forked(process: mp_process.BaseProcess) -> bool:
     return method == "fork"
 
 
-def _start_method(process: mp_process.BaseProcess) -> str:
+def _start_method(process: BaseProcess) -> str:
     import multiprocessing
 
     return str(getattr(process, "_start_method", None)

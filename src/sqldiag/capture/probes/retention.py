@@ -27,9 +27,7 @@ import gc
 import sys
 import types
 import weakref
-from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing.pool import ApplyResult, IMapIterator
 
 import objgraph
 
@@ -54,17 +52,43 @@ class HolderObjects:
         return len(self.objects)
 
 
+def _pool_class(module: str, name: str) -> type | None:
+    """A class of pool result objects, when the program imported its module: measuring
+    does not import multiprocessing.pool or concurrent.futures into the program's
+    process (3 MB of RSS a program that never uses them would not have)."""
+    return getattr(sys.modules.get(module), name, None)
+
+
+def _future() -> type | None:
+    return _pool_class("concurrent.futures._base", "Future")
+
+
+def _imap_iterator() -> type | None:
+    return _pool_class("multiprocessing.pool", "IMapIterator")
+
+
+def _pool_kinds() -> tuple[type, ...]:
+    """The pool result classes the program can have made objects of."""
+    found = (_pool_class("multiprocessing.pool", "ApplyResult"), _imap_iterator(), _future())
+    return tuple(kind for kind in found if kind is not None)
+
+
+def _is(obj: object, kind: type | None) -> bool:
+    return kind is not None and isinstance(obj, kind)
+
+
 def find_holders(result: object) -> list[HolderObjects]:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
     driver_result = getattr(sys.modules.get("pymysql.connections"), "MySQLResult", None)
-    pool_kinds = subclasses_of((ApplyResult, IMapIterator, Future))
+    pool_kinds = subclasses_of(_pool_kinds())
+    future = _future()
     found = objects_of_types(subclasses_of((Engine, Session, driver_result)) | pool_kinds)
     pools, driver, identity, caches = [], [], [], []
     for obj in found:
         if type(obj) in pool_kinds:
-            if not isinstance(obj, Future) or (obj.done() and not obj.cancelled()):
+            if not _is(obj, future) or (obj.done() and not obj.cancelled()):
                 pools.append(obj)
         elif isinstance(obj, Session):
             identity.append(obj.identity_map)
@@ -81,9 +105,9 @@ def find_holders(result: object) -> list[HolderObjects]:
 def _pool_values(container: object) -> object:
     """What a pool result object holds for its caller: the value, not the pool machinery
     (its pool, events and callbacks) that it also refers to."""
-    if isinstance(container, Future):
+    if _is(container, _future()):
         return container._result  # type: ignore[attr-defined]
-    if isinstance(container, IMapIterator):
+    if _is(container, _imap_iterator()):
         return container._items  # type: ignore[attr-defined] # results not yet iterated
     return getattr(container, "_value", None)
 
@@ -179,7 +203,7 @@ def _largest(objects: list) -> object:
     Future; the identity map with the most instances): the one whose chain explains the
     bytes."""
     def size(obj: object) -> int:
-        if isinstance(obj, (ApplyResult, IMapIterator, Future)):
+        if isinstance(obj, _pool_kinds()):
             return len(gc.get_referents(_pool_values(obj)))
         try:
             return len(obj)  # type: ignore[arg-type]  # an identity map: its instances
