@@ -365,6 +365,44 @@ def test_the_top_waits_for_the_threads_still_closing_their_sessions(engine, monk
     assert after_closing == [bool(longest)]
 
 
+def test_no_top_while_another_thread_still_executes_its_statement(engine, monkeypatch):
+    """A whole result handed over while no other is being built is not the top when
+    another thread is still executing its statement (a worker fetching its rows): its
+    load ends later. The census waits for that one (a census of 7 million objects taken
+    while the last of ten workers fetched saw 9 loads, and spent the top's budget)."""
+    rss = iter(range(1 << 30, 1 << 40, 1 << 20))  # up a MB at each read
+    first_done, kept = threading.Event(), []
+
+    def hold_the_second(conn, cursor, statement, parameters, context, executemany):
+        if threading.current_thread().name == "second":
+            first_done.wait(10)
+
+    def load() -> None:
+        with Session(engine) as session:
+            kept.append(session.scalars(select(Item)).all())
+        if threading.current_thread().name == "first":
+            first_done.set()
+
+    with _whole_results_only(monkeypatch, rss=0) as probe:
+        probe._rss = lambda: next(rss)
+        monkeypatch.setattr(probe, "_affordable",
+                            lambda share=1.0: share >= live.QUIET_TOP_BUDGET)
+        event.listen(engine, "before_cursor_execute", hold_the_second)
+        try:
+            second = threading.Thread(target=load, name="second")
+            second.start()
+            load_first = threading.Thread(target=load, name="first")
+            load_first.start()
+            load_first.join()
+            second.join()
+        finally:
+            event.remove(engine, "before_cursor_execute", hold_the_second)
+    assert [len(items) for items in kept] == [ROWS, ROWS]
+    assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+    both = live.take_census(probe.baseline).categories["orm_objects"]  # what they keep
+    assert probe.taken[0].categories["orm_objects"] > 0.9 * both, (probe.taken, both)
+
+
 def test_a_poll_waiting_for_a_census_under_way_does_not_take_another():
     """The polls find a census due while another thread takes one (the top's, for
     seconds): once it is done, the census it took makes the poll's needless, and none

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, compress, count, islice, repeat
 from operator import attrgetter, ge, is_, is_not, mul
-from types import BuiltinFunctionType, MethodDescriptorType, WrapperDescriptorType
+from types import BuiltinFunctionType, CodeType, MethodDescriptorType, WrapperDescriptorType
 
 from sqldiag.capture import whole_results
 from sqldiag.capture.attribution.overhead import SMALL_REQUEST
@@ -817,22 +817,43 @@ def _settle() -> None:
         time.sleep(QUIET_SETTLE_S)
 
 
-def _others_in_sqlalchemy() -> bool:
-    """Whether a program thread other than the current one has a frame of SQLAlchemy's
-    code in its stack now."""
+def _others_running(wanted: Callable[[CodeType], bool]) -> bool:
+    """Whether a program thread other than the current one has a frame in its stack now
+    whose code is `wanted`."""
     current = threading.get_ident()
     theirs = {thread.ident for thread in threading.enumerate() if not _sqldiags(thread)}
     for ident, frame in sys._current_frames().items():
         if ident == current or ident not in theirs:
             continue
         while frame is not None:
-            if _SQLALCHEMY_CODE in frame.f_code.co_filename.replace("\\", "/"):
+            if wanted(frame.f_code):
                 return True
             frame = frame.f_back
     return False
 
 
+def _others_in_sqlalchemy() -> bool:
+    """Whether another program thread is running SQLAlchemy's code now."""
+    return _others_running(lambda code: _SQLALCHEMY_CODE in _path(code))
+
+
+def _others_executing() -> bool:
+    """Whether another program thread is executing a statement (inside SQLAlchemy's
+    Connection: its rows are not handed over yet)."""
+    return _others_running(lambda code: code.co_name in _EXECUTING
+                           and _path(code).endswith(_ENGINE_CODE))
+
+
+def _path(code: CodeType) -> str:
+    return code.co_filename.replace("\\", "/")
+
+
 _SQLALCHEMY_CODE = "/sqlalchemy/"
+# Connection's methods that run a statement, its driver's execute and (for a buffered
+# cursor) fetch of every row within them
+_EXECUTING = frozenset({"_execute_context", "_exec_single_context",
+                        "_exec_insertmany_context"})
+_ENGINE_CODE = "/sqlalchemy/engine/base.py"
 
 
 def _drop_inherited_callbacks() -> None:
@@ -957,8 +978,11 @@ QUIET_TOP_GROWTH, QUIET_TOP_BUDGET = 0.1, 2.0
 # closed their results and sessions (their driver rows and identity maps are freed), and
 # longer while other threads still run SQLAlchemy's code, up to the most (closing a
 # Session of 100,000 instances takes tens of ms, and a top's census saw three workers'
-# sessions still open: driver_rows +17%, identity_map +31%)
-QUIET_SETTLE_S, QUIET_SETTLE_MAX_S = 0.02, 0.3
+# sessions still open: driver_rows +17%, identity_map +31%; on a machine half as fast,
+# with ten threads and the server on two cores, three were still open after 0.3 s:
+# driver_rows +38%, identity_map +37%). The census's thread sleeps meanwhile, and the
+# result just handed over stays alive: its thread waits here.
+QUIET_SETTLE_S, QUIET_SETTLE_MAX_S = 0.02, 1.0
 # A costly census due while loads are being built waits for their end (the top) this
 # long at most after the last census (see _waits_for_the_top)
 PARTWAY_WAIT_S = 30.0
@@ -1184,7 +1208,10 @@ class CensusProbe:
                 _settle()
             finally:
                 self._settling = False
-            quiet = self._quiet_top(rows)
+            # another thread still executing a statement will hand over its rows later:
+            # that is the top (a census of 7 million objects taken while the last worker
+            # was fetching saw 9 of 10 loads, and spent the budget the top's needed)
+            quiet = self._quiet_top(rows) and not _others_executing()
         with self._lock:  # after the census under way, if one is: then it is judged anew
             # More budget while censuses are cheap: a load that lives less than a
             # census is a small one. A large load lasts seconds and the polls see it;
