@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqldiag.capture.probes.queries import mask_literals, normalize
 
 PROGRAMS = Path(__file__).parent / "programs"
-ROWS = 4000
+ROWS = 8000  # their objects well above what the imports of SQLAlchemy add
 SECRETS = ("hunter2-s3cret-bound", "pw-l1teral-s3cret")
 ROW_CATEGORIES = ("orm_objects", "driver_rows", "identity_map", "result_lists", "sqlalchemy_rows")
 
