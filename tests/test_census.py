@@ -342,7 +342,7 @@ def test_parallel_loads_are_seen_at_their_end_when_the_budget_allows_no_other(en
 def test_the_top_waits_for_the_threads_still_closing_their_sessions(engine, monkeypatch,
                                                                     longest):
     """At the end of the last of parallel loads, a thread whose load ended before may
-    still be closing its session (here its commit takes 0.15 s, its identity map alive
+    still be closing its session (here its commit takes 0.5 s, its identity map alive
     meanwhile): the census there waits while it runs SQLAlchemy's code, and comes once
     that session is closed (with no wait beyond QUIET_SETTLE_S, before)."""
     monkeypatch.setattr(live, "QUIET_SETTLE_MAX_S", longest)
@@ -350,7 +350,9 @@ def test_the_top_waits_for_the_threads_still_closing_their_sessions(engine, monk
 
     def commit_slowly(session: Session, go_on: Callable[[], None]) -> None:
         sessions.append(session)
-        event.listen(session, "after_commit", lambda *_: (go_on(), time.sleep(0.15)))
+        # long enough that the census with no wait comes before the close on a loaded
+        # machine (0.15 s was not, on 3.10 in CI), short of QUIET_SETTLE_MAX_S
+        event.listen(session, "after_commit", lambda *_: (go_on(), time.sleep(0.5)))
         session.commit()
 
     with _whole_results_only(monkeypatch, rss=1 << 40) as probe:
