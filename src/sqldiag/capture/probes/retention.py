@@ -55,7 +55,7 @@ class HolderObjects:
 def _pool_class(module: str, name: str) -> type | None:
     """A class of pool result objects, when the program imported its module: measuring
     does not import multiprocessing.pool or concurrent.futures into the program's
-    process (3 MB of RSS a program that never uses them would not have)."""
+    process, which a program that never uses them would not have."""
     return getattr(sys.modules.get(module), name, None)
 
 
