@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -427,6 +428,35 @@ def test_a_poll_waiting_for_a_census_under_way_does_not_take_another():
         probe.watching = False
         probe.stop()
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
+
+
+def test_censuses_at_highs_wait_while_the_program_imports_modules():
+    """RSS grows while a program imports (its code, not data): the censuses due wait
+    until no module has been imported for IMPORTED_RECENTLY_S, then one is taken (on
+    3.13 ten censuses during SQLAlchemy's import spent a small program's budget, and the
+    peak census saw none of its loop's loads)."""
+    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
+    probe.start(clock=time.monotonic)
+    start = probe._start_rss
+    probe._rss = lambda: start + (10 << 20)  # a new high, all along
+    names = [f"_sqldiag_test_imported_{n}" for n in range(40)]
+    try:
+        probe.watching = True
+        for name in names:  # a module imported every 10 ms
+            sys.modules[name] = types.ModuleType(name)
+            time.sleep(0.01)
+        importing_until = time.monotonic()
+        deadline = importing_until + 5
+        while not probe.taken and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        probe.watching = False
+        probe.stop()
+        for name in names:
+            sys.modules.pop(name, None)
+    assert probe.taken, "no census once the imports stopped"
+    first = probe.taken[0].t
+    assert first >= importing_until, (first, importing_until)
 
 
 @pytest.mark.parametrize("wait", [30.0, 0.0])
