@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqldiag.capture.measure import MeasuredPass
 from sqldiag.capture.plan import PassKind, PassSpec
-from sqldiag.capture.probes.queries import _AfterImport
 from sqldiag.capture.processes import child_entry
+from sqldiag.capture.program_imports import AfterImport, imported_attribute
 from sqldiag.capture.redeliver import Redelivery
 from sqldiag.capture.results import PassResult
 from sqldiag.record.codec import RecordError
@@ -119,11 +119,11 @@ def _install(config: dict[str, Any]) -> None:
     if _base_process() is not None:
         _wrap()
     else:
-        _AfterImport.watch(PROCESS_MODULE, _wrap)
+        AfterImport.watch(PROCESS_MODULE, _wrap)
 
 
 def _base_process() -> Any:
-    return getattr(sys.modules.get(PROCESS_MODULE), "BaseProcess", None)
+    return imported_attribute(PROCESS_MODULE, "BaseProcess")
 
 
 def _wrap() -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from sqldiag.capture.probes.queries import CORE_MODULE, _AfterImport, _imported
+from sqldiag.capture.probes.queries import CORE_MODULE
+from sqldiag.capture.program_imports import AfterImport, imported
 
 WHOLE_RESULT_ROWS = 1000  # smaller results are not worth a census of their own
 
@@ -52,7 +53,7 @@ def listen(callback: Callable[[int], object]) -> None:
     census of their own, but many of them kept are (a loop over slices of a table)."""
     _listeners.append(callback)
     if not _wrap():
-        _AfterImport.watch(CORE_MODULE, _wrap_imported)
+        AfterImport.watch(CORE_MODULE, _wrap_imported)
 
 
 def unlisten(callback: Callable[[int], object]) -> None:
@@ -67,7 +68,7 @@ def _wrap_imported() -> None:
 def _wrap(importing: bool = False) -> bool:
     """True once wrapped (or SQLAlchemy has no such method); False before the program
     has imported SQLAlchemy, or when no one listens."""
-    if not _listeners or not _imported(CORE_MODULE, importing):
+    if not _listeners or not imported(CORE_MODULE, importing):
         return False
     module = sys.modules.get("sqlalchemy.engine.result")
     chunked = getattr(module, "ChunkedIteratorResult", None)

@@ -22,20 +22,18 @@ any literal in it (quoted strings, numbers) with `?`.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.util
 import linecache
 import os
 import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
 
 from sqldiag.capture.attribution.paths import install_prefixes
+from sqldiag.capture.program_imports import AfterImport, imported, imported_attribute
 
 MAX_STATEMENT = 300  # characters kept of a normalized statement
 # A long-running service runs without end: the ledger keeps at most this many ORM runs
@@ -178,14 +176,6 @@ _ACTIVE: list[QueryLedger] = []  # the ledgers listening now (capture() can nest
 _NO_ROWS: set[type] = set()
 
 
-def _imported(name: str, importing: bool) -> bool:
-    """Whether the program has imported `name` (and it has run to its end, unless it is
-    being imported and has just run)."""
-    module = sys.modules.get(name)
-    return module is not None and (importing or not getattr(
-        getattr(module, "__spec__", None), "_initializing", False))
-
-
 def _listen_all() -> None:
     """SQLAlchemy has just been imported: every active ledger listens."""
     for ledger in tuple(_ACTIVE):
@@ -195,7 +185,7 @@ def _listen_all() -> None:
 def _count_runs(importing: bool = False) -> bool:
     """Wrap the ORM's run counter once per process, for every active ledger; True when
     done (or the ORM has no such counter)."""
-    if not _imported(ORM_MODULE, importing):
+    if not imported(ORM_MODULE, importing):
         return False
     loading = sys.modules.get("sqlalchemy.orm.loading")
     counter = getattr(loading, "_new_runid", None)
@@ -215,59 +205,6 @@ def _count_runs(importing: bool = False) -> bool:
 
 def _count_runs_imported() -> None:
     _count_runs(importing=True)
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Calls back once a module has been executed by the program's own import of it."""
-
-    def __init__(self, name: str, callback: Callable[[], object]) -> None:
-        self.name, self.callbacks = name, [callback]
-
-    @classmethod
-    def watch(cls, name: str, callback: Callable[[], object]) -> None:
-        """Once per callback, module and process: the callback finds what it serves when
-        it runs."""
-        finder = next((f for f in sys.meta_path if isinstance(f, cls) and f.name == name),
-                      None)
-        if finder is None:
-            sys.meta_path.insert(0, cls(name, callback))
-        elif callback not in finder.callbacks:
-            finder.callbacks.append(callback)
-
-    def callback(self) -> None:
-        for callback in self.callbacks:
-            try:
-                callback()
-            except Exception as exc:  # noqa: BLE001 - never break the program's import
-                sys.stderr.write(f"sqldiag: after importing {self.name}: "
-                                 f"{type(exc).__name__}: {exc}\n")
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)  # once; and the finders below find the real spec
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _ThenCall(spec.loader, self.callback)
-        return spec
-
-
-class _ThenCall:
-    """A module's own loader, calling back after it has run the module."""
-
-    def __init__(self, loader, callback: Callable[[], object]) -> None:
-        self._loader, self._callback = loader, callback
-
-    def __getattr__(self, name: str):
-        return getattr(self._loader, name)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        self._callback()
 
 
 class QueryLedger:
@@ -306,9 +243,9 @@ class QueryLedger:
         ORM's run counter."""
         _ACTIVE.append(self)
         if not self._listen():
-            _AfterImport.watch(CORE_MODULE, _listen_all)
+            AfterImport.watch(CORE_MODULE, _listen_all)
         if not _count_runs():
-            _AfterImport.watch(ORM_MODULE, _count_runs_imported)
+            AfterImport.watch(ORM_MODULE, _count_runs_imported)
 
     def stop(self) -> None:
         """Stop listening; what was counted stays."""
@@ -327,13 +264,12 @@ class QueryLedger:
         `importing`: it has just run); True once done."""
         if self.installed or not self.every_statement:
             return True
-        if not _imported(CORE_MODULE, importing) or self not in _ACTIVE:
+        if not imported(CORE_MODULE, importing) or self not in _ACTIVE:
             return False
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
-        no_rows = getattr(sys.modules.get("sqlalchemy.engine.cursor"), "_NoResultMetaData",
-                          None)
+        no_rows = imported_attribute("sqlalchemy.engine.cursor", "_NoResultMetaData")
         if isinstance(no_rows, type):
             _NO_ROWS.update((no_rows, *no_rows.__subclasses__()))
         event.listen(Engine, "before_cursor_execute", self._before)

@@ -33,6 +33,7 @@ import objgraph
 
 from sqldiag.capture.probes.live import objects_of_types, subclasses_of
 from sqldiag.capture.probes.roots import frame_locals
+from sqldiag.capture.program_imports import imported_attribute
 from sqldiag.record.categories import HOLDER_CACHE as CACHE
 from sqldiag.record.categories import HOLDER_DRIVER as DRIVER
 from sqldiag.record.categories import HOLDER_IDENTITY as IDENTITY
@@ -52,24 +53,21 @@ class HolderObjects:
         return len(self.objects)
 
 
-def _pool_class(module: str, name: str) -> type | None:
-    """A class of pool result objects, when the program imported its module: measuring
-    does not import multiprocessing.pool or concurrent.futures into the program's
-    process, which a program that never uses them would not have."""
-    return getattr(sys.modules.get(module), name, None)
-
-
+# Pool result classes are looked up where the program imported them: measuring does not
+# import multiprocessing.pool or concurrent.futures into the program's process, which a
+# program that never uses them would not have.
 def _future() -> type | None:
-    return _pool_class("concurrent.futures._base", "Future")
+    return imported_attribute("concurrent.futures._base", "Future")
 
 
 def _imap_iterator() -> type | None:
-    return _pool_class("multiprocessing.pool", "IMapIterator")
+    return imported_attribute("multiprocessing.pool", "IMapIterator")
 
 
 def _pool_kinds() -> tuple[type, ...]:
     """The pool result classes the program can have made objects of."""
-    found = (_pool_class("multiprocessing.pool", "ApplyResult"), _imap_iterator(), _future())
+    found = (imported_attribute("multiprocessing.pool", "ApplyResult"), _imap_iterator(),
+             _future())
     return tuple(kind for kind in found if kind is not None)
 
 
@@ -81,7 +79,7 @@ def find_holders(result: object) -> list[HolderObjects]:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-    driver_result = getattr(sys.modules.get("pymysql.connections"), "MySQLResult", None)
+    driver_result = imported_attribute("pymysql.connections", "MySQLResult")
     pool_kinds = subclasses_of(_pool_kinds())
     future = _future()
     found = objects_of_types(subclasses_of((Engine, Session, driver_result)) | pool_kinds)
