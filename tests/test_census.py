@@ -459,6 +459,33 @@ def test_censuses_at_highs_wait_while_the_program_imports_modules():
     assert first >= importing_until, (first, importing_until)
 
 
+def test_a_program_that_imports_without_pause_still_gets_its_censuses(monkeypatch):
+    """The wait for imports to stop is bounded: a program importing a module every 10 ms
+    gets a census at a high after IMPORT_WAIT_MAX_S."""
+    monkeypatch.setattr(live, "IMPORT_WAIT_MAX_S", 0.3)
+    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
+    probe.start(clock=time.monotonic)
+    start = probe._start_rss
+    probe._rss = lambda: start + (10 << 20)  # a new high, all along
+    names = [f"_sqldiag_test_imported_{n}" for n in range(100)]
+    try:
+        probe.watching = True
+        began = time.monotonic()
+        for name in names:  # a module imported every 10 ms, for a second
+            sys.modules[name] = types.ModuleType(name)
+            time.sleep(0.01)
+            if probe.taken:
+                break
+        importing = time.monotonic()
+    finally:
+        probe.watching = False
+        probe.stop()
+        for name in names:
+            sys.modules.pop(name, None)
+    assert probe.taken, "no census while the program imported"
+    assert began + 0.3 <= probe.taken[0].t < importing, (began, probe.taken[0].t, importing)
+
+
 @pytest.mark.parametrize("wait", [30.0, 0.0])
 def test_costly_censuses_wait_for_the_end_of_parallel_loads(engine, monkeypatch, wait):
     """Once censuses are costly (here: all are), one that is due while loads are being

@@ -1003,8 +1003,9 @@ COLLECTED_RECENTLY_S = 0.05
 # recently): what grows then is code, not data, and on Python 3.13 ten censuses during
 # SQLAlchemy's import and the seeding after it (1.07 s on a loaded machine) spent a small
 # program's budget before its loop loaded anything (the peak census saw no ORM object).
-# A workload run by a module's import is seen once that import stops adding modules.
-IMPORTED_RECENTLY_S = 0.05
+# A workload run by a module's import is seen once that import stops adding modules;
+# a program that imports without pause waits at most IMPORT_WAIT_MAX_S for each census.
+IMPORTED_RECENTLY_S, IMPORT_WAIT_MAX_S = 0.05, 2.0
 
 
 class CensusProbe:
@@ -1055,6 +1056,7 @@ class CensusProbe:
         self._collected_at = 0.0  # when a program's thread last started a collection
         self._modules = len(sys.modules)  # how many were imported when last looked at...
         self._imported_at = 0.0  # ... and when that count last changed
+        self._import_wait_since: float | None = None  # a census due has waited for imports
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqldiag-census", daemon=True)
@@ -1117,6 +1119,7 @@ class CensusProbe:
         self.spent += time.monotonic() - began
         self._deferred = False
         self._costly_listing = False
+        self._import_wait_since = None
         self._partway = not whole_results.building_none()
         self._last_census_at = time.monotonic()
         self._rows_before += self._rows_since
@@ -1363,11 +1366,17 @@ class CensusProbe:
 
     def _importing(self, now: float) -> bool:
         """Whether the program has imported a module within IMPORTED_RECENTLY_S, told by
-        the count of sys.modules when a census is otherwise due."""
+        the count of sys.modules when a census is otherwise due, and the census due has
+        waited less than IMPORT_WAIT_MAX_S for it."""
         modules = len(sys.modules)
         if modules != self._modules:
             self._modules, self._imported_at = modules, now
-        return now - self._imported_at < IMPORTED_RECENTLY_S
+        if now - self._imported_at >= IMPORTED_RECENTLY_S:
+            self._import_wait_since = None
+            return False
+        if self._import_wait_since is None:
+            self._import_wait_since = now
+        return now - self._import_wait_since < IMPORT_WAIT_MAX_S
 
     def _loop(self) -> None:
         leave_signals_to_the_main_thread()
