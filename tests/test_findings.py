@@ -200,6 +200,16 @@ def test_kept_alive_holders_are_scaled_and_named_from_a_megabyte():
     assert "local self of wait() -> MapResult" in found["kept_alive_at_peak"].text
 
 
+def test_a_holder_named_by_its_root_is_not_named_again_before_its_path():
+    rec = replace(handmade.record(rows=10_000), retention=Retention(
+        rows=10_000, holders=(Holder("results held by __main__.kept", 5, 30 * MB,
+                                     ("__main__.kept", "list", "list")),)))
+    text = fired(rec)["kept_alive_at_end"].text
+    assert "results held by __main__.kept 30 MB. Path to them: __main__.kept -> list -> " \
+        "list." in text, text
+    assert "__main__.kept: __main__.kept" not in text
+
+
 def test_leak_over_repeated_runs_and_its_fix():
     runs = tuple(Iteration(run=i, traced=10 * MB + i * MB,
                            categories={"identity_map": i * MB // 2, "orm_objects": i * MB // 2},

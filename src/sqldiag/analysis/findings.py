@@ -247,7 +247,10 @@ def _holders_text(when: str, holders: tuple[Holder, ...]) -> tuple[str, dict] | 
         f"{h.holder} {fmt_bytes(h.bytes)}" for h in big) + "."
     chained = next((h for h in big if h.chain), None)
     if chained:
-        text += f" {chained.holder}: " + " -> ".join(chained.chain) + "."
+        path = " -> ".join(chained.chain)
+        # a holder named by its root ("results held by __main__.kept") is not named twice
+        named_by_root = chained.holder.endswith(f" {chained.chain[0]}")
+        text += f" Path to them: {path}." if named_by_root else f" {chained.holder}: {path}."
     return text, {"bytes": sum(h.bytes for h in big)}
 
 
