@@ -127,9 +127,18 @@ def _whole_results_only(monkeypatch, rss: int) -> Iterator[live.CensusProbe]:
     no census from the program's collections (from 3.12 they would, at each): whole
     results alone call for a census."""
     monkeypatch.setattr(live, "COLLECTIONS_RUN_BETWEEN_BYTECODES", False)
-    probe = live.CensusProbe(period=3600, free_seconds=5.0)
+    with _watching(live.CensusProbe(period=3600, free_seconds=5.0), lambda _: rss) as probe:
+        yield probe
+
+
+@contextmanager
+def _watching(probe: live.CensusProbe,
+              rss: Callable[[int], int]) -> Iterator[live.CensusProbe]:
+    """`probe` started and watching, RSS read as `rss` of the RSS it started at; stopped
+    at the end."""
     probe.start(clock=time.monotonic)
-    probe._rss = lambda: rss
+    start = probe._start_rss
+    probe._rss = lambda: rss(start)
     try:
         probe.watching = True
         yield probe
@@ -430,18 +439,26 @@ def test_a_poll_waiting_for_a_census_under_way_does_not_take_another():
     assert [mark.label for mark in probe.taken] == [live.HIGH], probe.taken
 
 
+@contextmanager
+def _at_a_high_importing(names: list[str]) -> Iterator[live.CensusProbe]:
+    """A census probe watching, with RSS read as a new high all along; the modules
+    `names` that the caller puts in sys.modules are taken out again at the end."""
+    try:
+        with _watching(live.CensusProbe(period=0.005, free_seconds=60.0),
+                       lambda start: start + (10 << 20)) as probe:
+            yield probe
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+
+
 def test_censuses_at_highs_wait_while_the_program_imports_modules():
     """RSS grows while a program imports (its code, not data): the censuses due wait
     until no module has been imported for IMPORTED_RECENTLY_S, then one is taken (on
     3.13 ten censuses during SQLAlchemy's import spent a small program's budget, and the
     peak census saw none of its loop's loads)."""
-    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
-    probe.start(clock=time.monotonic)
-    start = probe._start_rss
-    probe._rss = lambda: start + (10 << 20)  # a new high, all along
     names = [f"_sqldiag_test_imported_{n}" for n in range(40)]
-    try:
-        probe.watching = True
+    with _at_a_high_importing(names) as probe:
         for name in names:  # a module imported every 10 ms
             sys.modules[name] = types.ModuleType(name)
             time.sleep(0.01)
@@ -449,11 +466,6 @@ def test_censuses_at_highs_wait_while_the_program_imports_modules():
         deadline = importing_until + 5
         while not probe.taken and time.monotonic() < deadline:
             time.sleep(0.01)
-    finally:
-        probe.watching = False
-        probe.stop()
-        for name in names:
-            sys.modules.pop(name, None)
     assert probe.taken, "no census once the imports stopped"
     first = probe.taken[0].t
     assert first >= importing_until, (first, importing_until)
@@ -463,13 +475,8 @@ def test_a_program_that_imports_without_pause_still_gets_its_censuses(monkeypatc
     """The wait for imports to stop is bounded: a program importing a module every 10 ms
     gets a census at a high after IMPORT_WAIT_MAX_S."""
     monkeypatch.setattr(live, "IMPORT_WAIT_MAX_S", 0.3)
-    probe = live.CensusProbe(period=0.005, free_seconds=60.0)
-    probe.start(clock=time.monotonic)
-    start = probe._start_rss
-    probe._rss = lambda: start + (10 << 20)  # a new high, all along
     names = [f"_sqldiag_test_imported_{n}" for n in range(100)]
-    try:
-        probe.watching = True
+    with _at_a_high_importing(names) as probe:
         began = time.monotonic()
         for name in names:  # a module imported every 10 ms, for a second
             sys.modules[name] = types.ModuleType(name)
@@ -477,11 +484,6 @@ def test_a_program_that_imports_without_pause_still_gets_its_censuses(monkeypatc
             if probe.taken:
                 break
         importing = time.monotonic()
-    finally:
-        probe.watching = False
-        probe.stop()
-        for name in names:
-            sys.modules.pop(name, None)
     assert probe.taken, "no census while the program imported"
     assert began + 0.3 <= probe.taken[0].t < importing, (began, probe.taken[0].t, importing)
 
