@@ -70,6 +70,30 @@ def test_the_predicted_peak_is_of_rss_the_allocators_overhead_included():
     assert summarise(older).predicted_peak_rss == 50 * MB + 1000 + 500 * 100_000
 
 
+def test_the_free_memory_measured_at_the_peak_is_named_beside_the_prediction():
+    # 1,000 MB of growth: the model predicts 800 MB of live objects; at the peak glibc
+    # held 150 MB free (chunks the work freed) and pymalloc 50 MB of free blocks
+    from sqldiag.analysis.method import how_measured
+
+    model = CalibrationModel(rows=(100, 200, 300),
+                             fits={"peak": {"orm_objects": (0.0, 8 * MB / 1000)}},
+                             linearity={"peak": 0.001})
+    rec = handmade.record(method=Method.CALIBRATED, start=50 * MB, peak=1050 * MB)
+    rec = replace(rec, measurement=replace(rec.measurement, model=model, full_rows=100_000))
+    rec = handmade.with_allocators(rec, start_arenas=10 * MB, end_arenas=10 * MB,
+                                   end_used=0, peak=(860 * MB, 800 * MB, 0, 150 * MB))
+    s = summarise(rec)
+    assert s.model_error == pytest.approx(850 / 1050 - 1, abs=1e-4)
+    assert s.parts_peak.free == 200 * MB
+    assert s.model_error_less_free == pytest.approx(850 / 850 - 1, abs=1e-4)
+    text = " ".join(how_measured(rec, s))
+    assert "allocators held 200 MB of free memory" in text
+    assert "the prediction is +0.0%" in text
+    # without the allocators' figures at the peak nothing is said of free memory
+    bare = summarise(handmade.record(method=Method.CALIBRATED, start=50 * MB, peak=1050 * MB))
+    assert bare.model_error_less_free is None
+
+
 def test_native_memory_is_predicted_by_its_own_line_even_where_the_categories_fail():
     # the categories' line is rejected (its residual is too large): their figures are the
     # largest calibration run's, unscaled, and so no overhead is predicted for them; the
@@ -246,7 +270,11 @@ def test_native_memory_gets_a_slope_only_where_it_grows_with_the_rows():
     # connections and caches: ~0.85 MB whatever the rows, with a few hundred KB of noise
     # that a slope would multiply by a full-size row count
     assert fit_if_growing(rows, [887e3, 807e3, 891e3]) == (pytest.approx(861666.7), 0.0)
-    assert fit_if_growing(rows, [700e3, 800e3, 900e3])[1] == 0.0  # grows, but not 2x
+    assert fit_if_growing(rows, [700e3, 800e3, 900e3])[1] == 0.0  # grows by 200 KB only
+    # libpq's whole results beside 0.5 MB fixed (measured at their high): less than
+    # twice the smallest, still a slope
+    fixed, per_row = fit_if_growing(rows, [1.12e6, 1.72e6, 2.10e6])
+    assert 1200 < per_row < 1250
 
 
 def _census_below_the_peak(census_rss: int = 700 * MB, **allocators: int):

@@ -28,6 +28,20 @@ def _rss_source(record: Record) -> str:
             f"watcher process{uss}; no tracing.")
 
 
+def _free_at_peak(summary: Summary) -> str:
+    """The free memory the measured peak held, which the prediction leaves out, and the
+    prediction against the peak less it (empty without the allocators' figures)."""
+    parts, error = summary.parts_peak, summary.model_error_less_free
+    if parts is None or error is None:
+        return ""
+    return (f" At the peak the allocators held {fmt_bytes(parts.free)} of free memory "
+            f"(glibc's free chunks {fmt_bytes(parts.glibc_free)}, pymalloc's free blocks "
+            f"and pools {fmt_bytes(parts.pymalloc_free)}), measured in the bare run: what "
+            "the work freed before its peak and the allocators kept. The small runs do not "
+            "predict it; against the peak less it, the prediction is "
+            f"{error * 100:+.1f}%.")
+
+
 def _categories_source(record: Record, summary: Summary) -> str | None:
     how = record.measurement
     if how.method is Method.CALIBRATED and how.model is not None:
@@ -49,7 +63,7 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
                  "measured")
         if summary.model_error is not None:
             text += f" ({summary.model_error * 100:+.1f}%)"
-        return text + "."
+        return text + "." + _free_at_peak(summary)
     if how.method is Method.SCALED_TRACE:
         return (f"Categories come from a second run under tracemalloc ({how.trace_depth} "
                 f"frames) on {how.traced_rows or 0:,} rows, scaled x{how.scale or 1:.1f} to the "

@@ -83,6 +83,9 @@ class Summary(JsonValue):
     model_error: float | None
     predicted_overhead: int | None = None  # of the prediction, what the allocators add
     predicted_native: int | None = None  # ... and native memory
+    # the prediction against the measured peak less the free memory both allocators held
+    # then (measured, not predicted): how far the model of memory in use is off
+    model_error_less_free: float | None = None
 
     @property
     def growth(self) -> int | None:
@@ -391,6 +394,7 @@ def summarise(record: Record) -> Summary:
         and not inflated else None
     end_growth = (end - start) if end is not None and start is not None else None
     trim_growth = (trim - start) if trim is not None and start is not None else None
+    parts_peak = None if inflated else rss_parts(record, AT_PEAK, growth, peak_traced or 0)
     return Summary(
         start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
         # RSS may rise meanwhile (the probe's own pages): nothing was given back then
@@ -401,14 +405,24 @@ def summarise(record: Record) -> Summary:
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak, predicted_overhead=added,
         predicted_native=native,
-        parts_peak=None if inflated else rss_parts(record, AT_PEAK, growth, peak_traced or 0),
+        parts_peak=parts_peak,
         parts_end=None if inflated else rss_parts(record, AFTER_GC, end_growth,
                                                   end_traced or 0),
         parts_trim=None if inflated else rss_parts(record, AFTER_TRIM, trim_growth,
                                                    end_traced or 0),
         model_rejected=model_rejected(record),
         model_error=round(predicted_peak / peak_net - 1, 4)
-        if predicted_peak and peak_net else None)
+        if predicted_peak and peak_net else None,
+        model_error_less_free=_error_less_free(predicted_peak, peak_net, parts_peak))
+
+
+def _error_less_free(predicted: int | None, peak: int | None,
+                     parts: RssParts | None) -> float | None:
+    """The predicted peak against the measured one less the free memory measured in it."""
+    if not predicted or not peak or parts is None or not parts.free:
+        return None
+    in_use = peak - parts.free
+    return round(predicted / in_use - 1, 4) if in_use > 0 else None
 
 
 def categories_at(record: Record, moment: str, growth: int | None,
