@@ -244,7 +244,8 @@ def test_tracemalloc_own_memory_is_counted_with_what_it_does_not_report():
     program = r'''
 import gc, json, tracemalloc
 from sqldiag.capture.probes.allocator import glibc_in_use
-from sqldiag.capture.attribution.overhead import allocation_costs, tracemalloc_own_bytes
+from sqldiag.capture.attribution.overhead import (allocation_costs, tracemalloc_own_bytes,
+                                                  traced_in_glibc)
 gc.collect()
 before = glibc_in_use()
 tracemalloc.start(4)
@@ -253,6 +254,7 @@ now, reported = glibc_in_use(), tracemalloc.get_tracemalloc_memory()
 traces = tracemalloc.take_snapshot().traces._traces
 in_glibc = allocation_costs(traces)[1]
 print(json.dumps({"growth": None if before is None else now - before - in_glibc,
+                  "in_glibc": in_glibc, "counted_while_tracing": traced_in_glibc(traces),
                   "reported": reported, "estimate": tracemalloc_own_bytes(reported)}))
 '''
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
@@ -262,6 +264,8 @@ print(json.dumps({"growth": None if before is None else now - before - in_glibc,
         pytest.skip("no glibc figures on this platform")
     assert out["growth"] > 1.5 * out["reported"], out  # the report leaves much out
     assert abs(out["estimate"] / out["growth"] - 1) < 0.15, out
+    # the cheap count of the traced bytes in glibc, taken while tracing, is the same
+    assert out["counted_while_tracing"] == out["in_glibc"] > 0, out
 
 
 def test_what_is_printed_while_the_allocators_are_read_is_not_lost():

@@ -275,6 +275,11 @@ def test_native_memory_gets_a_slope_only_where_it_grows_with_the_rows():
     # twice the smallest, still a slope
     fixed, per_row = fit_if_growing(rows, [1.12e6, 1.72e6, 2.10e6])
     assert 1200 < per_row < 1250
+    # the middle run's workers held fewer results at once: still a slope, the largest
+    # run's high being the most
+    assert fit_if_growing(rows, [0.96e6, 0.62e6, 2.68e6])[1] > 2000
+    # the largest run's high is not the most: no slope
+    assert fit_if_growing(rows, [1.06e6, 1.61e6, 1.25e6])[1] == 0.0
 
 
 def _census_below_the_peak(census_rss: int = 700 * MB, **allocators: int):

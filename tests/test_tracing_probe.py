@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import tracemalloc
 
+import pytest
+
 from sqldiag.capture.probes.tracing import HIGH, TracingProbe
 
 
@@ -72,3 +74,38 @@ def test_stop_waits_for_a_snapshot_in_progress_and_none_starts_after():
     assert not probe.snapshot(HIGH, 2.0, new_high=True)  # tracing is over
     assert all(m.breakdown is not None for m in probe.moments)
     assert len(kept) == 20_000
+
+
+def test_snapshots_keep_the_high_of_native_memory_freed_before_the_traced_high():
+    """A driver's C buffer (libpq's whole result) alive at a smaller traced high and
+    freed by the largest: the largest snapshot does not see it, but glibc keeps what it
+    took for the peak, so the probe keeps the high of native memory over its snapshots."""
+    import ctypes
+    import ctypes.util
+
+    from sqldiag.capture.probes.allocator import glibc_in_use
+
+    if glibc_in_use() is None:
+        pytest.skip("needs glibc 2.33+ (mallinfo2)")
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 24 << 20
+    probe = TracingProbe(depth=4, min_bytes=0, overhead=True)
+    probe.start()
+    try:
+        probe.watching = True
+        probe.snapshot("before", 0.0)
+        before = probe.native_high_in_use
+        buffer = libc.malloc(size)  # untraced: C memory, not a Python object
+        ctypes.memset(buffer, 1, size)
+        probe.snapshot(HIGH, 1.0, new_high=True)
+        libc.free(buffer)
+        kept = [bytes(100) for _ in range(100_000)]  # the largest traced high comes after
+        probe.snapshot(HIGH, 2.0, new_high=True)
+        probe.watching = False
+    finally:
+        probe.stop()
+    assert before is not None and kept
+    assert probe.peak_moment().t == 2.0
+    assert size * 0.95 <= probe.native_high_in_use - before <= size * 1.05

@@ -57,7 +57,8 @@ def _categories_source(record: Record, summary: Summary) -> str | None:
         added = (f", {fmt_bytes(summary.predicted_overhead)} that the allocators add to "
                  "them" if summary.predicted_overhead is not None else "")
         if summary.predicted_native is not None:
-            added += f" and {fmt_bytes(summary.predicted_native)} of native memory"
+            added += (f" and {fmt_bytes(summary.predicted_native)} of native memory at its "
+                      "high, which glibc keeps once freed")
         text += (f". Predicted peak RSS {fmt_bytes(summary.predicted_peak_rss)} (the start, "
                  f"the live objects predicted{added}) against {fmt_bytes(summary.peak_rss)} "
                  "measured")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from dataclasses import replace
 from typing import Protocol
 
 from sqldiag.capture.attribution.breakdown import Breakdown as TracedBreakdown
@@ -273,8 +274,14 @@ class MeasuredPass:
                    (END, tracing.moment(AFTER_GC)))
         ready = self.mallinfo.get(READY)
         in_use = ready.all_in_use if ready is not None else None
-        return {key: _breakdown(moment, self.ledger, in_use) for key, moment in moments
-                if moment is not None and moment.breakdown is not None}
+        out = {key: _breakdown(moment, self.ledger, in_use) for key, moment in moments
+               if moment is not None and moment.breakdown is not None}
+        peak, high = out.get(PEAK), tracing.native_high_in_use
+        if peak is not None and peak.native is not None and high is not None \
+                and in_use is not None:
+            # native memory at its high: glibc keeps it for the peak once freed
+            out[PEAK] = replace(peak, native=max(peak.native, high - in_use))
+        return out
 
     @staticmethod
     def _census_breakdowns(probe: CensusProbe) -> dict[str, Breakdown]:

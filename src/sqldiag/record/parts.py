@@ -181,8 +181,8 @@ class Breakdown(JsonValue):
     queries: tuple[QueryAt, ...] = ()  # largest first; censuses only
     # the allocators' bytes beyond the traced ones (size classes, pool tails, chunk
     # headers), from the traced sizes, and C memory in use that is no Python object
-    # (glibc's in use less tracemalloc's own and the traced objects it holds); calibration
-    # runs only
+    # (glibc's in use less tracemalloc's own and the traced objects it holds; at the peak,
+    # the most any snapshot of the run found, freed or not by then); calibration runs only
     allocation_overhead: int | None = None
     native: int | None = None
     # censuses only: the part of other_python that is the code of the modules imported

@@ -62,9 +62,20 @@ def allocation_costs(traces: list) -> tuple[int, int]:
     size."""
     sizes = Counter(map(itemgetter(1), traces))
     added = sum(count * block_overhead(size) for size, count in sizes.items() if size)
-    in_glibc = sum(count * (size + block_overhead(size)) for size, count in sizes.items()
-                   if size > SMALL_REQUEST)
-    return int(added), int(in_glibc)
+    return int(added), _in_glibc(sizes)
+
+
+def _in_glibc(sizes: Counter) -> int:
+    """The bytes of glibc's chunks that hold requests of these sizes (by count)."""
+    return int(sum(count * (size + block_overhead(size)) for size, count in sizes.items()
+                   if size > SMALL_REQUEST))
+
+
+def traced_in_glibc(traces: list) -> int:
+    """allocation_costs' second figure alone, cheap while tracemalloc still traces: only
+    the few requests over 512 bytes are counted, where counting every size makes an int
+    object for each, each traced (0.56 s against 0.02 s for 150,000 traces)."""
+    return _in_glibc(Counter([trace[1] for trace in traces if trace[1] > SMALL_REQUEST]))
 
 
 def tracemalloc_own_bytes(reported: int) -> int:

@@ -21,6 +21,7 @@ import psutil
 
 from sqldiag.capture.attribution.breakdown import Breakdown, breakdown_traces
 from sqldiag.capture.attribution.functions import save_cache
+from sqldiag.capture.attribution.overhead import native_bytes, traced_in_glibc
 from sqldiag.capture.probes.allocator import glibc_in_use
 from sqldiag.record.parts import Reduction
 from sqldiag.record.phases import AFTER_GC, WORKLOAD_END
@@ -84,6 +85,9 @@ class TracingProbe:
         self._lock = threading.Lock()
         self._largest_snapshot = 0
         self._next_high_at = 0.0  # perf_counter time before which no high is taken
+        # with `overhead`: the most native memory any snapshot found while `watching`
+        # (in glibc's bytes in use: the ready phase's are not taken off), see _note_native
+        self.native_high_in_use: int | None = None
         self._clock: Callable[[], float] = time.monotonic
 
     def start(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -152,6 +156,8 @@ class TracingProbe:
                 self._drop(rivals)
             in_use = self._program_in_use() if self.overhead else None
             raw = tracemalloc.take_snapshot().traces._traces
+            if in_use is not None and self.watching:
+                self._note_native(in_use, raw)
             if small:
                 # The workload runs on whenever this thread gives up the GIL, as it may
                 # between reading the total and the snapshot: what counts is what the
@@ -164,6 +170,18 @@ class TracingProbe:
                                       glibc_in_use=in_use))
             self._largest_snapshot = max(self._largest_snapshot, traced)
             return True
+
+    def _note_native(self, in_use: int, raw: list) -> None:
+        """Keep the high of native memory over every snapshot, not only the largest
+        traced high's: `in_use` (glibc's, read just before the raw snapshot `raw` was
+        taken) less tracemalloc's own and the traced objects in glibc's chunks. A
+        driver's C buffers (libpq's whole result while its rows convert) may be alive
+        at a smaller traced high and freed by the largest, and glibc keeps what they
+        took for the peak. (Counting the large sizes costs about a tenth of taking the
+        snapshot.)"""
+        native = native_bytes(in_use, tracemalloc.get_tracemalloc_memory(), len(raw),
+                              traced_in_glibc(raw))
+        self.native_high_in_use = max(self.native_high_in_use or 0, native)
 
     def _program_in_use(self) -> int | None:
         """glibc's bytes in use now, less the arrays of the raw snapshots this probe holds
