@@ -9,7 +9,8 @@ driver's C memory) on both PostgreSQL drivers. For each run: the RSS growth at t
 and after the work, the share of it that measured parts name (everything but
 `unaccounted`), each part, and the predicted peak (start + the live objects the
 calibration predicts + what the allocators add to them + native memory, both predicted by
-the calibration runs too) against the measured one. Servers are those of the README
+the calibration runs too; native memory at its high, which glibc keeps once it is freed)
+against the measured one. Servers are those of the README
 (127.0.0.1, user root, database test); a driver that is not installed is skipped with
 the reason.
 """

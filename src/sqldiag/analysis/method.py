@@ -29,17 +29,18 @@ def _rss_source(record: Record) -> str:
 
 
 def _free_at_peak(summary: Summary) -> str:
-    """The free memory the measured peak held, which the prediction leaves out, and the
-    prediction against the peak less it (empty without the allocators' figures)."""
-    parts, error = summary.parts_peak, summary.model_error_less_free
-    if parts is None or error is None:
+    """The free memory the measured peak held, of which the prediction has only what
+    native memory left (empty without the allocators' figures at the peak)."""
+    parts = summary.parts_peak
+    if parts is None or not parts.free or summary.model_error is None:
         return ""
     return (f" At the peak the allocators held {fmt_bytes(parts.free)} of free memory "
             f"(glibc's free chunks {fmt_bytes(parts.glibc_free)}, pymalloc's free blocks "
             f"and pools {fmt_bytes(parts.pymalloc_free)}), measured in the bare run: what "
-            "the work freed before its peak and the allocators kept. The small runs do not "
-            "predict it; against the peak less it, the prediction is "
-            f"{error * 100:+.1f}%.")
+            "the work freed before its peak and the allocators kept. Of it the prediction "
+            "has only what native memory left (its line is of native memory at its "
+            "high); what Python's own objects left, which depends on how the workers' "
+            "frees and allocations interleaved, it does not predict.")
 
 
 def _categories_source(record: Record, summary: Summary) -> str | None:

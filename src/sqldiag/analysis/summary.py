@@ -83,9 +83,6 @@ class Summary(JsonValue):
     model_error: float | None
     predicted_overhead: int | None = None  # of the prediction, what the allocators add
     predicted_native: int | None = None  # ... and native memory
-    # the prediction against the measured peak less the free memory both allocators held
-    # then (measured, not predicted): how far the model of memory in use is off
-    model_error_less_free: float | None = None
 
     @property
     def growth(self) -> int | None:
@@ -412,17 +409,7 @@ def summarise(record: Record) -> Summary:
                                                    end_traced or 0),
         model_rejected=model_rejected(record),
         model_error=round(predicted_peak / peak_net - 1, 4)
-        if predicted_peak and peak_net else None,
-        model_error_less_free=_error_less_free(predicted_peak, peak_net, parts_peak))
-
-
-def _error_less_free(predicted: int | None, peak: int | None,
-                     parts: RssParts | None) -> float | None:
-    """The predicted peak against the measured one less the free memory measured in it."""
-    if not predicted or not peak or parts is None or not parts.free:
-        return None
-    in_use = peak - parts.free
-    return round(predicted / in_use - 1, 4) if in_use > 0 else None
+        if predicted_peak and peak_net else None)
 
 
 def categories_at(record: Record, moment: str, growth: int | None,
