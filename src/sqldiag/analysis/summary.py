@@ -391,7 +391,6 @@ def summarise(record: Record) -> Summary:
         and not inflated else None
     end_growth = (end - start) if end is not None and start is not None else None
     trim_growth = (trim - start) if trim is not None and start is not None else None
-    parts_peak = None if inflated else rss_parts(record, AT_PEAK, growth, peak_traced or 0)
     return Summary(
         start_rss=start, peak_rss=peak_net, peak_t=peak_at, end_rss=end, trim_rss=trim,
         # RSS may rise meanwhile (the probe's own pages): nothing was given back then
@@ -402,7 +401,7 @@ def summarise(record: Record) -> Summary:
         explained_share=round(explained, 4) if explained is not None else None,
         predicted_peak_rss=predicted_peak, predicted_overhead=added,
         predicted_native=native,
-        parts_peak=parts_peak,
+        parts_peak=None if inflated else rss_parts(record, AT_PEAK, growth, peak_traced or 0),
         parts_end=None if inflated else rss_parts(record, AFTER_GC, end_growth,
                                                   end_traced or 0),
         parts_trim=None if inflated else rss_parts(record, AFTER_TRIM, trim_growth,
