@@ -20,6 +20,8 @@ import psutil
 from sqldiag.capture.attribution.overhead import tracemalloc_own_bytes
 from sqldiag.capture.probes.watcher import HELPER, Helpers
 
+WATCHER_START_S = 5.0  # the longest a measurement waits for its watcher's first sample
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -179,7 +181,22 @@ class WatcherSampler(RssSampler):
              str(self.period), self._out, str(self.max_rss or 0)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.ignored_pids.add(self._proc.pid)
+        self._await_first_sample()
         return self
+
+    def _await_first_sample(self) -> None:
+        """Return once the watcher has written its first sample (or died, or after
+        WATCHER_START_S): starting Python and importing psutil takes 0.1-0.2 s on a busy
+        machine, and the workload's start must not fall in a hole of the timeline."""
+        assert self._proc is not None and self._out is not None
+        deadline = time.monotonic() + WATCHER_START_S
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            try:
+                if os.path.getsize(self._out) > 0:
+                    return
+            except OSError:
+                return
+            time.sleep(0.005)
 
     def stop(self) -> None:
         if self._proc is None or self._out is None:
