@@ -315,6 +315,20 @@ def _left_after_work(s: Summary) -> int | None:
     return s.end_rss - s.start_rss
 
 
+def _python_left(s: Summary) -> int | None:
+    """Python memory in use after the work: what the categories count, and pymalloc's
+    blocks in use beyond it (live objects no category counted)."""
+    if s.traced_end is None:
+        return None
+    return s.traced_end + (s.parts_end.python_unattributed if s.parts_end is not None else 0)
+
+
+# in a census, Python memory in use that no category counted is mostly this
+NOT_TRACKED = ("objects the garbage collector does not track, which a census does not "
+               "size: strings, numbers, and dicts or tuples that hold only such values, "
+               "as a cache of plain values is made of")
+
+
 def parts_text(parts: RssParts) -> str:
     """The measured parts of an RSS growth in words, largest first, free memory called
     free only where the allocators say it is."""
@@ -367,9 +381,9 @@ def rss_of_a_traced_process(facts: Facts) -> tuple[str, dict] | None:
 @rule(Section.HEADLINE)
 def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
     s = facts.summary
-    left = _left_after_work(s)
-    if left is None or left <= 0 or s.traced_end is None or \
-            s.traced_end >= TRACED_LEFT_SHARE * left or rss_inflated_by_tracing(facts.record):
+    left, python = _left_after_work(s), _python_left(s)
+    if left is None or left <= 0 or python is None or \
+            python >= TRACED_LEFT_SHARE * left or rss_inflated_by_tracing(facts.record):
         return None
     text = (f"RSS left after the work ({fmt_bytes(left)} above the start) is not live "
             f"Python objects ({fmt_bytes(s.traced_end)} still traced)")
@@ -391,14 +405,19 @@ def free_memory_after_work(facts: Facts) -> tuple[str, dict] | None:
 @rule(Section.HEADLINE)
 def objects_alive_after_work(facts: Facts) -> tuple[str, dict] | None:
     s = facts.summary
-    left = _left_after_work(s)
-    if left is None or left <= 0 or s.traced_end is None or \
-            s.traced_end < TRACED_LEFT_SHARE * left:
+    left, python = _left_after_work(s), _python_left(s)
+    if left is None or left <= 0 or python is None or python < TRACED_LEFT_SHARE * left:
         return None
-    return ((f"After the work {fmt_bytes(s.traced_end)} of Python objects are still alive "
-            f"({_named(facts.end_categories, 2)}): something holds them (a cache, a Session, "
-            "a global); repeat the workload to tell a leak from a one-time cost."),
-            {"left": left, "traced_end": s.traced_end})
+    unattributed = python - (s.traced_end or 0)
+    named = _named(facts.end_categories, 2)
+    if unattributed > 0.1 * python:
+        named += (f"; {fmt_bytes(unattributed)} in pymalloc's blocks in use that no category "
+                  "counted" + (f": {NOT_TRACKED}" if facts.record.measurement.method
+                               is Method.CENSUS else ""))
+    return ((f"After the work {fmt_bytes(python)} of Python objects are still alive "
+            f"({named}): something holds them (a cache, a Session, a global); repeat the "
+             "workload to tell a leak from a one-time cost."),
+            {"left": left, "traced_end": s.traced_end, "unattributed": unattributed})
 
 
 @rule(Section.HEADLINE)

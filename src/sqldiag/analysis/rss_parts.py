@@ -5,7 +5,9 @@ At a moment (the peak, or after the work) RSS above the "ready" phase is split i
   python_objects   the traced categories: live Python objects
   python_unattributed  pymalloc's blocks in use beyond all the categories count:
                    Python memory the trace or census did not see at that moment (a
-                   transient peak between snapshots, a C extension's PyMem buffers)
+                   transient peak between snapshots, a C extension's PyMem buffers; in a
+                   census, objects the GC does not track: strings, numbers, and dicts
+                   or tuples holding only those)
   native           C memory in use that is not a Python object: glibc's bytes in use
                    (its heap and mmapped chunks) grown by more than the live Python
                    bytes that sit outside pymalloc (objects over 512 bytes: lists,
