@@ -43,9 +43,12 @@ ROW_CATEGORIES_SHARE = 0.5
 ROWS_CONSUMED_SHARE = 0.9
 # Rows a streaming fix keeps per worker (yield_per, partitions, pages).
 STREAM_BATCH_ROWS = 1000
-# RSS left after the work is free memory, not live objects, when what is still traced is
-# below this share of it.
+# RSS left after the work is free memory, not live objects, when the Python memory still
+# in use (what the categories count, and pymalloc's blocks in use beyond it) is below this
+# share of it.
 TRACED_LEFT_SHARE = 0.5
+# of the Python memory left, the share not counted by a category that the verdict names
+UNCOUNTED_LEFT_SHARE = 0.1
 # malloc_trim is a fix worth naming when it gave back this share of what stayed, and at
 # least this much.
 TRIM_FIX_SHARE = 0.3
@@ -408,9 +411,9 @@ def objects_alive_after_work(facts: Facts) -> tuple[str, dict] | None:
     left, python = _left_after_work(s), _python_left(s)
     if left is None or left <= 0 or python is None or python < TRACED_LEFT_SHARE * left:
         return None
-    unattributed = python - (s.traced_end or 0)
+    unattributed = s.parts_end.python_unattributed if s.parts_end is not None else 0
     named = _named(facts.end_categories, 2)
-    if unattributed > 0.1 * python:
+    if unattributed > UNCOUNTED_LEFT_SHARE * python:
         named += (f"; {fmt_bytes(unattributed)} in pymalloc's blocks in use that no category "
                   "counted" + (f": {NOT_TRACKED}" if facts.record.measurement.method
                                is Method.CENSUS else ""))
