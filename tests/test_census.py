@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from sqldiag.capture.attribution.breakdown import breakdown_traces
 from sqldiag.capture.probes import gil, live
+from sqldiag.capture.probes.imported_code import ImportedBytes
 
 ROWS = 6000
 
@@ -624,6 +625,23 @@ def test_the_peak_census_is_the_one_that_found_most_or_nearly_as_much_higher_up(
     assert not probe._higher(_census_at(53 << 20, 2 << 20))
     assert not probe._higher(_census_at(50 << 20, 19 << 19))  # as much, lower RSS
     assert probe._higher(_census_at(40 << 20, 11 << 20))  # more alive
+
+
+def test_the_code_of_modules_imported_does_not_choose_the_peak_census():
+    """SQLAlchemy's code, imported during the work (15 MB of other_python's 30), is in
+    every census after it: the census after a 3 MB load, at a higher RSS and finding the
+    rest alone, is not nearly as large as the one that saw the load."""
+    probe = live.CensusProbe()
+    code = ImportedBytes(total=15 << 20, modules=300)
+
+    def found(rss: int, orm: int) -> live.CensusAt:
+        census = live.LiveCensus(categories={"orm_objects": orm, "other_python": 30 << 20},
+                                 objects=1, queries={}, seconds=0.0, imported=code)
+        return live.CensusAt(live.HIGH, 0.0, rss, census)
+
+    probe.highest = found(60 << 20, 3 << 20)
+    assert not probe._higher(found(62 << 20, 0))
+    assert probe._higher(found(62 << 20, 3 << 20))
 
 
 def test_a_census_is_filed_at_the_rss_it_began_with(monkeypatch):
