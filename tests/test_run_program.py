@@ -355,3 +355,42 @@ def test_a_short_load_in_pure_python_is_seen_by_a_census(tmp_path):
     peak = found["categories"]["peak"]
     assert peak["orm_objects"] > 38 << 20, peak
     assert peak["driver_rows"] > 8 << 20, peak  # 60,000 tuples of three values
+
+
+CACHE_PROGRAM = '''
+import json
+import sys
+from pympler.asizeof import asizeof
+
+CACHE = {}
+for i in range(60_000):  # plain dicts of strings: the collector tracks none of them
+    CACHE[i + 1000] = {"name": f"user {i:06d} " + "n" * 20, "address": f"{i} " + "a" * 100}
+inside = asizeof(CACHE) - sys.getsizeof(CACHE)
+print(json.dumps({"inside": inside, "table": sys.getsizeof(CACHE)}))
+'''
+
+
+def test_a_cache_of_plain_values_is_counted_and_named_after_the_work(tmp_path):
+    """A module-level cache of dicts of strings: the GC tracks neither the dicts nor the
+    strings, and the census counted only the cache's own table (a 10th of it), leaving
+    the rest as "Python memory no category counted". Its untracked values are now
+    sized from a sample of the globals' long containers, and the global is named."""
+    script = tmp_path / "cache.py"
+    script.write_text(CACHE_PROGRAM)
+    run = subprocess.run([sys.executable, "-m", "sqldiag", "run", "--json", str(script)],
+                         capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    sizes = json.loads(lines[0])
+    out = json.loads("\n".join(lines[1:]))
+    expected = sizes["inside"] + sizes["table"]
+    end = out["categories"]["end"]
+    # the values (asizeof: 60,000 dicts and 120,000 strings) and the cache's table
+    assert 0.9 * expected < end["other_python"] < 1.25 * expected, (end, sizes)
+    assert end["python_unattributed"] < 0.1 * expected, (end, sizes)
+    record = run_view(Path(out["run_dir"]))
+    holders = {h["holder"]: h for h in record["retention"]["holders"]}
+    held = holders["plain values held by __main__.CACHE"]
+    assert held["objects"] == 60_000 and 0.9 * expected < held["bytes"] < 1.1 * expected, held
+    verdict = " ".join(str(finding) for finding in record["verdict"])
+    assert "plain values held by __main__.CACHE" in verdict, verdict

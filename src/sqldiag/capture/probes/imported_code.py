@@ -5,7 +5,8 @@ an import is not tracked: code objects, their bytecode, names, constants, docstr
 line tables. Importing SQLAlchemy's ORM with PyMySQL puts 26 MB in tracemalloc's traces,
 about 15 MB of it from unmarshalling code; in a program that loads 20,000 rows that is
 as much as its rows. This walks what each new module defines and adds up the objects
-the collector does not track, once per module (code does not change once imported).
+the collector does not track, once per module (code does not change once imported);
+a global's long dict or set is left to plain_values.py, which sizes it as it grows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from sqldiag.capture.attribution.overhead import SMALL_REQUEST
+from sqldiag.capture.probes.plain_values import is_long_container
 from sqldiag.capture.probes.untouched import class_namespace, module_namespace
 
 _OWN_PREFIX = "sqldiag"
@@ -93,6 +95,11 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
     getsizeof, is_tracked = sys.getsizeof, gc.is_tracked
     total = large = 0
     stack: list[object] = [namespace]
+    # long dicts and sets of its globals are plain_values.py's: sized as they grow
+    try:
+        seen.update(id(value) for value in namespace.values() if is_long_container(value))
+    except RuntimeError:  # another thread defines a global meanwhile
+        pass
     while stack:
         obj = stack.pop()
         if id(obj) in seen:

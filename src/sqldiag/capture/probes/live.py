@@ -17,7 +17,9 @@ memory from an even sample of each kind, scaled by its count:
   result_lists     lists holding mapped instances, Rows or other result lists
   statement_cache  the compiled-SQL caches of live engines (their dicts and entries)
   other_python     the growth since the baseline of every other kind of gc-tracked
-                   object (shallow sizes; strings only they reference are not counted)
+                   object (shallow sizes; strings only they reference are not counted),
+                   and the untracked values module globals' long containers gained
+                   (plain_values.py)
 
 Bytes are those of sys.getsizeof, which for gc-tracked objects includes the GC header,
 as tracemalloc's blocks do. Nothing of SQLAlchemy is imported here: its classes are
@@ -44,6 +46,7 @@ from sqldiag.capture.attribution.overhead import SMALL_REQUEST
 from sqldiag.capture.probes.census import size_of
 from sqldiag.capture.probes.gil import few_thread_switches, threads_parked
 from sqldiag.capture.probes.imported_code import NOTHING_IMPORTED, ImportedBytes, ImportedCode
+from sqldiag.capture.probes.plain_values import LOOKING_REFS, GlobalValues, Held, is_singleton
 from sqldiag.capture.probes.queries import Key, QueryLedger
 from sqldiag.capture.probes.roots import SUSPENDED_KINDS, find_roots
 from sqldiag.capture.probes.rss import rss_reader
@@ -75,6 +78,9 @@ ITEMS_LOOKED_AT = 4  # a list's kind is judged from a few of its items
 _STATE = "_sa_instance_state"
 MAX_HOLDER_TARGETS = 10_000  # lists of results whose holders are looked for, the biggest
 RESULTS_HELD_BY = "results held by"
+PLAIN_VALUES_HELD_BY = "plain values held by"  # strings, numbers, dicts of them
+MAX_GLOBAL_HOLDERS = 3
+MIN_HELD_BYTES = 1 << 20
 UNNAMED = "results being loaded, or held deeper than two steps below a global or a local"
 
 
@@ -113,6 +119,7 @@ class Baseline:
     # once the old one is freed
     lists: frozenset[tuple[int, int]] = frozenset()
     code: ImportedCode | None = None
+    values: GlobalValues | None = None  # plain values module globals hold (untracked)
 
 
 def _listed(pick: Callable[[object, object], bool]) -> tuple[Iterator, Iterator]:
@@ -256,7 +263,7 @@ def take_baseline() -> Baseline:
         _, tracked, lists = _picked({list: "list"}, None)
         long_lists = frozenset((id(o), id(o[0])) for o in _long_lists(lists))
         release(lists)  # a frame it holds may hold it: no cycle outlives the baseline
-    return Baseline(tracked, long_lists, ImportedCode())
+    return Baseline(tracked, long_lists, ImportedCode(), GlobalValues())
 
 
 def _long_lists(lists: Iterable[list]) -> Iterator[list]:
@@ -284,23 +291,6 @@ class LiveCensus:
     outside_pymalloc: int = 0
 
 
-def _singleton(value: object) -> bool:
-    """Objects CPython shares process-wide: counting them per row would be wrong."""
-    kind = type(value)
-    if value is None or kind is bool:
-        return True
-    if kind is int:
-        return -5 <= value <= 256  # type: ignore[operator]
-    if kind is str:
-        return len(value) <= 1  # type: ignore[arg-type]
-    return False
-
-
-# references to a value while _value_bytes looks at it: its own list, the loop variable
-# and sys.getrefcount's argument (the same on 3.10 to 3.13)
-_LOOKING_REFS = 3
-
-
 def _value_bytes(values: Iterable[object], shared: bool = False) -> float:
     """Bytes of the row values among `values`: atoms only (containers are not values).
 
@@ -312,8 +302,8 @@ def _value_bytes(values: Iterable[object], shared: bool = False) -> float:
     getsizeof, is_tracked, refcount = sys.getsizeof, gc.is_tracked, sys.getrefcount
     values = list(values)
     for value in values:
-        if not _singleton(value) and not is_tracked(value):
-            holders = refcount(value) - _LOOKING_REFS if shared else 1
+        if not is_singleton(value) and not is_tracked(value):
+            holders = refcount(value) - LOOKING_REFS if shared else 1
             total += getsizeof(value) / max(1, holders)
     return total
 
@@ -620,6 +610,15 @@ def _held_by_sessions(maps: list, per_item: dict[type, float]) -> tuple[Holder, 
                     for state in list(modified))
     return (Holder(holder=HOLDER_IDENTITY, objects=sessions, bytes=int(held)),) \
         if held else ()
+
+
+def _held_by_globals(plain: list[Held]) -> tuple[Holder, ...]:
+    """The module globals whose plain values grew the most, each with its container."""
+    return tuple(Holder(holder=f"{PLAIN_VALUES_HELD_BY} {held.name}",
+                        objects=len(held.container),  # type: ignore[arg-type]
+                        bytes=held.untracked + (sys.getsizeof(held.container)
+                                                if gc.is_tracked(held.container) else 0))
+                 for held in plain[:MAX_GLOBAL_HOLDERS] if held.untracked >= MIN_HELD_BYTES)
 
 
 def _size_driver_results(sizer: _Sizer, holders: list, ledger: QueryLedger | None = None) -> None:
@@ -929,8 +928,10 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     # the code of modules imported since the baseline: objects the collector does not list
     imported = baseline.code.bytes_now() if baseline.code is not None \
         else NOTHING_IMPORTED
+    # plain values that module globals gained, which the collector does not list
+    plain = baseline.values.grown() if baseline.values is not None else []
     sizer.bytes[OTHER_PYTHON] += max(0.0, tracked_now - baseline.tracked - classified) \
-        + imported.total
+        + imported.total + sum(held.untracked for held in plain)
     categories = {c: int(b) for c, b in sizer.bytes.items()}
     queries = {key: ({c: int(b) for c, b in by.items()},
                      int(sizer.objects_by_query.get(key, 0)))
@@ -938,10 +939,12 @@ def _census(baseline: Baseline, ledger: QueryLedger | None,
     holders = _result_holders(results, per_item,
                               [o for o in few if wanted[type(o)] == "suspended"])
     holders += _held_by_sessions([o for o in few if wanted[type(o)] == "map"], per_item)
+    holders += _held_by_globals(plain)
     del results, few, owners
     return LiveCensus(categories=categories, objects=listed, queries=queries,
                       seconds=round(time.thread_time() - started, 3), holders=holders,
-                      imported=imported, outside_pymalloc=int(sizer.large + imported.large))
+                      imported=imported, outside_pymalloc=int(
+                          sizer.large + imported.large + sum(held.large for held in plain)))
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,9 @@ def keep_namespace(name: str, namespace: dict[str, object]) -> None:
     _finished[name] = namespace
 
 
-def _namespaces() -> Iterator[tuple[str, dict[str, object]]]:
-    """(module name, globals) of the program's own modules (not the libraries', nor
-    sqldiag's), and of the programs kept by keep_namespace."""
+def all_namespaces() -> Iterator[tuple[str, dict[str, object]]]:
+    """(module name, globals) of the programs kept by keep_namespace, then of every
+    imported module but sqldiag's own."""
     yield from list(_finished.items())
     for name, module in list(sys.modules.items()):
         if module is None or name.partition(".")[0] == "sqldiag":
@@ -90,6 +90,17 @@ def _namespaces() -> Iterator[tuple[str, dict[str, object]]]:
         path = namespace.get("__file__")
         if type(path) is str and path.startswith(_OWN):
             continue  # sqldiag's program runner, __main__ once the program returned
+        yield name, namespace
+
+
+def _namespaces() -> Iterator[tuple[str, dict[str, object]]]:
+    """(module name, globals) of the program's own modules (not the libraries', nor
+    sqldiag's), and of the programs kept by keep_namespace."""
+    for name, namespace in all_namespaces():
+        if name in _finished and _finished[name] is namespace:
+            yield name, namespace
+            continue
+        path = namespace.get("__file__")
         if name != "__main__" and (type(path) is not str or not path or _library(path)):
             continue
         yield name, namespace
