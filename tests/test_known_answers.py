@@ -341,6 +341,35 @@ print(json.dumps({"traced": traced, "grown": grown, "walked": walked, "modules":
     assert 0 < out["with_pydoc"] - out["without_pydoc"] < out["walked"] / 2, out
 
 
+def test_code_another_module_holds_is_counted_with_its_own_module(tmp_path, monkeypatch):
+    """A registry module, loaded first (sys.modules lists a module once it has run), holds
+    another's class and function in a dict: they are counted, once, by their own
+    module's walk (marked as seen by the registry's, their code went uncounted: 1.4 MB of
+    SQLAlchemy's 13 MB)."""
+    from sqldiag.capture.probes.imported_code import ImportedCode
+
+    doc, other = "d" * 20_000, "e" * 20_000
+    (tmp_path / "holding_registry.py").write_text("REGISTRY = {}\n")
+    (tmp_path / "registering_user.py").write_text(
+        "import holding_registry\n"
+        f"class Thing:\n    def method(self):\n        '{doc}'\n"
+        f"def helper():\n    '{other}'\n"
+        "holding_registry.REGISTRY.update(thing=Thing, helper=helper)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = ImportedCode()
+    import holding_registry  # noqa: F401
+    import registering_user  # noqa: F401
+
+    try:
+        sized = code.bytes_now()
+    finally:
+        for name in ("holding_registry", "registering_user"):
+            sys.modules.pop(name, None)
+    assert sized.modules == 2, sized
+    # both docstrings (each also in its code object's constants, counted once)
+    assert 2 * len(doc) < sized.total < 3 * len(doc), sized
+
+
 def test_measuring_imported_code_runs_none_of_the_programs_code(tmp_path, monkeypatch):
     """A lazy module (importlib's LazyLoader runs it on its first attribute) stays
     unloaded, and an object whose __class__ or __sizeof__ would run code (a proxy, a

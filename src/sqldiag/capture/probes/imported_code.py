@@ -104,15 +104,20 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
         obj = stack.pop()
         if id(obj) in seen:
             continue
-        seen.add(id(obj))
         kind = type(obj)
+        # another module's class or function met here is left unmarked: its own module's
+        # walk counts it (a registry module, walked first, holds later modules' classes
+        # and functions; marking them hid their code from those modules' walks)
         if issubclass(kind, type):  # a class: its own (not another module's, imported)
             own = class_namespace(obj)  # type: ignore[arg-type]
             if own is None or not _named(own.get("__module__"), name):
                 continue
             stack.append(own)
-        elif kind not in _ATOMS and kind not in _CONTAINERS and kind not in _CALLABLES:
+        elif (kind not in _ATOMS and kind not in _CONTAINERS and kind not in _CALLABLES) or (
+                kind is types.FunctionType
+                and not _named(obj.__module__, name)):  # type: ignore[attr-defined]
             continue
+        seen.add(id(obj))
         size = getsizeof(obj)
         if not is_tracked(obj):
             total += size
@@ -123,9 +128,8 @@ def _walk(module: types.ModuleType, name: str, seen: set[int]) -> tuple[int, int
         elif kind is tuple or kind is frozenset:
             stack.extend(obj)  # type: ignore[call-overload]
         elif kind is types.FunctionType:
-            if _named(obj.__module__, name):  # type: ignore[attr-defined]
-                stack.append(obj.__code__)  # type: ignore[attr-defined]
-                stack.append(obj.__doc__)  # type: ignore[attr-defined]
+            stack.append(obj.__code__)  # type: ignore[attr-defined]
+            stack.append(obj.__doc__)  # type: ignore[attr-defined]
         elif kind is types.CodeType:
             total += _code_parts(obj, stack)  # type: ignore[arg-type]
         elif kind is staticmethod or kind is classmethod:
