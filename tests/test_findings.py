@@ -124,6 +124,20 @@ def test_python_memory_no_category_counted_after_the_work_is_called_alive_not_fr
                                  "does not track"), alive.text
 
 
+def test_python_objects_alive_after_work_name_the_code_of_the_modules_imported():
+    """A program that imports SQLAlchemy during the work keeps its code alive after it:
+    the census at the end counted it in other_python (8 MB of 54), and the verdict said
+    only that "something holds them (a cache, a Session, a global)"."""
+    rec = handmade.record(start=50 * MB, end=130 * MB, end_cats={"other_python": 54 * MB},
+                          method=Method.CENSUS)
+    end = replace(rec.breakdowns["end"], imported_code=8 * MB, imported_modules=193)
+    rec = replace(rec, breakdowns={**rec.breakdowns, "end": end})
+    alive = fired(rec)["objects_alive_after_work"]
+    assert alive.text.startswith("After the work 54 MB of Python objects are still alive "
+                                 "(other_python 54 MB, 8.0 MB of them the code of the 193 "
+                                 "modules imported during the work): "), alive.text
+
+
 def test_without_the_allocators_figures_nothing_is_called_free():
     rec = handmade.record(start=50 * MB, end=250 * MB, end_cats={"other_python": 10 * MB})
     free = fired(rec)["free_memory_after_work"]

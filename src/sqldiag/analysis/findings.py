@@ -412,7 +412,7 @@ def objects_alive_after_work(facts: Facts) -> tuple[str, dict] | None:
     if left is None or left <= 0 or python is None or python < TRACED_LEFT_SHARE * left:
         return None
     unattributed = s.parts_end.python_unattributed if s.parts_end is not None else 0
-    named = _named(facts.end_categories, 2)
+    named = _named(facts.end_categories, 2) + _imported_text(facts.record, END, "them")
     if unattributed > UNCOUNTED_LEFT_SHARE * python:
         named += (f"; {fmt_bytes(unattributed)} in pymalloc's blocks in use that no category "
                   "counted" + (f": {NOT_TRACKED}" if facts.record.measurement.method
@@ -653,14 +653,15 @@ def measured_basis(record: Record, summary: Summary) -> str:
     return "traced at full size"
 
 
-def _imported_text(record: Record) -> str:
-    """What of other_python at the peak is imported code, as a census counted it."""
-    peak = record.breakdowns.get(PEAK)
-    if peak is None or not peak.imported_code or not peak.imported_modules:
+def _imported_text(record: Record, moment: str = PEAK, of: str = "it") -> str:
+    """What of other_python at `moment` is imported code, as a census counted it: ", X of
+    `of` the code of the N modules imported during the work", or "" (traced, or none)."""
+    at = record.breakdowns.get(moment)
+    if at is None or not at.imported_code or not at.imported_modules:
         return ""
-    modules = "module" if peak.imported_modules == 1 else "modules"
-    return (f", {fmt_bytes(peak.imported_code)} of it the code of the "
-            f"{peak.imported_modules:,} {modules} imported during the work")
+    modules = "module" if at.imported_modules == 1 else "modules"
+    return (f", {fmt_bytes(at.imported_code)} of {of} the code of the "
+            f"{at.imported_modules:,} {modules} imported during the work")
 
 
 @rule(Section.CONTEXT)
