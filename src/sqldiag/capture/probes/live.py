@@ -1172,7 +1172,7 @@ class CensusProbe:
         misleads too: a census amid a burst (4,000 rows as dicts and tuples to insert)
         was chosen over one at a higher RSS that saw the load, nearly as large, that the
         program kept, and the peak held no ORM object. The code of modules imported
-        during the work is left out of what each found: it only grows, and 15 MB of
+        during the work is left out of what each found: it only grows, and 10 MB of
         SQLAlchemy's beside a load of 3 MB made the census after the load, at a higher
         RSS, nearly as large as the one that saw it."""
         best = self.highest
